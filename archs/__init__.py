@@ -1,0 +1,1 @@
+"""Backbones. TSN builds torchvision ResNets through ``archs.resnet.build_resnet``."""

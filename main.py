@@ -1,0 +1,241 @@
+"""Train and evaluate TSM / full-video clustering models: ``python main.py DATASET MODALITY [flags]``.
+
+Single process by default; ``torchrun --nproc_per_node N main.py ...`` trains data-parallel (gloo on the
+CPU, NCCL on CUDA). ``--evaluate --resume CKPT`` validates a checkpoint and prints its top-1.
+"""
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from opts import parse_args
+from ops import distributed as dist_utils
+from ops.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from ops.dataset import collate_videos
+from ops.dataset_config import return_dataset
+from ops.runtime import (adjust_learning_rate, build_dataset, build_model, select_device, set_seed,
+                         store_name)
+from ops.utils import AverageMeter, correct_topk
+
+
+class RunLog:
+    """Rank 0's text log (``log.csv`` as TSM) and TensorBoard scalars; a silent stub on other ranks."""
+
+    def __init__(self, folder: Optional[str]) -> None:
+        self.folder = folder
+        self.writer = SummaryWriter(log_dir=folder) if folder else None
+        self.file = open(os.path.join(folder, 'log.csv'), 'a') if folder else None
+
+    def line(self, text: str) -> None:
+        if self.file:
+            tqdm.write(text)
+            self.file.write(text + '\n')
+            self.file.flush()
+
+    def scalars(self, values: Dict[str, float], step: int) -> None:
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+        if self.file:
+            self.file.close()
+
+
+def autocast(args: argparse.Namespace, device: torch.device):
+    """Autocast context for ``--amp`` (a no-op context for ``none``)."""
+    dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def to_device(batch, device: torch.device, channels_last: bool):
+    frames, labels, lengths = batch[0], batch[1], batch[2]
+    frames = frames.to(device, non_blocking=True)
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    return frames, labels.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, start_iter: int,
+                    args: argparse.Namespace, device: torch.device, log: RunLog, save_fn) -> Dict[str, float]:
+    """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume)."""
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    losses, top1, top5 = AverageMeter(), AverageMeter(), AverageMeter()
+    skipped = 0
+    bar = tqdm(loader, desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
+               disable=not log.file, dynamic_ncols=True)
+    for i, batch in enumerate(bar, start=start_iter):
+        skipped += int(batch[3]) if len(batch) > 3 else 0
+        frames, labels, lengths = to_device(batch, device, args.channels_last)
+        with autocast(args, device):
+            output = model(frames, lengths)
+            loss = criterion(output.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if args.clip_gradient:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip_gradient)
+        scaler.step(optimizer)
+        scaler.update()
+        c1, c5 = correct_topk(output.detach(), labels, (1, 5))
+        n = labels.shape[0]
+        losses.update(loss.item(), n)
+        top1.update(c1.item() * 100.0 / n, n)
+        top5.update(c5.item() * 100.0 / n, n)
+        bar.set_postfix(loss=f'{losses.avg:.4f}', top1=f'{top1.avg:.2f}')
+        if i % args.print_freq == 0:
+            log.line(f'Epoch: [{epoch}][{i}/{start_iter + len(loader)}], lr: {optimizer.param_groups[-1]["lr"]:.5f}\t'
+                     f'Loss {losses.val:.4f} ({losses.avg:.4f})\tPrec@1 {top1.val:.3f} ({top1.avg:.3f})\t'
+                     f'Prec@5 {top5.val:.3f} ({top5.avg:.3f})')
+        if args.save_freq and (i + 1) % args.save_freq == 0 and i + 1 < start_iter + len(loader):
+            save_fn(epoch, i + 1)
+    if skipped:
+        log.line(f'Epoch {epoch}: {skipped} bad videos skipped (--on_bad_video skip)')
+    return {'loss': losses.avg, 'top1': top1.avg, 'top5': top5.avg}
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.device,
+             show: bool = True) -> Dict[str, float]:
+    """Top-1/top-5 (percent) and mean loss over the whole validation set, summed exactly across ranks."""
+    criterion = nn.CrossEntropyLoss(reduction='sum')
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top1 hits, top5 hits, count
+    for batch in tqdm(loader, desc='validate', disable=not show, dynamic_ncols=True):
+        frames, labels, lengths = to_device(batch, device, args.channels_last)
+        with autocast(args, device):
+            output = model(frames, lengths).float()
+        c1, c5 = correct_topk(output, labels, (1, 5))
+        totals += torch.stack([criterion(output, labels).double(), c1.double(), c5.double(),
+                               torch.tensor(float(labels.shape[0]), dtype=torch.float64, device=device)])
+    totals = dist_utils.all_reduce_sum(totals)
+    loss_sum, hits1, hits5, count = totals.tolist()
+    count = max(count, 1.0)
+    return {'top1': 100.0 * hits1 / count, 'top5': 100.0 * hits5 / count, 'loss': loss_sum / count,
+            'count': int(count)}
+
+
+def make_loader(dataset, args: argparse.Namespace, sampler, channels: int):
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
+        collate_fn=functools.partial(collate_videos, channels=channels),
+        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    args = parse_args(argv)
+    rank, world = dist_utils.init_from_env(args.device)
+    device = select_device(args.device)
+    set_seed(args.seed + rank)
+    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, train_list=args.train_list,
+                            val_list=args.val_list, image_tmpl=args.image_tmpl, start_index=args.start_index)
+    args.store_name = store_name(args)
+    is_main = rank == 0
+    model = build_model(args, config.num_class, print_spec=is_main)
+    if args.tune_from:
+        ckpt = load_checkpoint(args.tune_from)
+        load_model_weights(model, ckpt['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
+        if is_main:
+            print(f"=> fine-tuning from {args.tune_from}")
+    if args.pretrain == 'scratch' and not args.no_partialbn and is_main:
+        print("warning: partial BN freezes every BatchNorm but the first at its initial statistics; "
+              "from scratch you probably want --npb")
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.get_optim_policies(), args.lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+    start_epoch, start_iter, best_prec1 = args.start_epoch, 0, 0.0
+    if args.resume:
+        ckpt = load_checkpoint(args.resume, map_location='cpu')
+        load_model_weights(model, ckpt['state_dict'], args.resume)
+        if not args.evaluate:
+            if 'optimizer' in ckpt:
+                optimizer.load_state_dict(ckpt['optimizer'])
+            if ckpt.get('scaler'):
+                scaler.load_state_dict(ckpt['scaler'])
+            start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
+            best_prec1 = float(ckpt.get('best_prec1', 0.0))
+            set_rng_state(ckpt.get('rng'))
+        if is_main:
+            print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
+    net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if world > 1 else model
+
+    channels = model.sample_len
+    val_set = build_dataset(args, config, model, train=False)
+    val_loader = make_loader(val_set, args, dist_utils.EpochSampler(len(val_set), False, args.seed, rank, world,
+                                                                    pad=False), channels)
+    if args.evaluate:
+        result = validate(net, val_loader, args, device, show=is_main)
+        if is_main:
+            print(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
+                  f"Loss {result['loss']:.5f} ({result['count']} videos)")
+        dist_utils.cleanup()
+        return result
+
+    log_dir = os.path.join(args.root_log, args.store_name)
+    model_dir = os.path.join(args.root_model, args.store_name)
+    if is_main:
+        os.makedirs(log_dir, exist_ok=True)
+        os.makedirs(model_dir, exist_ok=True)
+        with open(os.path.join(log_dir, 'args.txt'), 'w') as f:
+            f.write(json.dumps(vars(args), indent=1, default=str) + '\n')
+    log = RunLog(log_dir if is_main else None)
+    log.line(' '.join(sys.argv if argv is None else ['main.py'] + list(argv)))
+    train_set = build_dataset(args, config, model, train=True)
+    train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, world, pad=True)
+
+    def save(epoch: int, iteration: int, is_best: bool = False) -> None:
+        if not is_main:
+            return
+        state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
+                 'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
+                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rng_state()}
+        save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
+        if is_best:
+            save_checkpoint(state, os.path.join(model_dir, 'ckpt.best.pth.tar'))
+
+    result = {}
+    for epoch in range(start_epoch, args.epochs):
+        lr = adjust_learning_rate(optimizer, args, epoch)
+        train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
+        loader = make_loader(train_set, args, train_sampler, channels)
+        t0 = time.time()
+        stats = train_one_epoch(net, loader, optimizer, scaler, epoch, start_iter, args, device, log,
+                                lambda e, it: save(e, it))
+        start_iter = 0
+        log.scalars({'loss/train': stats['loss'], 'acc/train_top1': stats['top1'],
+                     'acc/train_top5': stats['top5'], 'lr': lr, 'time/epoch_s': time.time() - t0}, epoch)
+        is_best = False
+        if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
+            result = validate(net, val_loader, args, device, show=is_main)
+            is_best = result['top1'] > best_prec1 or best_prec1 == 0.0
+            best_prec1 = max(result['top1'], best_prec1)
+            log.line(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
+                     f"Loss {result['loss']:.5f}")
+            log.line(f'Best Prec@1: {best_prec1:.3f}')
+            log.scalars({'loss/test': result['loss'], 'acc/test_top1': result['top1'],
+                         'acc/test_top5': result['top5'], 'acc/test_top1_best': best_prec1}, epoch)
+        save(epoch + 1, 0, is_best)
+    log.close()
+    dist_utils.cleanup()
+    result['best_prec1'] = best_prec1
+    return result
+
+
+if __name__ == '__main__':
+    main()

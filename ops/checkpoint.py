@@ -1,0 +1,126 @@
+"""Checkpoints: atomic writes, safe reads, TSM-compatible state dicts (DESIGN §5).
+
+A checkpoint is ``{'epoch', 'arch', 'state_dict', 'optimizer', 'best_prec1'}`` as in TSM, plus ``args``
+(the whole argument namespace as a dict), ``scaler`` (AMP), ``rng`` (random states) and ``iteration``
+(batches of ``epoch`` already done, for mid-epoch checkpoints). It is read with ``weights_only=True``: a
+file that would need to run pickled code is refused.
+"""
+import os
+import pickle
+import random
+import tempfile
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+
+
+def save_checkpoint(state: Dict[str, Any], path: str) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A run killed at any moment leaves either the previous file or the new one, never a torn file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth.tar', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; a bare state dict is wrapped as one."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: it needs to run pickled code, which weights_only loading forbids "
+            f"({str(err).splitlines()[0]}). If you trust the file, convert it once with "
+            f"`python tools/convert_checkpoint.py {path} OUT.pth.tar`, which keeps only tensors and "
+            f"plain values.") from err
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if isinstance(obj, dict) and 'state_dict' not in obj and all(torch.is_tensor(v) for v in obj.values()):
+        obj = {'state_dict': obj}
+    if not isinstance(obj, dict) or 'state_dict' not in obj:
+        raise CheckpointError(f"{path}: expected a dict with a 'state_dict' (TSM's layout), got {type(obj).__name__}")
+    return obj
+
+
+def strip_module_prefix(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Remove DataParallel/DDP's ``module.`` prefix (TSM's checkpoints carry it)."""
+    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+
+
+def load_model_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], path: str,
+                       drop_classifier_if_mismatch: bool = False) -> None:
+    """Load ``state_dict`` into ``model`` by name, strictly; errors name the file and the keys that differ.
+
+    With ``drop_classifier_if_mismatch`` (``--tune_from``), a ``new_fc`` of another class count is skipped
+    and stays freshly initialised.
+    """
+    state_dict = strip_module_prefix(state_dict)
+    own = model.state_dict()
+    if drop_classifier_if_mismatch:
+        for key in [k for k in state_dict if k.startswith('new_fc.')]:
+            if key in own and own[key].shape != state_dict[key].shape:
+                print(f"=> {path}: {key} has shape {tuple(state_dict[key].shape)}, the model "
+                      f"{tuple(own[key].shape)}: keeping the new classifier")
+                del state_dict[key]
+                own.pop(key)
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
+    if drop_classifier_if_mismatch:
+        missing = [k for k in missing if not k.startswith('new_fc.')]
+    if missing or unexpected or wrong:
+        def show(keys):
+            return ', '.join(keys[:6]) + (f' ... ({len(keys)} in all)' if len(keys) > 6 else '')
+        parts = ([f"missing in the file: {show(missing)}"] if missing else []) + \
+                ([f"not in the model: {show(unexpected)}"] if unexpected else []) + \
+                ([f"shape mismatch: {show(wrong)}"] if wrong else [])
+        raise CheckpointError(f"{path}: checkpoint does not match the model ({'; '.join(parts)}). "
+                              f"Check --arch, --shift/--shift_place, --modality and the class count.")
+    model.load_state_dict(state_dict, strict=not drop_classifier_if_mismatch)
+
+
+def rng_state() -> Dict[str, Any]:
+    """Random states of python, numpy and torch, in a form ``weights_only`` loading accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+             'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                       'has_gauss': int(has_gauss), 'gauss': float(gauss)}}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Optional[Dict[str, Any]]) -> None:
+    """Restore what ``rng_state`` saved (missing parts are left alone)."""
+    if not state:
+        return
+    if 'python' in state:
+        v, internal, gauss = state['python']
+        random.setstate((v, tuple(internal), gauss))
+    if 'torch' in state:
+        torch.set_rng_state(state['torch'].cpu())
+    if 'numpy' in state:
+        n = state['numpy']
+        np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])

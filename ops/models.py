@@ -1,0 +1,260 @@
+"""TSN with temporal shift (TSM) and full-video temporal clustering (Liu et al., CVPR 2021, Fig. 2).
+
+Constructor keywords and parameter names follow TSM's ``ops/models.py`` so that TSM checkpoints load by
+name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flow of ``forward``:
+
+    (N, T*C, H, W) -> stem + layers up to ``cluster_after`` on N*T frames (shift over T)
+                   -> TemporalClustering: N*T -> N*G       (skipped with cluster='none', G = T)
+                   -> remaining layers on N*G (shift over G) -> pool, dropout, new_fc -> consensus over G
+"""
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+from torch.nn.init import constant_, normal_
+
+from archs.resnet import build_resnet
+from ops.basic_ops import ConsensusModule
+from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, set_temporal_context
+
+LAYERS = ('layer1', 'layer2', 'layer3', 'layer4')
+CLUSTER_METHODS = ('none', 'uniform', 'slope', 'cumulative')
+
+
+class TSN(nn.Module):
+    """Temporal Segment Network with TSM shifts and optional temporal clustering.
+
+    Args (TSM's): num_class, num_segments (frames sampled with cluster='none'; clusters G otherwise),
+        modality ('RGB' or 'Flow'), base_model (resnet18/34/50/101), new_length, consensus_type, dropout,
+        partial_bn (freeze every BatchNorm but the first in train mode), pretrain ('imagenet'|'scratch'),
+        is_shift, shift_div, shift_place, temporal_pool, fc_lr5.
+    Args (ours): cluster ('none'|'uniform'|'slope'|'cumulative'), num_frames (frames per video entering
+        the stem when clustering: an int, 'all' or None), cluster_after ('layer1'|'layer2'|'layer3'),
+        chunk_frames (run the layers before the clustering point in chunks of this many frames with
+        recomputation; 0 = off).
+    """
+
+    def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
+                 new_length: Optional[int] = None, consensus_type: str = 'avg', before_softmax: bool = True,
+                 dropout: float = 0.8, img_feature_dim: int = 256, crop_num: int = 1,
+                 partial_bn: bool = True, print_spec: bool = False, pretrain: str = 'imagenet',
+                 is_shift: bool = False, shift_div: int = 8, shift_place: str = 'blockres',
+                 fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
+                 cluster: str = 'none', num_frames: Union[int, str, None] = None,
+                 cluster_after: str = 'layer1', chunk_frames: int = 0) -> None:
+        super().__init__()
+        if modality not in ('RGB', 'Flow'):
+            raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
+        if non_local:
+            raise NotImplementedError("non_local blocks are not part of this project")
+        if not before_softmax and consensus_type != 'avg':
+            raise ValueError("only the avg consensus is supported after softmax")
+        if cluster not in CLUSTER_METHODS:
+            raise ValueError(f"cluster {cluster!r}: expected one of {CLUSTER_METHODS}")
+        if cluster_after not in LAYERS[:3]:
+            raise ValueError(f"cluster_after {cluster_after!r}: expected layer1, layer2 or layer3")
+        if cluster != 'none' and temporal_pool:
+            raise ValueError("temporal_pool cannot be combined with temporal clustering")
+        self.num_class = num_class
+        self.num_segments = num_segments
+        self.modality = modality
+        self.arch = base_model
+        self.new_length = new_length or (1 if modality == 'RGB' else 5)
+        self.consensus_type = consensus_type
+        self.before_softmax = before_softmax
+        self.dropout = dropout
+        self.crop_num = crop_num
+        self.pretrain = pretrain
+        self.is_shift = is_shift
+        self.shift_div = shift_div
+        self.shift_place = shift_place
+        self.fc_lr5 = fc_lr5
+        self.temporal_pool = temporal_pool
+        self.cluster = cluster
+        self.num_frames = num_frames
+        self.cluster_after = cluster_after
+        self.chunk_frames = chunk_frames
+        self._enable_pbn = partial_bn
+
+        self._prepare_base_model(base_model)
+        feature_dim = self.base_model.fc.in_features
+        self.base_model.fc = nn.Dropout(p=dropout)  # TSM keeps the name; the classifier is new_fc
+        self.new_fc = nn.Linear(feature_dim, num_class)
+        normal_(self.new_fc.weight, 0, 0.001)
+        constant_(self.new_fc.bias, 0)
+        if modality == 'Flow':
+            self._construct_flow_model()
+        self.consensus = ConsensusModule(consensus_type)
+        if not before_softmax:
+            self.softmax = nn.Softmax(dim=-1)
+        self.clustering = None
+        if cluster != 'none':
+            from ops.clustering import TemporalClustering
+            self.clustering = TemporalClustering(cluster, num_segments)
+        # Shift/pool modules per layer, so forward can tell each stage its temporal length.
+        self._temporal: Dict[str, List[nn.Module]] = {
+            name: [m for m in getattr(self.base_model, name).modules()
+                   if isinstance(m, (TemporalShift, TemporalPool))] for name in LAYERS}
+        self.train()  # apply partial BN now, so requires_grad already matches the optimizer policies
+        if print_spec:
+            print(self.spec())
+
+    # ----------------------------------------------------------------------------------- construction
+    def _prepare_base_model(self, base_model: str) -> None:
+        self.base_model = build_resnet(base_model, self.pretrain)
+        if self.is_shift:
+            make_temporal_shift(self.base_model, self.num_segments, n_div=self.shift_div,
+                                place=self.shift_place, temporal_pool=self.temporal_pool)
+        self.base_model.last_layer_name = 'fc'
+        self.input_size = 224
+        self.input_mean = [0.485, 0.456, 0.406]
+        self.input_std = [0.229, 0.224, 0.225]
+        if self.modality == 'Flow':
+            self.input_mean = [0.5]
+            self.input_std = [0.226]
+
+    def _construct_flow_model(self) -> None:
+        """First conv takes 2*new_length flow channels, initialised from the mean RGB kernel (TSN)."""
+        conv = self.base_model.conv1
+        kernel = conv.weight.data.mean(dim=1, keepdim=True).expand(-1, 2 * self.new_length, -1, -1)
+        new_conv = nn.Conv2d(2 * self.new_length, conv.out_channels, conv.kernel_size, conv.stride,
+                             conv.padding, bias=conv.bias is not None)
+        new_conv.weight.data = kernel.contiguous()
+        self.base_model.conv1 = new_conv
+
+    def spec(self) -> str:
+        """A short description of the network, printed at start-up as TSM does."""
+        temporal = (f"{self.cluster} clustering after {self.cluster_after}: {self.num_frames} frames -> "
+                    f"{self.num_segments} clusters" if self.clustering is not None
+                    else f"{self.num_segments} segments")
+        return (f"TSN: {self.arch} {self.modality}, {temporal}, shift={self.is_shift}"
+                f"{f' (1/{self.shift_div}, {self.shift_place})' if self.is_shift else ''}, "
+                f"consensus={self.consensus_type}, dropout={self.dropout}, classes={self.num_class}")
+
+    # ------------------------------------------------------------------------------------- training
+    def train(self, mode: bool = True) -> 'TSN':
+        """Partial BN (TSN): in training, every BatchNorm but the first keeps its statistics and affine."""
+        super().train(mode)
+        if self._enable_pbn and mode:
+            count = 0
+            for m in self.base_model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    count += 1
+                    if count >= 2:
+                        m.eval()
+                        m.weight.requires_grad_(False)
+                        m.bias.requires_grad_(False)
+        return self
+
+    def partialBN(self, enable: bool) -> None:  # noqa: N802 (TSM's name)
+        self._enable_pbn = enable
+
+    def get_optim_policies(self) -> List[dict]:
+        """TSM's parameter groups with learning-rate and weight-decay multipliers.
+
+        first conv: lr x5 for Flow, else x1; biases lr x2 and no decay; BatchNorm no decay (only the first
+        BN when partial BN is on, the others are frozen); new_fc lr x5 / bias x10 with ``fc_lr5``.
+        Every trainable parameter lands in exactly one group.
+        """
+        groups = {k: [] for k in ('first_conv_weight', 'first_conv_bias', 'normal_weight', 'normal_bias',
+                                  'lr5_weight', 'lr10_bias', 'bn')}
+        conv_cnt, bn_cnt = 0, 0
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                conv_cnt += 1
+                ps = list(m.parameters(recurse=False))
+                prefix = 'first_conv' if conv_cnt == 1 else 'normal'
+                groups[f'{prefix}_weight'].append(ps[0])
+                if len(ps) == 2:
+                    groups[f'{prefix}_bias'].append(ps[1])
+            elif isinstance(m, nn.Linear):
+                ps = list(m.parameters(recurse=False))
+                late = self.fc_lr5 and m is self.new_fc
+                groups['lr5_weight' if late else 'normal_weight'].append(ps[0])
+                if len(ps) == 2:
+                    groups['lr10_bias' if late else 'normal_bias'].append(ps[1])
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)):
+                bn_cnt += 1
+                if not self._enable_pbn or bn_cnt == 1:
+                    groups['bn'].extend(m.parameters(recurse=False))
+            elif len(list(m.parameters(recurse=False))) > 0:
+                raise ValueError(f"no optimizer policy for module type {type(m).__name__}")
+        flow = self.modality == 'Flow'
+        mults = {'first_conv_weight': (5 if flow else 1, 1), 'first_conv_bias': (10 if flow else 2, 0),
+                 'normal_weight': (1, 1), 'normal_bias': (2, 0), 'bn': (1, 0),
+                 'lr5_weight': (5, 1), 'lr10_bias': (10, 0)}
+        return [{'params': ps, 'lr_mult': mults[k][0], 'decay_mult': mults[k][1], 'name': k}
+                for k, ps in groups.items()]
+
+    # -------------------------------------------------------------------------------------- forward
+    @property
+    def sample_len(self) -> int:
+        return (3 if self.modality == 'RGB' else 2) * self.new_length
+
+    def early_layers(self) -> List[str]:
+        """The layers that run on every input frame (up to and including the clustering point)."""
+        if self.clustering is None:
+            return []
+        return list(LAYERS[:LAYERS.index(self.cluster_after) + 1])
+
+    def run_early(self, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Stem and the early layers on (N*t, C, H, W) frames, shifting over t frames."""
+        bm = self.base_model
+        x = bm.maxpool(bm.relu(bm.bn1(bm.conv1(x))))
+        for name in self.early_layers():
+            set_temporal_context(self._temporal[name], t, lengths)
+            x = getattr(bm, name)(x)
+        return x
+
+    def run_late(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The remaining layers, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores."""
+        bm = self.base_model
+        for name in LAYERS[len(self.early_layers()):]:
+            set_temporal_context(self._temporal[name], t)
+            x = getattr(bm, name)(x)
+            if self.temporal_pool and name == 'layer2':
+                t //= 2
+        x = torch.flatten(bm.avgpool(x), 1)
+        return self.new_fc(bm.fc(x))
+
+    def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None,
+                no_reshape: bool = False) -> torch.Tensor:
+        """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
+
+        With clustering, T is the number of frames of the (padded) batch and ``lengths`` marks the padding;
+        without, T must equal ``num_segments`` (callers fold extra crops or clips into N).
+        """
+        n = input.shape[0]
+        x = input.view((-1, self.sample_len) + input.shape[-2:])
+        t_in = x.shape[0] // n
+        if self.clustering is None:
+            if t_in != self.num_segments:
+                raise ValueError(f"input has {t_in} frames per video; expected num_segments="
+                                 f"{self.num_segments} (fold extra clips or crops into the batch)")
+            t = self.num_segments
+            x = self.run_late(self.run_early(x, t), t)
+        else:
+            lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
+            if self.chunk_frames and self.chunk_frames < t_in:
+                from ops.chunked import chunked_cluster
+                x = chunked_cluster(self, x, t_in, lengths_, self.chunk_frames)
+            else:
+                x = self.clustering(self.run_early(x, t_in, lengths_), num_frames=t_in, lengths=lengths_)
+            t = self.num_segments
+            x = self.run_late(x, t)
+        if no_reshape:
+            return x
+        if not self.before_softmax:
+            x = self.softmax(x)
+        t_out = t // 2 if (self.is_shift and self.temporal_pool) else t
+        x = x.view((-1, t_out) + x.shape[1:])
+        return self.consensus(x).squeeze(1)
+
+    # ------------------------------------------------------------------------------ data properties
+    @property
+    def crop_size(self) -> int:
+        return self.input_size
+
+    @property
+    def scale_size(self) -> int:
+        return self.input_size * 256 // 224

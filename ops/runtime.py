@@ -1,0 +1,123 @@
+"""What main.py and the tools share: run names, device and seed, the model and learning-rate schedule."""
+import argparse
+import math
+import os
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ops.models import TSN
+
+
+def store_name(args: argparse.Namespace) -> str:
+    """TSM's run name (``TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50``) plus the clustering."""
+    if args.store_name:
+        return args.store_name
+    parts = ['TSM', args.dataset, args.modality, args.arch]
+    if args.shift:
+        parts += [f'shift{args.shift_div}', args.shift_place]
+    if args.temporal_pool:
+        parts.append('tpool')
+    parts.append(args.consensus_type)
+    if args.cluster != 'none':
+        parts.append(f'{args.cluster}{args.num_segments}_frames{args.frames}')
+        if args.cluster_after != 'layer1':
+            parts.append(f'after{args.cluster_after}')
+    else:
+        parts.append(f'segment{args.num_segments}')
+    parts.append(f'e{args.epochs}')
+    name = '_'.join(parts)
+    if args.pretrain != 'imagenet':
+        name += f'_{args.pretrain}'
+    if args.lr_type != 'step':
+        name += f'_{args.lr_type}'
+    if args.dense_sample:
+        name += '_dense'
+    if args.suffix is not None:
+        name += f'_{args.suffix}'
+    return name
+
+
+def select_device(choice: str) -> torch.device:
+    """``auto``: CUDA when there is one; ``cuda`` without a GPU is an error, not a silent fallback."""
+    if choice == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    if choice == 'cpu' or (choice == 'auto' and not torch.cuda.is_available()):
+        return torch.device('cpu')
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    torch.cuda.set_device(local_rank)
+    return torch.device('cuda', local_rank)
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch; deterministic kernels where torch offers them."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True) -> TSN:
+    """The TSN that a training command with these arguments trains."""
+    return TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
+               consensus_type=args.consensus_type, dropout=args.dropout, img_feature_dim=args.img_feature_dim,
+               partial_bn=not args.no_partialbn, pretrain=args.pretrain, is_shift=args.shift,
+               shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
+               non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
+               cluster_after=args.cluster_after, chunk_frames=args.chunk_frames, print_spec=print_spec)
+
+
+def learning_rate(args: argparse.Namespace, epoch: float) -> float:
+    """TSM's schedule: ``step`` divides by 10 at each of ``lr_steps``; ``cos`` anneals to 0 over ``epochs``."""
+    if args.lr_type == 'step':
+        return args.lr * 0.1 ** sum(epoch >= s for s in args.lr_steps)
+    return 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
+
+
+def adjust_learning_rate(optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: float) -> float:
+    """Set every group's lr and weight decay from the schedule and the group's multipliers."""
+    lr = learning_rate(args, epoch)
+    for group in optimizer.param_groups:
+        group['lr'] = lr * group.get('lr_mult', 1)
+        group['weight_decay'] = args.weight_decay * group.get('decay_mult', 1)
+    return lr
+
+
+def frames_per_video(args: argparse.Namespace) -> Optional[int]:
+    """Frames one video contributes to the input: F when clustering with an integer F, else num_segments."""
+    if args.cluster == 'none':
+        return args.num_segments * (1 if args.modality == 'RGB' else 5)
+    return args.frames if isinstance(args.frames, int) else None
+
+
+def build_transform(args: argparse.Namespace, model: TSN, train: bool, flip: bool):
+    """Group transforms as TSM: multi-scale crop (+ flip) for training, resize + centre crop for validation."""
+    import torchvision
+
+    from ops import transforms as T
+    if train:
+        crop = T.train_augmentation(args.img_size, flip=flip)
+    else:
+        crop = T.val_transform(args.scale_size, args.img_size)
+    return torchvision.transforms.Compose([
+        crop, T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
+        T.GroupNormalize(model.input_mean, model.input_std)])
+
+
+def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, transform=None):
+    """The training or validation ``VideoDataset`` of a run (frames per video as the flags say)."""
+    from ops.dataset import VideoDataset
+    if transform is None:
+        transform = build_transform(args, model, train, flip=not config.direction_sensitive)
+    return VideoDataset(
+        config.root_path, config.train_list if train else config.val_list,
+        num_segments=args.num_segments, new_length=model.new_length, modality=args.modality,
+        image_tmpl=config.image_tmpl, start_index=config.start_index, transform=transform,
+        random_shift=train, test_mode=False, dense_sample=args.dense_sample,
+        twice_sample=args.twice_sample and not train,
+        frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
+        video_source=config.video_source, on_bad_video=args.on_bad_video)

@@ -1,0 +1,97 @@
+"""ops/models.py: shapes, TSM parameter names, optimizer policies, partial BN."""
+import pytest
+import torch
+import torch.nn as nn
+
+from ops.models import TSN
+
+
+@pytest.mark.parametrize('arch', ['resnet18', 'resnet50'])
+@pytest.mark.parametrize('shift', [False, True])
+def test_output_shape(arch, shift):
+    torch.manual_seed(0)
+    model = TSN(5, 4, 'RGB', base_model=arch, pretrain='scratch', is_shift=shift).eval()
+    out = model(torch.randn(3, 4 * 3, 32, 32))
+    assert out.shape == (3, 5)
+    assert torch.isfinite(out).all()
+
+
+def test_identity_consensus_keeps_segments():
+    model = TSN(5, 4, 'RGB', base_model='resnet18', pretrain='scratch', consensus_type='identity').eval()
+    assert model(torch.randn(2, 12, 32, 32)).shape == (2, 4, 5)
+
+
+def test_temporal_pool_and_block_shift_shapes():
+    model = TSN(3, 8, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True,
+                shift_place='block', temporal_pool=True).eval()
+    assert model(torch.randn(2, 24, 32, 32)).shape == (2, 3)
+
+
+def test_flow_model_takes_stacked_flow():
+    model = TSN(3, 2, 'Flow', base_model='resnet18', pretrain='scratch').eval()
+    assert model.base_model.conv1.in_channels == 10
+    assert model(torch.randn(2, 2 * 10, 32, 32)).shape == (2, 3)
+
+
+def test_tsm_parameter_names():
+    model = TSN(4, 8, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True)
+    keys = set(model.state_dict())
+    assert 'base_model.layer1.0.conv1.net.weight' in keys
+    assert {'new_fc.weight', 'new_fc.bias'} <= keys
+    assert not any(k.startswith('base_model.fc.') for k in keys)  # fc is TSM's dropout
+
+
+def test_wrong_frame_count_is_an_error():
+    model = TSN(4, 8, 'RGB', base_model='resnet18', pretrain='scratch')
+    with pytest.raises(ValueError, match='num_segments=8'):
+        model(torch.randn(1, 4 * 3, 32, 32))
+
+
+@pytest.mark.parametrize('partial_bn', [True, False])
+@pytest.mark.parametrize('modality,fc_lr5', [('RGB', False), ('Flow', True)])
+def test_optim_policies_cover_every_trainable_parameter_once(partial_bn, modality, fc_lr5):
+    model = TSN(4, 2, modality, base_model='resnet50', pretrain='scratch', is_shift=True,
+                partial_bn=partial_bn, fc_lr5=fc_lr5)
+    model.train()
+    groups = model.get_optim_policies()
+    ids = [id(p) for g in groups for p in g['params']]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    by_name = {g['name']: g for g in groups}
+    assert by_name['first_conv_weight']['lr_mult'] == (5 if modality == 'Flow' else 1)
+    assert by_name['normal_bias']['decay_mult'] == 0 and by_name['bn']['decay_mult'] == 0
+    assert (id(model.new_fc.weight) in {id(p) for p in by_name['lr5_weight']['params']}) == fc_lr5
+
+
+def test_partial_bn_freezes_all_but_the_first_batchnorm():
+    model = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='scratch', partial_bn=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns[0].training and bns[0].weight.requires_grad
+    assert all(not m.training and not m.weight.requires_grad for m in bns[1:])
+    running = bns[1].running_mean.clone()
+    model(torch.randn(2, 6, 32, 32))
+    assert torch.equal(bns[1].running_mean, running)
+
+
+def test_pretrained_imagenet_fails_clearly_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))  # empty cache
+
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr('torch.hub.load_state_dict_from_url', no_network)
+    with pytest.raises(RuntimeError, match='--pretrain scratch'):
+        TSN(4, 2, 'RGB', base_model='resnet18', pretrain='imagenet')
+
+
+def test_pretrained_imagenet_loads_from_the_local_cache(tmp_path, monkeypatch):
+    import torchvision
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    folder = tmp_path / 'hub' / 'checkpoints'
+    folder.mkdir(parents=True)
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(weights=None)
+    torch.save(source.state_dict(), folder / weights.url.rsplit('/', 1)[-1])
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    model = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='imagenet', is_shift=True)
+    assert torch.equal(model.base_model.layer1[0].conv1.net.weight, source.layer1[0].conv1.weight)
