@@ -77,7 +77,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
     bar = tqdm(loader, desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
                disable=not log.file, dynamic_ncols=True)
     for i, batch in enumerate(bar, start=start_iter):
-        skipped += int(batch[3]) if len(batch) > 3 else 0
+        skipped += int(batch[3])
+        if batch[1].numel() == 0:  # every video of the batch was skipped (--on_bad_video skip)
+            continue
         frames, labels, lengths = to_device(batch, device, args.channels_last)
         with autocast(args, device):
             output = model(frames, lengths)
@@ -114,6 +116,8 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top1 hits, top5 hits, count
     for batch in tqdm(loader, desc='validate', disable=not show, dynamic_ncols=True):
+        if batch[1].numel() == 0:
+            continue
         frames, labels, lengths = to_device(batch, device, args.channels_last)
         with autocast(args, device):
             output = model(frames, lengths).float()
@@ -131,7 +135,7 @@ def make_loader(dataset, args: argparse.Namespace, sampler, channels: int):
     return torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
         pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
-        collate_fn=functools.partial(collate_videos, channels=channels),
+        collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
         persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
 
 
@@ -141,7 +145,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     device = select_device(args.device)
     set_seed(args.seed + rank)
     config = return_dataset(args.dataset, args.modality, root_path=args.root_path, train_list=args.train_list,
-                            val_list=args.val_list, image_tmpl=args.image_tmpl, start_index=args.start_index)
+                            val_list=args.val_list, image_tmpl=args.image_tmpl, start_index=args.start_index,
+                            video_source=args.video_source)
     args.store_name = store_name(args)
     is_main = rank == 0
     model = build_model(args, config.num_class, print_spec=is_main)

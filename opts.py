@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--channels_last', default=False, action='store_true', help="channels-last memory layout")
     parser.add_argument('--image_tmpl', default=None, type=str, help="frame file name template, e.g. 'img_{:05d}.jpg'")
     parser.add_argument('--start_index', default=None, type=int, help="number of the first frame file")
+    parser.add_argument('--video_source', default=None, choices=['frames', 'video'],
+                        help="read frame folders or decode video files (default: the data set's)")
     parser.add_argument('--on_bad_video', default='error', choices=['error', 'skip'])
     parser.add_argument('--sync_bn', default=False, action='store_true', help="SyncBatchNorm under torchrun")
     parser.add_argument('--save_freq', default=0, type=int,

@@ -111,6 +111,7 @@ def build_transform(args: argparse.Namespace, model: TSN, train: bool, flip: boo
 def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, transform=None):
     """The training or validation ``VideoDataset`` of a run (frames per video as the flags say)."""
     from ops.dataset import VideoDataset
+    from ops.transforms import train_decode_size
     if transform is None:
         transform = build_transform(args, model, train, flip=not config.direction_sensitive)
     return VideoDataset(
@@ -120,4 +121,5 @@ def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, tra
         random_shift=train, test_mode=False, dense_sample=args.dense_sample,
         twice_sample=args.twice_sample and not train,
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
-        video_source=config.video_source, on_bad_video=args.on_bad_video)
+        video_source=config.video_source, on_bad_video=args.on_bad_video,
+        decode_size=train_decode_size(args.img_size) if train else args.scale_size)
