@@ -95,3 +95,35 @@ def test_pretrained_imagenet_loads_from_the_local_cache(tmp_path, monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     model = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='imagenet', is_shift=True)
     assert torch.equal(model.base_model.layer1[0].conv1.net.weight, source.layer1[0].conv1.weight)
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_clustering_with_g_equal_f_is_plain_tsm(method):
+    torch.manual_seed(0)
+    plain = TSN(4, 6, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True).eval()
+    ours = TSN(4, 6, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True, cluster=method,
+               num_frames=6).eval()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6 * 3, 32, 32)
+    assert torch.allclose(plain(x), ours(x), atol=1e-5)
+
+
+def test_clustered_model_gives_gradient_to_every_frame():
+    torch.manual_seed(0)
+    model = TSN(4, 3, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True, cluster='cumulative',
+                num_frames=12, partial_bn=False)
+    x = torch.randn(2, 12 * 3, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    per_frame = x.grad.view(2, 12, -1).abs().sum(-1)
+    assert (per_frame > 0).all()
+
+
+def test_clustered_model_ignores_padding_frames():
+    torch.manual_seed(0)
+    model = TSN(4, 3, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True, cluster='slope',
+                num_frames='all').eval()
+    short = torch.randn(1, 7 * 3, 32, 32)
+    padded = torch.cat([short, torch.randn(1, 3 * 3, 32, 32) * 10], dim=1)
+    a = model(short, torch.tensor([7]))
+    b = model(padded, torch.tensor([7]))
+    assert torch.allclose(a, b, atol=1e-5)

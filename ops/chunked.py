@@ -1,0 +1,104 @@
+"""Clustering for videos too long to keep every frame's activations (``--chunk_frames K``).
+
+The stem and the layers before the clustering point are the cost of using all frames (they run on every
+frame). Here they run on chunks of K frames, twice:
+
+1. without gradient, chunk by chunk, keeping only the packed sign codes of each frame (1 bit per
+   activation) to compute the neighbour Hamming distances and the assignment (paper Sec. 3.3);
+2. with gradient, chunk by chunk, each chunk reduced at once to its contribution to the cluster means
+   under activation recomputation (``torch.utils.checkpoint``): backward re-runs one chunk at a time.
+
+So activation memory before the clustering point grows with K, not with the number of frames.
+
+Exactness: a temporal shift mixes neighbouring frames, so each chunk is computed with a halo of as many
+frames on each side as there are shifted blocks before the clustering point, and the halo is dropped.
+Outputs and gradients then equal the unchunked path whenever BatchNorm uses running statistics (eval mode,
+or frozen by partial BN, TSM's default, except for the first BN). A BatchNorm in training mode normalises
+each chunk with the chunk's own statistics, like a smaller batch, and recomputation updates its running
+statistics twice per step.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from ops.clustering import cluster_weights, cumulative_assign, hamming_from_codes, sign_codes, slope_assign, \
+    uniform_assign
+from ops.temporal_shift import TemporalShift
+
+
+def shift_halo(model: nn.Module) -> int:
+    """Frames of context a chunk needs on each side: one per temporal shift before the clustering point."""
+    return sum(isinstance(m, TemporalShift) for name in model.early_layers()
+               for m in getattr(model.base_model, name).modules())
+
+
+def _window(frames: torch.Tensor, lengths: Optional[torch.Tensor], start: int, stop: int, halo: int):
+    """Frames [start-halo, stop+halo) clipped to the video, with lengths relative to the window."""
+    t = frames.shape[1]
+    lo, hi = max(0, start - halo), min(t, stop + halo)
+    win_len = None if lengths is None else (lengths - lo).clamp(min=1, max=hi - lo)
+    return frames[:, lo:hi], win_len, start - lo, hi - lo
+
+
+def _early(model: nn.Module, win: torch.Tensor, win_len: Optional[torch.Tensor], offset: int, k: int) -> torch.Tensor:
+    """Early layers on a window (N, W, C, H, W') -> activations of its K central frames (N, K, C', H', W')."""
+    n, w = win.shape[:2]
+    y = model.run_early(win.reshape(n * w, *win.shape[2:]), w, win_len)
+    return y.view(n, w, *y.shape[1:])[:, offset:offset + k]
+
+
+def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor],
+                    chunk: int) -> torch.Tensor:
+    """Early layers + clustering of ``model`` in chunks of ``chunk`` frames.
+
+    Args:
+        model: a ``TSN`` with clustering.
+        x: (N*T, C, H, W) input frames.
+        t: frames per video T.
+        lengths: (N,) real frame counts or None.
+        chunk: frames per chunk K.
+
+    Returns:
+        (N*G, C', H', W') cluster means, as ``model.clustering(model.run_early(x, t, lengths), t, lengths)``.
+    """
+    clustering = model.clustering
+    g = clustering.num_clusters
+    n = x.shape[0] // t
+    frames = x.view(n, t, *x.shape[1:])
+    halo = shift_halo(model)
+    starts = list(range(0, t, chunk))
+
+    with torch.no_grad():
+        if clustering.method == 'uniform':
+            assign = uniform_assign(n, t, g, lengths, device=x.device)
+        else:
+            codes, num_bits = [], 0
+            for s in starts:
+                win, win_len, off, _ = _window(frames, lengths, s, min(t, s + chunk), halo)
+                y = _early(model, win, win_len, off, min(chunk, t - s))
+                num_bits = y[0, 0].numel()
+                codes.append(sign_codes(y))
+            dist = hamming_from_codes(torch.cat(codes, dim=1), num_bits, lengths)
+            rule = cumulative_assign if clustering.method == 'cumulative' else slope_assign
+            assign = rule(dist, g, lengths)
+        clustering.last_assign = assign
+        weights = cluster_weights(assign, g, lengths)  # (N, G, T)
+
+    frame_shape = {}
+
+    def part(win: torch.Tensor, w: torch.Tensor, win_len: Optional[torch.Tensor], off: int, k: int) -> torch.Tensor:
+        y = _early(model, win, win_len, off, k)
+        frame_shape['chw'] = tuple(y.shape[2:])
+        return torch.bmm(w.to(y.dtype), y.reshape(n, k, -1))
+
+    total = None
+    for s in starts:
+        k = min(chunk, t - s)
+        win, win_len, off, _ = _window(frames, lengths, s, s + k, halo)
+        w = weights[:, :, s:s + k]
+        out = checkpoint(part, win, w, win_len, off, k, use_reentrant=False) if torch.is_grad_enabled() \
+            else part(win, w, win_len, off, k)
+        total = out if total is None else total + out
+    return total.view(n * g, *frame_shape['chw'])

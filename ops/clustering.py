@@ -1,0 +1,296 @@
+"""Temporal clustering and aggregation of frame activations (paper Sec. 3.3, Figs. 2-3).
+
+The T frames of a video are grouped into G contiguous clusters using the Hamming distance
+between the signs of neighbouring frames' activations; each cluster is replaced by the mean of
+its frames, so the layers after it run on G frames instead of T (DESIGN.md section 3).
+
+Conventions shared by every function here:
+  * ``x`` is ``(N, T, ...)``: N videos, T frames (after padding), any per-frame shape;
+    D = prod(...). Everything is batched over videos on ``x``'s device, without a host sync.
+  * ``lengths`` is an int64 tensor ``(N,)`` on the same device with ``1 <= lengths <= T``
+    (not checked: checking would sync), or None for "every video has T frames". Frames
+    ``i >= L`` are padding: they enter no distance and no mean, get no gradient, and are
+    assigned cluster G-1 so that every row of an assignment stays non-decreasing.
+  * An assignment is ``(N, T)`` int64, the cluster id of each frame. For L >= G it is
+    non-decreasing, 0 at frame 0, G-1 at frame L-1, and no cluster is empty.
+  * L < G (a video shorter than the number of clusters): frames are repeated evenly, cluster g
+    takes frame ``floor(g * L / G)``. The assignment records one cluster each frame fills:
+    frame i gets ``ceil(i * G / L)`` (the first cluster repeating it), except that the last
+    frame gets G-1 (when L >= 2), so the row still starts at 0 and ends at G-1. The clusters
+    between are left empty in the assignment and ``aggregate`` fills every empty cluster g
+    with frame ``floor(g * L / G)``, which are exactly the repeats.
+  * Empty clusters of the cumulative rule (a jump larger than one share of the total): with
+    ``b_g`` the first frame of cluster g (g = 1..G-1), boundaries are fixed in temporal order,
+    each moved the least that keeps every cluster before it non-empty and leaves one frame for
+    each cluster after it: ``b_g <- min(max(b_g, b_{g-1} + 1), L - G + g)``. So the frames just
+    after a large jump become the clusters the jump skipped; boundaries only move left when
+    the jump is so close to the end of the video that the later clusters would not fit.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+METHODS = ('uniform', 'slope', 'cumulative')
+_PACK_MSB_FIRST = sum(2 ** (63 - 9 * j) for j in range(8)) - 2 ** 64  # 0x8040201008040201 as int64
+
+
+def _lengths_or_full(lengths: Tensor | None, n: int, t: int, device: torch.device) -> Tensor:
+    if lengths is None:
+        return torch.full((n,), t, dtype=torch.long, device=device)
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def sign_codes(x: Tensor) -> Tensor:
+    """Binarize activations by sign and pack 8 bits per byte (paper Sec. 3.3, "binarize").
+
+    Bit j of a frame is ``x.flatten()[j] > 0``; bits are packed most significant bit first,
+    as ``numpy.packbits``, and the last byte is padded with zero bits.
+
+    Args:
+        x: ``(N, T, ...)`` activations of any floating dtype.
+
+    Returns:
+        ``(N, T, ceil(D / 8))`` uint8 codes.
+    """
+    n, t = x.shape[:2]
+    bits = (x > 0).reshape(n, t, -1).view(torch.uint8)  # one byte, 0 or 1, per activation
+    if bits.shape[-1] % 8:
+        bits = F.pad(bits, (0, -bits.shape[-1] % 8))
+    # Gather each 8 bytes into one byte in a single pass: in the (little-endian) int64 word byte j
+    # holds its bit at 8j; times sum_j 2**(63 - 9j) moves it to bit 63 - j, no two partial
+    # products share a bit, and the product wraps modulo 2**64 (in place: no extra memory).
+    words = bits.view(torch.int64).mul_(_PACK_MSB_FIRST).bitwise_right_shift_(56)
+    return words.to(torch.uint8)
+
+
+def neighbour_hamming(x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """Hamming distance between the signs of neighbouring frames (paper Sec. 3.3, Eq. 8 terms).
+
+    ``d_k = H(x_k, x_{k+1}) / D``, computed as xor of the packed codes and a popcount table.
+
+    Args:
+        x: ``(N, T, ...)`` activations (float16/bfloat16/float32).
+        lengths: ``(N,)`` int64 real frames per video, or None.
+
+    Returns:
+        ``(N, T-1)`` float32 fraction of differing sign bits in [0, 1]; 0 where ``k >= L-1``.
+    """
+    return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
+
+
+def hamming_from_codes(codes: Tensor, num_bits: int, lengths: Tensor | None = None) -> Tensor:
+    """``neighbour_hamming`` from packed codes: ``(N, T, B)`` uint8 -> ``(N, T-1)`` float32.
+
+    Used directly when the codes were computed chunk by chunk (``ops/chunked.py``).
+
+    Args:
+        codes: ``(N, T, ceil(num_bits / 8))`` uint8 from ``sign_codes``.
+        num_bits: D, the number of activations per frame.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+    """
+    n, t = codes.shape[:2]
+    differ = codes[:, 1:] ^ codes[:, :-1]
+    table = _popcount_table(codes.device)
+    counts = table.index_select(0, differ.reshape(-1).int()).reshape(differ.shape).sum(-1)
+    length = _lengths_or_full(lengths, n, t, codes.device)
+    k = torch.arange(t - 1, device=codes.device)
+    # Divide by a device tensor: CUDA would multiply by the rounded reciprocal of a Python
+    # scalar, and distances must be bit-identical on every device (ties decide the clusters).
+    dist = counts.float() / torch.full((), num_bits, dtype=torch.float32, device=codes.device)
+    return torch.where(k < (length - 1)[:, None], dist, 0.0)
+
+
+def _popcount_table(device: torch.device) -> Tensor:
+    """``(256,)`` uint8: number of set bits of each byte, built on ``device`` (no host copy)."""
+    byte = torch.arange(256, device=device)
+    return ((byte[:, None] >> torch.arange(8, device=device)) & 1).sum(1).to(torch.uint8)
+
+
+def _short_and_padding(assign: Tensor, length: Tensor, num_clusters: int) -> Tensor:
+    """Overrides the rows with L < G by the even repetition, and the padding frames by G-1."""
+    g, t = num_clusters, assign.shape[1]
+    i = torch.arange(t, device=assign.device)
+    last = length[:, None]
+    first_fill = (i * g + last - 1) // last  # ceil(i * G / L): first cluster that repeats frame i
+    short = torch.where((i == last - 1) & (last > 1), g - 1, first_fill)
+    assign = torch.where(last < g, short, assign)
+    return torch.where(i >= last, g - 1, assign)
+
+
+def _assign_from_boundaries(first: Tensor, length: Tensor, t: int, num_clusters: int) -> Tensor:
+    """``(N, G-1)`` first frame of clusters 1..G-1 (non-decreasing) -> ``(N, T)`` assignment.
+
+    Moves the boundaries the least needed so that no cluster is empty (module docstring):
+    a cummax over ``b_g - g`` (with ``b_0 = 0``) pushes each boundary just past the one before,
+    then ``b_g <= L - G + g`` leaves one frame for each later cluster.
+    """
+    g = torch.arange(1, num_clusters, device=first.device)
+    slack = torch.cat([first.new_zeros(first.shape[0], 1), first - g], 1)
+    first = slack.cummax(1).values[:, 1:] + g
+    first = torch.minimum(first, (length - num_clusters)[:, None] + g)
+    i = torch.arange(t, device=first.device)
+    assign = (i[None, :, None] >= first[:, None, :]).sum(-1)
+    return _short_and_padding(assign, length, num_clusters)
+
+
+def uniform_assign(N: int, T: int, G: int, lengths: Tensor | None = None,
+                   device: torch.device | str | None = None) -> Tensor:
+    """Uniform grouping into equal chunks (paper Sec. 4, "Ours-uniform").
+
+    Frame i of a video of length L goes to ``floor(i * G / L)``.
+
+    Args:
+        N, T, G: videos, frames per video (after padding), clusters.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+        device: where to build the assignment when ``lengths`` is None.
+
+    Returns:
+        ``(N, T)`` int64 assignment.
+    """
+    device = lengths.device if lengths is not None else device
+    length = _lengths_or_full(lengths, N, T, device)
+    i = torch.arange(T, device=device)
+    return _short_and_padding(i * G // length[:, None], length, G)
+
+
+def cumulative_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """Cumulative clustering (paper Sec. 3.3, Eq. 8, Fig. 3 dashed lines).
+
+    ``C_0 = 0``, ``C_i = d_0 + ... + d_{i-1}``; frame i goes to
+    ``min(G-1, floor(G * C_i / C_{L-1}))``, i.e. the total distance is cut into G equal shares.
+    Empty clusters are fixed as in the module docstring; ``C_{L-1} = 0`` gives uniform.
+    Sums are in float64 and the floor is taken as the exact comparison ``G*C_i >= g*C_{L-1}``,
+    so a frame exactly on a share boundary starts the next cluster.
+
+    Args:
+        dist: ``(N, T-1)`` neighbour distances (``neighbour_hamming``).
+        G: number of clusters.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+
+    Returns:
+        ``(N, T)`` int64 assignment.
+    """
+    n, t = dist.shape[0], dist.shape[1] + 1
+    length = _lengths_or_full(lengths, n, t, dist.device)
+    cum = F.pad(dist.double().cumsum(1), (1, 0))  # (N, T): C_i; padding d_k only reach i >= L
+    total = cum.gather(1, (length - 1)[:, None])  # (N, 1): C_{L-1}
+    g = torch.arange(1, G, device=dist.device)
+    real = torch.arange(t, device=dist.device) < length[:, None]
+    # frame i lies in a cluster < g, the floor of Eq. 8 as an exact comparison
+    before = (G * cum[:, :, None] < g * total[:, :, None]) & real[:, :, None]
+    assign = _assign_from_boundaries(before.sum(1), length, t, G)
+    return torch.where(total > 0, assign, uniform_assign(n, t, G, length))
+
+
+def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """Slope clustering (paper Sec. 3.3, Fig. 3 green lines).
+
+    Cut after the G-1 largest ``d_k`` (``k < L-1``; ties: the earlier k); clusters are the
+    runs between cuts.
+
+    Args:
+        dist: ``(N, T-1)`` neighbour distances (``neighbour_hamming``).
+        G: number of clusters.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+
+    Returns:
+        ``(N, T)`` int64 assignment.
+    """
+    n, t = dist.shape[0], dist.shape[1] + 1
+    length = _lengths_or_full(lengths, n, t, dist.device)
+    k = torch.arange(t - 1, device=dist.device)
+    key = torch.where(k < (length - 1)[:, None], dist, float('-inf'))
+    key = F.pad(key, (0, max(0, G - t)), value=float('-inf'))  # T < G: every row is short anyway
+    # A stable descending sort keeps equal distances in temporal order: ties go to the earlier k.
+    cuts = key.sort(dim=1, descending=True, stable=True).indices[:, :G - 1]
+    return _assign_from_boundaries(cuts.sort(dim=1).values + 1, length, t, G)
+
+
+def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """Mean of the raw activations of each cluster's frames (paper Sec. 3.3, Eq. 4).
+
+    Padding frames get weight 0 (so no gradient; they must be finite, as 0 * inf = nan). A
+    cluster with no frame, which only happens for L < G, takes frame ``floor(g * L / G)``.
+    Computed as one batched matmul with the ``(N, G, T)`` averaging weights.
+
+    Args:
+        x: ``(N, T, ...)`` activations.
+        assign: ``(N, T)`` int64 cluster ids in [0, G).
+        G: number of clusters.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+
+    Returns:
+        ``(N, G, ...)`` cluster means, in ``x``'s dtype, differentiable w.r.t. ``x``.
+    """
+    n, t = x.shape[:2]
+    weight = cluster_weights(assign, G, lengths)
+    out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
+    return out.reshape(n, G, *x.shape[2:])
+
+
+def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """The averaging weights of ``aggregate``: ``(N, T)`` assignment -> ``(N, G, T)`` float32.
+
+    Row g holds 1/|cluster g| on the cluster's real frames (0 on padding); an empty cluster
+    (only for L < G) holds 1 on frame ``floor(g * L / G)``.
+    """
+    n, t = assign.shape
+    length = _lengths_or_full(lengths, n, t, assign.device)
+    i = torch.arange(t, device=assign.device)
+    g = torch.arange(G, device=assign.device)
+    member = (assign[:, None, :] == g[None, :, None]) & (i < length[:, None])[:, None, :]
+    count = member.sum(-1, keepdim=True)
+    repeat = i[None, None, :] == (g[None, :] * length[:, None] // G)[:, :, None]
+    return torch.where(count > 0, member / count.clamp(min=1), repeat.float())
+
+
+class TemporalClustering(nn.Module):
+    """Clusters N*T frames into N*G (paper Fig. 2): ``(N*T, C, H, W) -> (N*G, C, H, W)``.
+
+    The assignment is computed without gradient; the mean carries gradient to every real
+    frame. ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
+    """
+
+    def __init__(self, method: str, num_clusters: int):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
+                             f"expected one of {METHODS}")
+        if num_clusters < 1:
+            raise ValueError(f"ops/clustering.py: num_clusters must be >= 1, got {num_clusters}")
+        self.method = method
+        self.num_clusters = num_clusters
+        self.last_assign: Tensor | None = None
+
+    def _split(self, x: Tensor, num_frames: int) -> Tensor:
+        if x.shape[0] % num_frames:
+            raise ValueError(f"ops/clustering.py: batch of {x.shape[0]} frames is not a "
+                             f"multiple of num_frames={num_frames}")
+        return x.reshape(x.shape[0] // num_frames, num_frames, *x.shape[1:])
+
+    def assign(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
+        """``(N*T, C, H, W)`` activations -> ``(N, T)`` int64 cluster ids, without gradient."""
+        with torch.no_grad():
+            video = self._split(x.detach(), num_frames)
+            n, t, g = video.shape[0], video.shape[1], self.num_clusters
+            if self.method == 'uniform':
+                assign = uniform_assign(n, t, g, lengths, device=x.device)
+            else:
+                dist = neighbour_hamming(video, lengths)
+                rule = cumulative_assign if self.method == 'cumulative' else slope_assign
+                assign = rule(dist, g, lengths)
+        self.last_assign = assign.detach()
+        return assign
+
+    def forward(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
+        """``(N*T, C, H, W)`` -> ``(N*G, C, H, W)``: each cluster replaced by its mean."""
+        assign = self.assign(x, num_frames, lengths)
+        out = aggregate(self._split(x, num_frames), assign, self.num_clusters, lengths)
+        return out.reshape(-1, *x.shape[1:])
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, num_clusters={self.num_clusters}"

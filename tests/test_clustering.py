@@ -1,0 +1,343 @@
+"""Tests of ops/clustering.py against per-video Python references written from DESIGN.md §3."""
+import itertools
+import math
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ops.clustering import (TemporalClustering, aggregate, cumulative_assign, neighbour_hamming,
+                            sign_codes, slope_assign, uniform_assign)
+
+ASSIGNERS = {'cumulative': cumulative_assign, 'slope': slope_assign}
+
+
+# ---------------------------------------------------------------- per-video references (loops)
+
+def ref_short(L, G):
+    """L < G: frame i -> ceil(i*G/L), the last frame -> G-1 (module docstring)."""
+    a = [-(-i * G // L) for i in range(L)]
+    if L >= 2:
+        a[-1] = G - 1
+    return a
+
+
+def ref_from_cuts(starts, L):
+    """Sorted first frames of clusters 1..G-1 -> assignment of the L real frames."""
+    return [sum(1 for s in starts if s <= i) for i in range(L)]
+
+
+def ref_least_move(b, L, G):
+    """Brute force: among all strictly increasing boundary sequences in [1, L-1], the one whose
+    displacements (|b'_1 - b_1|, |b'_2 - b_2|, ...) are lexicographically smallest."""
+    return min(itertools.combinations(range(1, L), G - 1),
+               key=lambda s: tuple(abs(x - y) for x, y in zip(s, b)))
+
+
+def ref_uniform(L, G):
+    return ref_short(L, G) if L < G else [i * G // L for i in range(L)]
+
+
+def ref_cumulative(d, L, G):
+    if L < G:
+        return ref_short(L, G)
+    c = [Fraction(0)]
+    for k in range(L - 1):
+        c.append(c[-1] + Fraction(float(d[k])))
+    if c[-1] == 0:
+        return ref_uniform(L, G)
+    raw = [min(G - 1, math.floor(G * ci / c[-1])) for ci in c]
+    b = [sum(1 for a in raw if a < g) for g in range(1, G)]
+    return ref_from_cuts(ref_least_move(b, L, G), L)
+
+
+def ref_slope(d, L, G):
+    if L < G:
+        return ref_short(L, G)
+    order = sorted(range(L - 1), key=lambda k: (-float(d[k]), k))
+    return ref_from_cuts(sorted(k + 1 for k in order[:G - 1]), L)
+
+
+def ref_raw_has_empty(d, L, G):
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(d[:L - 1], dtype=np.float64))])
+    if L < G or c[-1] == 0:
+        return False
+    raw = np.minimum(G - 1, np.floor(G * c / c[-1])).astype(int)
+    return len(set(raw.tolist())) < G
+
+
+def random_dist(gen, n, t):
+    kind = torch.randint(4, (1,), generator=gen).item()
+    if kind == 0:  # smooth
+        return torch.rand(n, t - 1, generator=gen)
+    if kind == 1:  # quantised: many ties
+        return torch.randint(0, 4, (n, t - 1), generator=gen).float() / 4
+    if kind == 2:  # sparse spikes: jumps larger than one share
+        spikes = torch.rand(n, t - 1, generator=gen) < 0.2
+        return torch.where(spikes, torch.rand(n, t - 1, generator=gen), 0.0)
+    return torch.rand(n, t - 1, generator=gen) ** 8  # heavy-tailed
+
+
+def check_properties(a, L, G, T):
+    real, pad = a[:L], a[L:]
+    assert all(p == G - 1 for p in pad), a
+    assert all(x <= y for x, y in zip(real, real[1:])), a
+    assert real[0] == 0, a
+    if L >= G:
+        assert real[-1] == G - 1 and set(real) == set(range(G)), a
+    else:
+        assert all(x < y for x, y in zip(real, real[1:])), a
+        assert L == 1 or real[-1] == G - 1, a
+
+
+# ---------------------------------------------------------------- assignments
+
+def test_random_assignments_match_references_and_properties():
+    gen = torch.Generator().manual_seed(0)
+    fixes = 0
+    for _ in range(150):
+        n = 4
+        t = int(torch.randint(1, 13, (1,), generator=gen))
+        G = int(torch.randint(1, 7, (1,), generator=gen))
+        lengths = torch.randint(1, t + 1, (n,), generator=gen)
+        dist = random_dist(gen, n, t)
+        out = {name: fn(dist, G, lengths) for name, fn in ASSIGNERS.items()}
+        out['uniform'] = uniform_assign(n, t, G, lengths)
+        for row in range(n):
+            L, d = int(lengths[row]), dist[row].tolist()
+            refs = {'cumulative': ref_cumulative(d, L, G), 'slope': ref_slope(d, L, G),
+                    'uniform': ref_uniform(L, G)}
+            fixes += ref_raw_has_empty(d, L, G)
+            for name, a in out.items():
+                assert a.dtype == torch.int64 and a.shape == (n, t)
+                got = a[row].tolist()
+                assert got[:L] == refs[name], (name, L, G, d)
+                check_properties(got, L, G, t)
+    assert fixes > 20  # the empty-cluster repair was exercised against the brute force
+
+
+def test_slope_recovers_planted_change_points():
+    gen = torch.Generator().manual_seed(1)
+    dist = torch.rand(3, 19, generator=gen) * 0.1
+    dist[:, [4, 9, 15]] = 0.9
+    expected = [0] * 5 + [1] * 5 + [2] * 6 + [3] * 4
+    assert (slope_assign(dist, 4) == torch.tensor(expected)).all()
+
+
+def test_cumulative_recovers_equally_spaced_equal_jumps():
+    dist = torch.zeros(2, 19)
+    dist[:, [3, 8, 13]] = 0.3  # not a dyadic number: exactness of the share boundaries matters
+    expected = [0] * 4 + [1] * 5 + [2] * 5 + [3] * 6
+    assert (cumulative_assign(dist, 4) == torch.tensor(expected)).all()
+
+
+@pytest.mark.parametrize('h', [0.1, 0.3, 0.7, 0.9, 1 / 3, 1 / 7])
+@pytest.mark.parametrize('G', [4, 5, 7, 16])
+def test_cumulative_constant_distance_cuts_exactly_on_shares(h, G):
+    # C_i = i*h, L-1 = 3G steps: frame i -> min(G-1, i // 3); float division would misplace
+    # frames lying exactly on a share boundary (e.g. h=0.3, G=7).
+    got = cumulative_assign(torch.full((1, 3 * G), h), G)[0].tolist()
+    assert got == [min(G - 1, i // 3) for i in range(3 * G + 1)]
+
+
+@pytest.mark.parametrize('dist, expected', [
+    ([0, 0, 0, 0.9, 0, 0, 0, 0, 0.1], [0, 0, 0, 0, 1, 2, 3, 3, 3, 3]),  # pushed right
+    ([0, 0, 0, 0, 0, 0, 0, 0, 1.0], [0] * 7 + [1, 2, 3]),                # near the end: moved left
+    ([1.0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 2] + [3] * 7),               # at the start
+])
+def test_cumulative_jump_larger_than_one_share(dist, expected):
+    assert cumulative_assign(torch.tensor([dist]), 4)[0].tolist() == expected
+
+
+def test_zero_distance_is_uniform():
+    lengths = torch.tensor([10, 7, 3, 1])
+    got = cumulative_assign(torch.zeros(4, 9), 4, lengths)
+    assert (got == uniform_assign(4, 10, 4, lengths)).all()
+    assert got[0].tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+
+
+def test_slope_ties_go_to_earlier_k():
+    assert slope_assign(torch.tensor([[0.5, 0.2, 0.5, 0.5]]), 3)[0].tolist() == [0, 1, 1, 2, 2]
+    assert slope_assign(torch.zeros(1, 7), 4)[0].tolist() == [0, 1, 2, 3, 3, 3, 3, 3]
+    gen = torch.Generator().manual_seed(6)
+    dist = torch.randint(0, 3, (2, 199), generator=gen).float() / 2  # long rows of many ties
+    got = slope_assign(dist, 16)
+    for row in range(2):
+        assert got[row].tolist() == ref_slope(dist[row].tolist(), 200, 16)
+
+
+def test_uniform_is_equal_chunks():
+    for L, G in [(12, 4), (16, 8), (32, 16), (8, 8), (5, 1)]:
+        assert uniform_assign(1, L, G)[0].tolist() == [i // (L // G) for i in range(L)]
+
+
+def test_short_videos_repeat_frames_evenly():
+    # L = 2, G = 5: cluster g takes frame floor(2g/5) -> frames 0, 0, 0, 1, 1
+    x = torch.arange(6.).reshape(1, 6, 1) * 10
+    lengths = torch.tensor([2])
+    for name in ['uniform', 'slope', 'cumulative']:
+        a = (uniform_assign(1, 6, 5, lengths) if name == 'uniform'
+             else ASSIGNERS[name](torch.rand(1, 5), 5, lengths))
+        assert aggregate(x, a, 5, lengths).flatten().tolist() == [0, 0, 0, 10, 10], name
+    # every L < G, also with T < G: cluster g is frame floor(g*L/G)
+    T, G = 4, 7
+    lengths = torch.tensor([1, 2, 3, 4])
+    x = torch.arange(T * 4.).reshape(4, T, 1)
+    dist = torch.rand(4, T - 1)
+    for a in [slope_assign(dist, G, lengths), cumulative_assign(dist, G, lengths),
+              uniform_assign(4, T, G, lengths)]:
+        out = aggregate(x, a, G, lengths)[..., 0]
+        for row, L in enumerate(lengths.tolist()):
+            assert out[row].tolist() == [x[row, g * L // G, 0].item() for g in range(G)]
+
+
+# ---------------------------------------------------------------- distances
+
+@pytest.mark.parametrize('shape', [(2, 3, 5, 3), (2, 3, 8, 4, 2), (1, 2, 1)])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_sign_codes_match_numpy_packbits(shape, layout):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, generator=gen)
+    x.view(-1)[::5] = 0.0  # zero is not > 0
+    if layout == 'channels_last' and x.dim() == 5:
+        x = x.flatten(0, 1).to(memory_format=torch.channels_last).unflatten(0, shape[:2])
+    expected = np.packbits(x.reshape(*shape[:2], -1).numpy() > 0, axis=-1)
+    got = sign_codes(x)
+    assert got.dtype == torch.uint8 and got.shape == expected.shape
+    assert (got.numpy() == expected).all()
+
+
+def test_neighbour_hamming_is_fraction_of_differing_signs():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 6, 4, 5, 7, generator=gen)
+    lengths = torch.tensor([6, 4, 1])
+    s = x.reshape(3, 6, -1).numpy() > 0
+    expected = (s[:, 1:] != s[:, :-1]).mean(-1)
+    expected[1, 3:] = 0
+    expected[2, :] = 0
+    got = neighbour_hamming(x, lengths)
+    assert got.dtype == torch.float32 and got.shape == (3, 5)
+    counts = (s[:, 1:] != s[:, :-1]).sum(-1).astype(np.float32)
+    assert (got.numpy()[0] == counts[0] / np.float32(140)).all()  # correctly rounded division
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    assert ((got >= 0) & (got <= 1)).all()
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_low_precision_inputs(dtype):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2 * 9, 8, 3, 3, generator=gen).to(dtype)
+    lengths = torch.tensor([9, 6])
+    ref = neighbour_hamming(x.float().reshape(2, 9, 8, 3, 3), lengths)
+    got = neighbour_hamming(x.reshape(2, 9, 8, 3, 3), lengths)
+    assert got.dtype == torch.float32 and torch.equal(got, ref)
+    for method in ['uniform', 'slope', 'cumulative']:
+        module = TemporalClustering(method, 4)
+        out = module(x, 9, lengths)
+        assert out.dtype == dtype and out.shape == (8, 8, 3, 3)
+        expected = module(x.float(), 9, lengths)
+        torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+
+
+# ---------------------------------------------------------------- aggregation and padding
+
+def test_aggregate_equals_hand_computed_mean():
+    x = torch.tensor([[[1., 2.], [3., 4.], [5., 6.], [7., 8.], [9., 10.], [99., 99.]]])
+    assign = torch.tensor([[0, 0, 1, 2, 2, 2]])
+    out = aggregate(x, assign, 3, torch.tensor([5]))  # frame 5 is padding
+    assert out.tolist() == [[[2., 3.], [5., 6.], [8., 9.]]]
+    out = aggregate(x, assign, 3)  # without lengths frame 5 is real
+    torch.testing.assert_close(out, torch.tensor([[[2., 3.], [5., 6.], [115 / 3, 39.]]]))
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_padding_is_ignored(method):
+    gen = torch.Generator().manual_seed(4)
+    T, G, lengths = 11, 4, [11, 7, 4, 2]
+    videos = [torch.randn(L, 6, 3, 3, generator=gen) for L in lengths]
+    padded = torch.randn(len(lengths), T, 6, 3, 3, generator=gen) * 5  # garbage padding
+    for row, v in enumerate(videos):
+        padded[row, :len(v)] = v
+    module = TemporalClustering(method, G)
+    lengths_t = torch.tensor(lengths)
+    out = module(padded.reshape(-1, 6, 3, 3), T, lengths_t).reshape(len(lengths), G, 6, 3, 3)
+    batch_assign = module.last_assign
+    dist = neighbour_hamming(padded, lengths_t)
+    for row, v in enumerate(videos):
+        L = len(v)
+        alone = module(v, L)
+        torch.testing.assert_close(out[row], alone.reshape(G, 6, 3, 3))
+        assert torch.equal(batch_assign[row, :L], module.last_assign[0])
+        assert (batch_assign[row, L:] == G - 1).all()
+        torch.testing.assert_close(dist[row, :L - 1], neighbour_hamming(v[None])[0])
+        assert (dist[row, L - 1:] == 0).all()
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_gradient_reaches_every_real_frame_only(method):
+    gen = torch.Generator().manual_seed(5)
+    T, G, lengths = 10, 4, torch.tensor([10, 6, 3])
+    x = torch.randn(3 * T, 2, 2, 2, generator=gen, requires_grad=True)
+    module = TemporalClustering(method, G)
+    module(x, T, lengths).sum().backward()
+    grad = x.grad.reshape(3, T, -1)
+    a = module.last_assign
+    assert not a.requires_grad
+    for row, L in enumerate(lengths.tolist()):
+        sizes = Counter(a[row, :L].tolist())
+        for i in range(T):
+            if i >= L:
+                expected = 0.0
+            elif L >= G:
+                expected = 1.0 / sizes[a[row, i].item()]
+            else:  # frame i is repeated in every cluster g with floor(g*L/G) == i
+                expected = float(sum(1 for g in range(G) if g * L // G == i))
+            assert (grad[row, i] == expected).all(), (row, i)
+        assert (grad[row, :L] != 0).all()
+
+
+# ---------------------------------------------------------------- batching and the module
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(method, n):
+    gen = torch.Generator().manual_seed(n)
+    T, G = 12, 4
+    x = torch.randn(n * T, 16, 3, 3, generator=gen, requires_grad=True)
+    lengths = torch.randint(1, T + 1, (n,), generator=gen)
+    with OpCounter() as counter:
+        TemporalClustering(method, G)(x, T, lengths).sum().backward()
+    return counter.ops
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_op_count_does_not_depend_on_batch_size(method):
+    small, large = count_ops(method, 2), count_ops(method, 8)
+    assert small == large
+    syncs = {'aten._local_scalar_dense.default', 'aten.nonzero.default', 'aten.item.default'}
+    assert not syncs & set(small)
+
+
+def test_module_contract():
+    with pytest.raises(ValueError, match='unknown clustering method'):
+        TemporalClustering('kmeans', 4)
+    module = TemporalClustering('cumulative', 8)
+    assert 'cumulative' in repr(module) and 'num_clusters=8' in repr(module)
+    with pytest.raises(ValueError, match='multiple of num_frames'):
+        module(torch.randn(10, 2, 2, 2), 3)
+    x = torch.randn(2 * 8, 2, 2, 2)
+    assert torch.equal(module(x, 8), x)  # G == T: every frame is its own cluster
+    one = TemporalClustering('slope', 1)
+    torch.testing.assert_close(one(x, 8), x.reshape(2, 8, 2, 2, 2).mean(1))
+    assert one.last_assign.shape == (2, 8) and (one.last_assign == 0).all()
