@@ -74,13 +74,21 @@ def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional
         if clustering.method == 'uniform':
             assign = uniform_assign(n, t, g, lengths, device=x.device)
         else:
-            codes, num_bits = [], 0
+            # Distances chunk by chunk, carrying only the last frame's codes across a border, so
+            # that nothing of size T x D is ever held (memory stays flat in the video length).
+            dists, prev = [], None
             for s in starts:
-                win, win_len, off, _ = _window(frames, lengths, s, min(t, s + chunk), halo)
-                y = _early(model, win, win_len, off, min(chunk, t - s))
-                num_bits = y[0, 0].numel()
-                codes.append(sign_codes(y))
-            dist = hamming_from_codes(torch.cat(codes, dim=1), num_bits, lengths)
+                k = min(chunk, t - s)
+                win, win_len, off, _ = _window(frames, lengths, s, s + k, halo)
+                y = _early(model, win, win_len, off, k)
+                codes = sign_codes(y)
+                if prev is not None:
+                    codes = torch.cat([prev, codes], dim=1)  # the pair (s-1, s) crosses the border
+                dists.append(hamming_from_codes(codes, y[0, 0].numel()))
+                prev = codes[:, -1:]
+            dist = torch.cat(dists, dim=1)  # (N, T-1)
+            if lengths is not None:
+                dist = torch.where(torch.arange(t - 1, device=x.device) < (lengths - 1)[:, None], dist, 0.0)
             rule = cumulative_assign if clustering.method == 'cumulative' else slope_assign
             assign = rule(dist, g, lengths)
         clustering.last_assign = assign

@@ -1,0 +1,50 @@
+"""tools/benchmark.py: every configuration name builds, and a tiny run produces the table and its keys."""
+import pytest
+
+from tools.benchmark import build_parser, config_argv, config_names, run
+from tools.profile_model import frames_per_input, parse_profile_args
+
+KEYS = ('name', 'frames', 'clusters', 'activation_mb', 'saved_mb', 'recompute_mb', 'input_mb', 'step_ms',
+        'videos_per_s', 'cluster_ms', 'assign_ms', 'cluster_share', 'cuda_peak_mb')
+
+
+def test_every_config_name_parses_as_a_training_command():
+    opts = build_parser().parse_args(['--frames', '24'])
+    names = config_names(8)
+    assert len(names) == 15 and 'tsm-all' in names and 'slope-16+chunk' in names
+    for name in names:
+        args = parse_profile_args(config_argv(name, opts))
+        assert frames_per_input(args) == {'tsm-8': 8, 'tsm-16': 16}.get(name, 24)
+        assert args.chunk_frames == (8 if name.endswith('+chunk') else 0)
+
+
+def test_tiny_run_gives_rows_ratios_and_markdown(tmp_path):
+    out = tmp_path / 'bench.md'
+    res = run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+               '--chunk_frames', '4', '--configs', 'tsm-all', 'cumulative-8', 'cumulative-8+chunk',
+               '--long', '--long_frames', '16', '48', '--out', str(out)])
+    rows = {r['name']: r for r in res['rows']}
+    for row in rows.values():
+        assert all(key in row for key in KEYS)
+        assert row['videos_per_s'] > 0
+    assert rows['tsm-all']['frames'] == 16 and res['ref'] is rows['tsm-all']
+    assert rows['cumulative-8']['cluster_share'] is not None and rows['tsm-all']['cluster_share'] is None
+    assert rows['cumulative-8+chunk']['activation_mb'] < rows['cumulative-8']['activation_mb']
+    short, long_ = res['long']
+    assert long_['frames'] == 48 and long_['activation_mb'] < 1.25 * short['activation_mb']
+    text = out.read_text()
+    assert '| tsm-all |' in text and 'long videos' in text
+
+
+def test_unknown_config_is_an_error():
+    with pytest.raises(SystemExit, match='unknown --configs'):
+        run(['--configs', 'tsm-7', '--device', 'cpu'])
+
+
+def test_reference_is_measured_when_not_chosen():
+    res = run(['--img_size', '32', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+               '--configs', 'tsm-8'])
+    ref, tsm8 = res['ref'], res['rows'][0]
+    assert ref['name'] == 'tsm-all' and ref['step_ms'] is None  # memory only
+    assert tsm8['activation_mb'] == pytest.approx(ref['activation_mb'] / 2, rel=1e-3)  # linear in frames
+    assert '| tsm-8 |' in res['markdown']

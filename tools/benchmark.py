@@ -1,0 +1,252 @@
+"""Training-step speed and memory of TSM-8/16/all and ours-{uniform,slope,cumulative}-{8,16}, +/- chunking.
+
+    python tools/benchmark.py                                  # CPU-sized: resnet18, 112 px, batch 1, 32 frames
+    python tools/benchmark.py --img_size 224 --batch 8 --device cuda --amp bf16 --long --out bench.md
+
+Each configuration is the model main.py builds from the same flags (built through tools/profile_model.py),
+trained on random frames: median step time after --warmup steps (forward, backward, SGD step) as videos/s;
+activation memory per video (tools/profile_model.activation_memory: bytes saved for backward, + the largest
+recomputed chunk with chunking; input frames excluded); on CUDA the true step peak; each as a ratio to
+TSM-all (TSM on all F frames). The clustering's share of a step is timed in separate steps with hooks
+(synchronised): TemporalClustering's forward (assignment + mean) and its assignment alone; with chunking,
+the assignment functions ops/chunked.py calls (sign codes, distances, rule, weights) and, apart, its
+no-gradient pass of the early layers that feeds them. --long adds frames F = 32, 128, 512, 1024 at G = 8 with
+chunking: memory, and time with --time_long. It prints figures and asserts nothing about speed.
+MB = 1e6 bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import torch
+
+if __package__ in (None, ''):  # run as a script: make the project's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ops.runtime import select_device  # noqa: E402
+from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
+    parse_profile_args, train_step  # noqa: E402
+
+METHODS = ('uniform', 'slope', 'cumulative')
+LONG_FRAMES = (32, 128, 512, 1024)
+
+
+def config_names(chunk: int) -> List[str]:
+    """All configuration names: tsm-8, tsm-16, tsm-all, <method>-<G> and, with chunk > 0, <method>-<G>+chunk."""
+    ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
+    return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
+
+
+def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
+    """main.py's arguments for a configuration name (``frames`` overrides --frames)."""
+    f = frames or opts.frames
+    argv = ['move4mnist', 'RGB', '--arch', opts.arch, '--img_size', str(opts.img_size), '--shift',
+            '--pretrain', 'scratch', '--device', opts.device, '--amp', opts.amp, '-b', str(opts.batch)]
+    base, _, chunk = name.partition('+')
+    kind, _, g = base.partition('-')
+    if kind == 'tsm':
+        argv += ['--num_segments', str(f if g == 'all' else int(g))]
+    else:
+        argv += ['--cluster', kind, '--num_segments', g, '--frames', str(f)]
+        if chunk:
+            argv += ['--chunk_frames', str(opts.chunk_frames)]
+    return argv + shlex.split(opts.model_args)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def clustering_timers(model: torch.nn.Module, device: torch.device) -> Iterator[Dict[str, float]]:
+    """Accumulates seconds spent in the clustering (``cluster``), its assignment (``assign``) and, with
+    chunking, the no-gradient pass of the early layers that feeds the assignment (``assign_pass``)."""
+    acc = {'cluster': 0.0, 'assign': 0.0, 'assign_pass': 0.0}
+    patched = []
+
+    def timed(fn, key, only_no_grad=False):
+        def wrapper(*a, **kw):
+            if only_no_grad and torch.is_grad_enabled():
+                return fn(*a, **kw)
+            _sync(device)
+            t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            _sync(device)
+            acc[key] += time.perf_counter() - t0
+            return out
+        return wrapper
+
+    clustering = model.clustering
+    if clustering is not None:
+        clustering.forward = timed(clustering.forward, 'cluster')  # instance attributes shadow the methods
+        clustering.assign = timed(clustering.assign, 'assign')
+        patched += [(clustering, 'forward', None), (clustering, 'assign', None)]
+    if clustering is not None and model.chunk_frames:
+        import ops.chunked as chunked
+        for fname in ('sign_codes', 'hamming_from_codes', 'cumulative_assign', 'slope_assign', 'uniform_assign',
+                      'cluster_weights'):
+            if hasattr(chunked, fname):
+                patched.append((chunked, fname, getattr(chunked, fname)))
+                setattr(chunked, fname, timed(getattr(chunked, fname), 'assign'))
+        if hasattr(chunked, '_early'):
+            patched.append((chunked, '_early', chunked._early))
+            chunked._early = timed(chunked._early, 'assign_pass', only_no_grad=True)
+    try:
+        yield acc
+    finally:
+        for obj, attr, orig in patched:
+            if orig is None:
+                delattr(obj, attr)
+            else:
+                setattr(obj, attr, orig)
+
+
+def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool = True) -> Dict[str, object]:
+    """One configuration: memory per video, and (``time_it``) median step time and clustering share."""
+    args = parse_profile_args(argv)
+    device = select_device(args.device)
+    model, x, lengths = make_model_and_input(args, device)
+    n = x.shape[0]
+    mem = activation_memory(model, x, lengths, args.amp)
+    row: Dict[str, object] = {'name': name, 'frames': x.shape[1] // model.sample_len,
+                              'clusters': args.num_segments, 'chunk_frames': args.chunk_frames,
+                              'activation_mb': mem['peak_estimate'] / n / MB, 'saved_mb': mem['saved'] / n / MB,
+                              'recompute_mb': mem['recompute'] / n / MB, 'input_mb': mem['input'] / n / MB,
+                              'cuda_peak_mb': None, 'step_ms': None, 'videos_per_s': None,
+                              'cluster_ms': None, 'assign_ms': None, 'assign_pass_ms': None, 'cluster_share': None,
+                              'argv': ' '.join(argv)}
+    if device.type == 'cuda':
+        row['cuda_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
+    if not time_it:
+        return row
+    optimizer = make_optimizer(model, args)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+    labels = torch.zeros(n, dtype=torch.long, device=device)
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        train_step(model, optimizer, scaler, x, lengths, labels, args.amp, args.clip_gradient)
+        _sync(device)
+        return time.perf_counter() - t0
+    for _ in range(opts.warmup):
+        step()
+    times = [step() for _ in range(opts.iters)]
+    row['step_ms'] = 1e3 * statistics.median(times)
+    row['videos_per_s'] = n / statistics.median(times)
+    if model.clustering is not None:
+        shares, parts = [], []
+        for _ in range(opts.iters):
+            with clustering_timers(model, device) as acc:
+                total = step()
+            parts.append(dict(acc))
+            shares.append((acc['cluster'] or acc['assign']) / total)
+        for key in ('cluster', 'assign', 'assign_pass'):  # None: that part does not run in this path
+            ms = 1e3 * statistics.median(p[key] for p in parts)
+            row[f'{key}_ms'] = ms if ms > 0 else None
+        row['cluster_share'] = statistics.median(shares)
+    return row
+
+
+def _fmt(value, spec: str) -> str:
+    return '-' if value is None else format(value, spec)
+
+
+def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object]], title: str) -> str:
+    """Rows as a markdown table with each configuration's ratio to ``ref`` (TSM-all)."""
+    head = ['config', 'F', 'G', 'K', 'step ms', 'videos/s', 'speed x', 'act. MB/video', 'mem x',
+            'saved MB', 'recompute MB', 'input MB', 'CUDA peak MB', 'peak x', 'cluster ms', 'assign ms',
+            'assign pass ms', 'cluster share']
+    lines = [f'### {title}', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+
+    def ratio(row, key):
+        if ref is None or row.get(key) is None or not ref.get(key):
+            return None
+        return row[key] / ref[key]
+    for r in rows:
+        share = None if r['cluster_share'] is None else 100 * r['cluster_share']
+        cells = [r['name'], str(r['frames']), str(r['clusters']), str(r['chunk_frames'] or '-'),
+                 _fmt(r['step_ms'], '.1f'), _fmt(r['videos_per_s'], '.2f'), _fmt(ratio(r, 'videos_per_s'), '.2f'),
+                 _fmt(r['activation_mb'], '.1f'), _fmt(ratio(r, 'activation_mb'), '.2f'),
+                 _fmt(r['saved_mb'], '.1f'), _fmt(r['recompute_mb'], '.1f'), _fmt(r['input_mb'], '.1f'),
+                 _fmt(r['cuda_peak_mb'], '.1f'), _fmt(ratio(r, 'cuda_peak_mb'), '.2f'),
+                 _fmt(r['cluster_ms'], '.2f'), _fmt(r['assign_ms'], '.2f'), _fmt(r['assign_pass_ms'], '.1f'),
+                 _fmt(share, '.1f') + ('%' if share is not None else '')]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--arch', default='resnet18', choices=['resnet18', 'resnet34', 'resnet50', 'resnet101'])
+    p.add_argument('--img_size', type=int, default=112, help="crop size (paper: 224)")
+    p.add_argument('--batch', type=int, default=1, help="videos per step")
+    p.add_argument('--frames', type=int, default=32, help="frames F per video (TSM-all and ours)")
+    p.add_argument('--chunk_frames', type=int, default=8, help="K of the +chunk rows (0: no chunked rows)")
+    p.add_argument('--iters', type=int, default=5, help="timed steps (median)")
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'])
+    p.add_argument('--configs', nargs='+', default=None, metavar='NAME',
+                   help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk)")
+    p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
+    p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
+    p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))
+    p.add_argument('--long_method', default='cumulative', choices=METHODS)
+    p.add_argument('--time_long', action='store_true', help="also time the long series")
+    p.add_argument('--out', default=None, metavar='FILE.md', help="also write the tables as markdown")
+    p.add_argument('--loader', action='store_true', help="not here: data loading is benchmarked elsewhere")
+    return p
+
+
+def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
+    """Run the benchmark; returns {'rows': [...], 'long': [...], 'markdown': str}."""
+    opts = build_parser().parse_args(argv)
+    if opts.loader:
+        print("--loader: not benchmarked by this tool (data loading has its own benchmark)")
+    names = config_names(opts.chunk_frames)
+    chosen = opts.configs or names
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: {' '.join(names)}")
+    device = select_device(opts.device)
+    print(f"{opts.arch}, {opts.img_size} px, batch {opts.batch}, F = {opts.frames}, {device}, amp {opts.amp}",
+          flush=True)
+    rows = []
+    for name in chosen:
+        rows.append(measure(name, config_argv(name, opts), opts))
+        print(f"  {name}: {_fmt(rows[-1]['videos_per_s'], '.2f')} videos/s, "
+              f"{rows[-1]['activation_mb']:.1f} MB/video", flush=True)
+    ref = next((r for r in rows if r['name'] == 'tsm-all'), None)
+    if ref is None:  # the reference is always TSM-all: measure it (memory only) when not chosen
+        ref = measure('tsm-all', config_argv('tsm-all', opts), opts, time_it=False)
+    title = (f"{opts.arch} {opts.img_size}px, batch {opts.batch}, F={opts.frames}, {device}, amp {opts.amp} "
+             f"(ratios x: to TSM-all)")
+    tables = [markdown_table(rows, ref, title)]
+    long_rows: List[Dict[str, object]] = []
+    if opts.long:
+        k = opts.chunk_frames or 8
+        lopts = argparse.Namespace(**{**vars(opts), 'chunk_frames': k})
+        for f in opts.long_frames:
+            name = f'{opts.long_method}-8+chunk'
+            long_rows.append(measure(f'{name} F={f}', config_argv(name, lopts, frames=f), opts,
+                                     time_it=opts.time_long))
+            print(f"  long F={f}: {long_rows[-1]['activation_mb']:.1f} MB/video", flush=True)
+        tables.append(markdown_table(long_rows, long_rows[0], f"long videos: G=8, K={k} "
+                                     f"(ratios x: to F={opts.long_frames[0]}; activation MB excludes the input)"))
+    text = '\n\n'.join(tables)
+    print(text)
+    if opts.out:
+        Path(opts.out).write_text(text + '\n', encoding='utf-8')
+    return {'rows': rows, 'ref': ref, 'long': long_rows, 'markdown': text}
+
+
+if __name__ == '__main__':
+    run()
