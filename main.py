@@ -61,9 +61,7 @@ def autocast(args: argparse.Namespace, device: torch.device):
 
 def to_device(batch, device: torch.device, channels_last: bool):
     frames, labels, lengths = batch[0], batch[1], batch[2]
-    frames = frames.to(device, non_blocking=True)
-    if channels_last:
-        frames = frames.contiguous(memory_format=torch.channels_last)
+    frames = frames.to(device, non_blocking=True)  # channels-last is applied per frame inside TSN
     return frames, labels.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
 
 
@@ -161,6 +159,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     optimizer = torch.optim.SGD(model.get_optim_policies(), args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
@@ -176,16 +175,22 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
             best_prec1 = float(ckpt.get('best_prec1', 0.0))
             set_rng_state(ckpt.get('rng'))
+            if rank > 0:  # the file holds rank 0's random states: keep the ranks' streams apart
+                set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
         if is_main:
             print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
-    net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if world > 1 else model
+    net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if dist_utils.is_distributed() else model
+    if args.sync_bn and world == 1 and is_main:
+        print("note: --sync_bn only acts under torchrun with several processes")
 
     channels = model.sample_len
     val_set = build_dataset(args, config, model, train=False)
     val_loader = make_loader(val_set, args, dist_utils.EpochSampler(len(val_set), False, args.seed, rank, world,
                                                                     pad=False), channels)
+    # Validation runs the bare model: DDP's forward may start a collective, and ranks can hold different
+    # numbers of validation batches. Rank 0's BatchNorm statistics are copied first (broadcast_buffers).
     if args.evaluate:
-        result = validate(net, val_loader, args, device, show=is_main)
+        result = validate(model, val_loader, args, device, show=is_main)
         if is_main:
             print(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
                   f"Loss {result['loss']:.5f} ({result['count']} videos)")
@@ -227,7 +232,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                      'acc/train_top5': stats['top5'], 'lr': lr, 'time/epoch_s': time.time() - t0}, epoch)
         is_best = False
         if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
-            result = validate(net, val_loader, args, device, show=is_main)
+            dist_utils.broadcast_buffers(model)
+            result = validate(model, val_loader, args, device, show=is_main)
             is_best = result['top1'] > best_prec1 or best_prec1 == 0.0
             best_prec1 = max(result['top1'], best_prec1)
             log.line(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "

@@ -8,6 +8,7 @@ file that would need to run pickled code is refused.
 import os
 import pickle
 import random
+import re
 import tempfile
 from typing import Any, Dict, Optional
 
@@ -38,6 +39,21 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
@@ -47,11 +63,15 @@ def load_checkpoint(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(err))
+        if found is None:  # torn or foreign bytes also end up in the unpickler
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated file?): "
+                                  f"{str(err).strip().splitlines()[-1][:200]}") from err
         raise CheckpointError(
-            f"{path}: refused to load: it needs to run pickled code, which weights_only loading forbids "
-            f"({str(err).splitlines()[0]}). If you trust the file, convert it once with "
-            f"`python tools/convert_checkpoint.py {path} OUT.pth.tar`, which keeps only tensors and "
-            f"plain values.") from err
+            f"{path}: refused to load: it holds a pickled {found.group(1)} object, and unpickling it could run "
+            f"code from the file, which weights_only loading forbids. If you trust the file, convert it once "
+            f"with `python tools/convert_checkpoint.py {path} OUT.pth.tar --trust`, which keeps only "
+            f"tensors and plain values.") from err
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
     if isinstance(obj, dict) and 'state_dict' not in obj and all(torch.is_tensor(v) for v in obj.values()):
@@ -75,6 +95,11 @@ def load_model_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], pa
     """
     state_dict = strip_module_prefix(state_dict)
     own = model.state_dict()
+    if 'new_fc.weight' in own and 'new_fc.weight' not in state_dict and 'base_model.fc.weight' in state_dict:
+        # TSM trained with --dropout 0 keeps its classifier as base_model.fc (no new_fc)
+        for name in ('weight', 'bias'):
+            if f'base_model.fc.{name}' in state_dict:
+                state_dict[f'new_fc.{name}'] = state_dict.pop(f'base_model.fc.{name}')
     if drop_classifier_if_mismatch:
         for key in [k for k in state_dict if k.startswith('new_fc.')]:
             if key in own and own[key].shape != state_dict[key].shape:
@@ -82,7 +107,8 @@ def load_model_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], pa
                       f"{tuple(own[key].shape)}: keeping the new classifier")
                 del state_dict[key]
                 own.pop(key)
-    missing = sorted(set(own) - set(state_dict))
+    # files from before PyTorch 0.4.1 lack BatchNorm's counter; BatchNorm's own loader fills it in
+    missing = sorted(k for k in set(own) - set(state_dict) if not k.endswith('.num_batches_tracked'))
     unexpected = sorted(set(state_dict) - set(own))
     wrong = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
              for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]

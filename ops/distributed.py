@@ -1,8 +1,15 @@
 """Data-parallel helpers for ``torchrun``: process group, sampler, exact reductions.
 
+``torchrun --nproc_per_node N main.py ...`` runs N processes (gloo on the CPU, NCCL on CUDA, one GPU each).
+Each process seeds with ``--seed + rank`` (different augmentation per rank); DDP copies rank 0's initial
+weights to every rank, so a run starts from the model a 1-process run with the same seed builds. Rank 0
+alone writes logs, TensorBoard events and checkpoints.
+
 Learning-rate scaling rule: ``-b`` is the batch per process, so the global batch is ``-b`` times the number
 of processes; scale ``--lr`` linearly with the global batch (Goyal et al., 2017), as TSM's recipes do
-(lr 0.01 for a global batch of 64, 0.02 for 128).
+(lr 0.01 for a global batch of 64, 0.02 for 128). N processes with ``-b B --lr L`` compute the same
+gradient steps as one process with ``-b N*B --lr L``, except for BatchNorm layers in training mode, which
+normalise with per-process statistics unless ``--sync_bn`` (CUDA only) shares them.
 """
 import math
 import os
@@ -16,11 +23,11 @@ import torch.nn as nn
 def init_from_env(device_choice: str) -> Tuple[int, int]:
     """Join the process group that torchrun describes in the environment; (rank, world size).
 
-    Without torchrun (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) nothing is initialised: (0, 1).
+    Without torchrun (no ``WORLD_SIZE`` in the environment) nothing is initialised: (0, 1). Under
+    torchrun even one process joins a group, so ``--nproc_per_node 1`` runs the DDP path too.
     NCCL when the run uses CUDA, gloo on the CPU.
     """
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    if world <= 1:
+    if 'WORLD_SIZE' not in os.environ:
         return 0, 1
     use_cuda = device_choice != 'cpu' and torch.cuda.is_available()
     if use_cuda:
@@ -34,14 +41,51 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+class SyncBatchNorm2d(nn.SyncBatchNorm, nn.BatchNorm2d):
+    """SyncBatchNorm that is still a ``BatchNorm2d``, so TSN's partial BN (which counts BatchNorm2d) still
+    freezes every BatchNorm but the first."""
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` of ``module`` in place by a ``SyncBatchNorm2d`` sharing its parameters
+    and buffers (the optimizer's parameter references stay valid)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, nn.SyncBatchNorm):
+            new = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                  child.track_running_stats)
+            if child.affine:
+                new.weight, new.bias = child.weight, child.bias
+            if child.track_running_stats:
+                new.running_mean, new.running_var = child.running_mean, child.running_var
+                new.num_batches_tracked = child.num_batches_tracked
+            new.train(child.training)
+            setattr(module, name, new)
+        else:
+            convert_sync_batchnorm(child)
+    return module
+
+
 def wrap_model(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:
-    """DistributedDataParallel around ``model`` (optionally with SyncBatchNorm)."""
+    """DistributedDataParallel around ``model`` (optionally with SyncBatchNorm, which needs CUDA)."""
     if sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type != 'cuda':
+            raise ValueError("--sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU (gloo)")
+        convert_sync_batchnorm(model)
     ids = [device.index] if device.type == 'cuda' else None
-    # Parameters frozen by partial BN have requires_grad=False, which DDP skips by itself.
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False,
-                                               broadcast_buffers=True)
+    # Parameters frozen by partial BN have requires_grad=False, which DDP skips by itself. Buffers
+    # (BatchNorm statistics) are copied from rank 0 before every training forward (DDP's default).
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank (no-op in a single process).
+
+    After a training step each rank has updated its statistics with its own batch; validation and the
+    checkpoint (rank 0's) must see one model.
+    """
+    if is_distributed():
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

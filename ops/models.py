@@ -75,6 +75,7 @@ class TSN(nn.Module):
         self.cluster_after = cluster_after
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn
+        self.channels_last = False  # set by the caller that converts the weights (main.py --channels_last)
 
         self._prepare_base_model(base_model)
         feature_dim = self.base_model.fc.in_features
@@ -225,7 +226,9 @@ class TSN(nn.Module):
         without, T must equal ``num_segments`` (callers fold extra crops or clips into N).
         """
         n = input.shape[0]
-        x = input.view((-1, self.sample_len) + input.shape[-2:])
+        x = input.reshape((-1, self.sample_len) + input.shape[-2:])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         t_in = x.shape[0] // n
         if self.clustering is None:
             if t_in != self.num_segments:

@@ -1,0 +1,137 @@
+"""main.py end to end on a tiny Move4MNIST: train, evaluate, resume, determinism, and bad input that stops
+with a last stderr line naming the culprit."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import torch
+
+import main as train_main
+import opts
+from ops.checkpoint import load_checkpoint, save_checkpoint
+from ops.runtime import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = re.compile(r'Testing Results: Prec@1 ([\d.]+) Prec@5 ([\d.]+) Loss ([\d.]+)')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory) -> Path:
+    from tools.make_move4mnist import main as make_move4mnist
+    out = tmp_path_factory.mktemp('move4mnist')
+    make_move4mnist(['--out', str(out), '--num_train', '8', '--num_val', '4', '--seed', '0'])
+    return out
+
+
+def run_args(data: Path, out: Path, *extra: str) -> List[str]:
+    return ['move4mnist', 'RGB', '--root_path', str(data), '--arch', 'resnet18', '--num_segments', '4', '-b', '4',
+            '-j', '0', '--img_size', '32', '--scale_size', '36', '--pretrain', 'scratch', '--shift', '--npb',
+            '--device', 'cpu', '--lr', '0.01', '--eval-freq', '1', '--root_log', str(out / 'log'),
+            '--root_model', str(out / 'ckpt'), '--store_name', 'run', '--seed', '3', *extra]
+
+
+def start(argv: List[str]) -> subprocess.Popen:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}  # runs go two at a time on two cores
+    return subprocess.Popen([sys.executable, 'main.py', *argv], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 120) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope='module')
+def runs(data, tmp_path_factory) -> Dict[str, Path]:
+    """Two identical one-epoch runs (same --seed) in separate folders, side by side."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ('a', 'b')}
+    procs = {name: start(run_args(data, folder, '--epochs', '1')) for name, folder in folders.items()}
+    for name, proc in procs.items():
+        done = finish(proc)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return folders
+
+
+def logged_results(folder: Path) -> List[tuple]:
+    return [tuple(map(float, m)) for m in RESULTS.findall((folder / 'log' / 'run' / 'log.csv').read_text())]
+
+
+def test_evaluate_resume_reproduces_the_logged_validation(data, runs):
+    (top1, top5, loss), = logged_results(runs['a'])
+    best = runs['a'] / 'ckpt' / 'run' / 'ckpt.best.pth.tar'
+    result = train_main.main(run_args(data, runs['a'] / 'eval', '--evaluate', '--resume', str(best)))
+    assert result['count'] == 4
+    assert result['top1'] == pytest.approx(top1, abs=1e-3) and result['top5'] == pytest.approx(top5, abs=1e-3)
+    assert result['loss'] == pytest.approx(loss, abs=2e-5)  # logged with 5 decimals
+
+
+def test_resume_continues_the_epoch_count(data, runs, tmp_path):
+    folder = tmp_path / 'resumed'
+    shutil.copytree(runs['a'], folder)
+    ckpt = folder / 'ckpt' / 'run' / 'ckpt.pth.tar'
+    assert load_checkpoint(str(ckpt))['epoch'] == 1
+    train_main.main(run_args(data, folder, '--epochs', '2', '--resume', str(ckpt)))
+    log = (folder / 'log' / 'run' / 'log.csv').read_text()
+    assert log.count('Epoch: [0][0/2]') == 1 and log.count('Epoch: [1][0/2]') == 1  # epoch 0 not trained again
+    assert len(logged_results(folder)) == 2
+    assert load_checkpoint(str(ckpt))['epoch'] == 2
+
+
+def test_same_seed_gives_the_same_weights(runs):
+    a, b = (load_checkpoint(str(runs[n] / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict'] for n in ('a', 'b'))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert logged_results(runs['a']) == logged_results(runs['b'])
+
+
+@pytest.fixture(scope='module')
+def bad_inputs(data, tmp_path_factory) -> Dict[str, tuple]:
+    """Case -> (flags, what the error must name)."""
+    tmp = tmp_path_factory.mktemp('bad')
+    good_train, good_val = ((data / f'{s}_videofolder.txt').read_text().splitlines() for s in ('train', 'val'))
+
+    def write(name: str, lines: List[str]) -> str:
+        (tmp / name).write_text('\n'.join(lines) + '\n')
+        return str(tmp / name)
+
+    broken = data / 'movingmnist' / 'jpg' / 'train' / 'left_broken'
+    shutil.copytree(data / 'movingmnist' / 'jpg' / 'train' / 'left_0', broken)
+    for i in range(4, 32):  # listed with 32 frames; every sampled segment past the first misses its frame
+        (broken / f'{i}.jpg').unlink()
+    other = build_model(opts.parse_args(run_args(data, tmp, '--arch', 'resnet34')), 4, print_spec=False)
+    save_checkpoint({'epoch': 1, 'arch': 'resnet34', 'state_dict': other.state_dict()}, str(tmp / 'r34.pth.tar'))
+    malformed = write('malformed.txt', [good_val[0], 'movingmnist/jpg/val/right_0 32', *good_val[2:]])
+    label = write('label.txt', [*good_val[:2], 'movingmnist/jpg/val/up_0 32 7'])
+    missing = write('missing.txt', ['movingmnist/jpg/train/left_broken 32 0', *good_train[1:]])
+    return {
+        'malformed_line': (['--val_list', malformed], [f'{malformed}:2', 'path num_frames label']),
+        'label_outside': (['--val_list', label], [f'{label}:3', 'label 7']),
+        'missing_frame': (['--train_list', missing], ['frame not found', str(broken), f'{missing}:1']),
+        'missing_list': (['--val_list', str(tmp / 'nope.txt')], ['list file not found', 'nope.txt']),
+        'other_arch': (['--resume', str(tmp / 'r34.pth.tar')], [str(tmp / 'r34.pth.tar'), 'does not match']),
+    }
+
+
+@pytest.mark.parametrize('case', ['malformed_line', 'label_outside', 'missing_frame'])
+def test_bad_input_stops_naming_the_culprit(case, data, bad_inputs, tmp_path):
+    """In-process (cheap): the exception's text is what the traceback's last stderr line shows."""
+    flags, names = bad_inputs[case]
+    with pytest.raises(Exception) as err:
+        train_main.main(run_args(data, tmp_path, '--epochs', '1', *flags))
+    last = f"{type(err.value).__name__}: {err.value}"
+    assert '\n' not in last and all(part in last for part in names), last
+
+
+def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data, bad_inputs, tmp_path):
+    procs = {name: start(run_args(data, tmp_path / name, '--epochs', '1', *bad_inputs[name][0]))
+             for name in ('missing_list', 'other_arch')}
+    for name, proc in procs.items():
+        done = finish(proc)
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+        assert done.returncode != 0, f"{name}: the run did not stop"
+        for part in bad_inputs[name][1]:
+            assert part in last, f"{name}: {part!r} not in the last stderr line {last!r}"

@@ -1,0 +1,293 @@
+"""Evaluation protocol (TSM's ``test_models.py``): many views per video, score averaging, ensembles, reports.
+
+    python tools/test_models.py [DATASET] --weights CKPT[,CKPT2] [--coeff 1,0.5] [--test_crops 1|3|5|10]
+        [--full_res] [--num_clips N | --twice_sample | --dense_sample] [--softmax] [--test_segments T]
+        [--max_views_per_batch K] [--save_scores S.npz] [--out_dir D] [data flags] [model flags]
+
+The model is built from the checkpoint's own ``args`` (architecture, shift, clustering, G, F), exactly as
+main.py built it for training; flags override only the data (``--root_path --test_list --image_tmpl
+--start_index --video_source``) and the test-time sampling (``--test_segments``, ``--frames``,
+``--input_size``, ``--scale_size``). A checkpoint without ``args`` (TSM's own) takes main.py's model flags on
+this command line (``--arch resnet50 --shift --num_segments 8 ...``); with ``args`` such flags must agree.
+
+Views: clips (``--num_clips``, 2 with ``--twice_sample``, 10 with ``--dense_sample`` as TSM) x crops (1 centre;
+3 along the long side; 5 = corners + centre; 10 = those and their mirrors); ``--full_res`` crops squares of
+``scale_size`` as TSM. A clustering model sees the whole video in every view, so it takes crops only. A
+video's score is the mean over its views of the logits, or of the class probabilities with ``--softmax``
+(TSM takes the softmax after the mean). Several ``--weights`` add their scores weighted by ``--coeff``.
+
+Writes ``{out_dir}/{tag}_per_class.csv``, ``_confusion.npy`` (rows: true class, columns: predicted),
+``_confusion.png`` and ``_result.json``; ``--save_scores`` dumps scores, labels and video paths that
+``tools/ensemble.py`` combines.
+"""
+import argparse
+import functools
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torchvision
+
+if __package__ in (None, ''):  # run as a script: make the project's packages importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import opts  # noqa: E402
+from ops import transforms as T  # noqa: E402
+from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from ops.dataset import VideoDataset  # noqa: E402
+from ops.dataset_config import return_dataset  # noqa: E402
+from ops.runtime import build_model, select_device  # noqa: E402
+from tools.ensemble import metrics, save_scores, write_reports  # noqa: E402
+
+# data flags: given on the command line, they replace the training run's paths saved in the checkpoint
+DATA_KEYS = ('root_path', 'image_tmpl', 'start_index', 'video_source')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="TSM-style testing of one checkpoint or an ensemble",
+                                allow_abbrev=False)
+    p.add_argument('dataset', nargs='?', default=None, help="default: the checkpoint's own data set")
+    p.add_argument('--weights', required=True, help="checkpoint(s), comma separated for an ensemble")
+    p.add_argument('--coeff', nargs='+', default=None, help="ensemble weights, '1 0.5' or '1,0.5' (default 1s)")
+    p.add_argument('--modality', default=None, choices=['RGB', 'Flow'], help="for checkpoints without args")
+    p.add_argument('--test_list', default=None, help="list file(s), comma separated per checkpoint")
+    p.add_argument('--root_path', default=None)
+    p.add_argument('--image_tmpl', default=None)
+    p.add_argument('--start_index', default=None, type=int)
+    p.add_argument('--video_source', default=None, choices=['frames', 'video'])
+    p.add_argument('--test_segments', default=None, help="frames per clip (clusters G when clustering), "
+                   "comma separated per checkpoint; default: as trained")
+    p.add_argument('--frames', default=None, type=opts.frames_type, help="clustering: frames F or 'all'")
+    p.add_argument('--input_size', '--img_size', dest='input_size', type=int, default=None)
+    p.add_argument('--scale_size', type=int, default=None)
+    p.add_argument('--test_crops', type=int, default=1, choices=[1, 3, 5, 10])
+    p.add_argument('--full_res', action='store_true', help="crop squares of scale_size (Non-local I3D)")
+    p.add_argument('--num_clips', type=int, default=None, help="clips per video (default 1; 10 when dense)")
+    p.add_argument('--twice_sample', action='store_true', help="two clips: segment centres and starts")
+    p.add_argument('--dense_sample', action='store_true', help="I3D dense sampling (also if trained dense)")
+    p.add_argument('--softmax', action='store_true', help="average class probabilities instead of logits")
+    p.add_argument('--batch_size', type=int, default=1, help="videos per loader batch")
+    p.add_argument('-j', '--workers', type=int, default=2)
+    p.add_argument('--max_views_per_batch', type=int, default=0,
+                   help="run at most K views (clips x crops of videos) through the model at once; 0: no limit")
+    p.add_argument('--max_num', type=int, default=-1, help="test only the first N videos")
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--out_dir', default=None, help="report folder (default: the first checkpoint's)")
+    p.add_argument('--tag', default=None, help="report file prefix (default from the views)")
+    p.add_argument('--save_scores', default=None, help="write scores, labels, paths to this .npz")
+    return p
+
+
+def split_model_flags(argv: List[str], tool: argparse.ArgumentParser) -> Tuple[List[str], List[str]]:
+    """Separate main.py's model flags (for checkpoints without args) from this tool's own arguments, so that
+    a flag's value is never taken for the DATASET positional. Flags both know belong to the tool."""
+    model_actions = opts.build_parser()._option_string_actions
+    own, model, i = [], [], 0
+    while i < len(argv):
+        name = argv[i].split('=', 1)[0]
+        action = model_actions.get(name)
+        if not argv[i].startswith('-') or name in tool._option_string_actions or action is None:
+            own.append(argv[i])
+            i += 1
+            continue
+        end = i + 1
+        if '=' not in argv[i] and action.nargs != 0:
+            if action.nargs in ('+', '*'):
+                while end < len(argv) and not argv[end].startswith('--'):
+                    end += 1
+            else:
+                end += 1 if action.nargs in (None, '?') else int(action.nargs)
+        model.extend(argv[i:end])
+        i = end
+    return own, model
+
+
+def split_list(value: Optional[str], n: int, name: str, cast=str) -> List[Any]:
+    """``'a,b'`` -> one item per checkpoint (a single item is repeated); None -> n Nones."""
+    if value is None:
+        return [None] * n
+    items = [cast(v) for v in str(value).split(',') if v != '']
+    if len(items) == 1:
+        items *= n
+    if len(items) != n:
+        raise ValueError(f"--{name} has {len(items)} entries for {n} checkpoints")
+    return items
+
+
+def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: List[str]) -> argparse.Namespace:
+    """main.py's namespace for the model of ``ckpt``: its saved ``args``, else the model flags in ``extra``."""
+    saved = ckpt.get('args')
+    dataset = cli.dataset or (saved or {}).get('dataset')
+    if dataset is None:
+        raise ValueError(f"{path} holds no 'args' (a TSM checkpoint?): give DATASET and main.py's model "
+                         f"flags (--arch, --shift, --num_segments, ...) on the command line")
+    modality = (saved or {}).get('modality') or cli.modality or 'RGB'
+    args = opts.parse_args([dataset, modality] + extra)
+    if saved:
+        defaults = vars(opts.parse_args([dataset, modality]))
+        given = {k: v for k, v in vars(args).items() if v != defaults.get(k)}
+        for key, value in given.items():
+            if key in saved and saved[key] != value:
+                raise ValueError(f"{path} was trained with --{key} {saved[key]}, the command line says {value}: "
+                                 f"the checkpoint's own arguments decide the model (drop the flag)")
+        args = argparse.Namespace(**{**defaults, **saved})
+        if args.dataset != dataset:  # another data set: its own defaults, not the training run's paths
+            for key in DATA_KEYS + ('train_list', 'val_list'):
+                setattr(args, key, None)
+        args.dataset = dataset
+    args.pretrain = 'scratch'  # the checkpoint replaces every weight: no ImageNet download
+    for key in DATA_KEYS:
+        if getattr(cli, key) is not None:
+            setattr(args, key, getattr(cli, key))
+    for key, value in (('frames', cli.frames), ('img_size', cli.input_size), ('scale_size', cli.scale_size)):
+        if value is not None:
+            setattr(args, key, value)
+    if cli.input_size is not None and cli.scale_size is None:
+        args.scale_size = args.img_size * 256 // 224
+    args.dense_sample = bool(args.dense_sample or cli.dense_sample)
+    return args
+
+
+def classifier_size(state_dict: Dict[str, torch.Tensor], path: str) -> int:
+    for key in ('new_fc.weight', 'module.new_fc.weight', 'base_model.fc.weight', 'module.base_model.fc.weight'):
+        if key in state_dict:
+            return int(state_dict[key].shape[0])
+    raise CheckpointError(f"{path}: no classifier (new_fc.weight) in the state dict")
+
+
+def test_transform(args: argparse.Namespace, crops: int, full_res: bool, mean, std):
+    """TSM's test crops on frames resized to ``scale_size`` (short side), then stack and normalise."""
+    size = args.scale_size if full_res else args.img_size
+    cropping = {1: torchvision.transforms.Compose([T.GroupScale(args.scale_size), T.GroupCenterCrop(size)]),
+                3: T.GroupFullResSample(size, args.scale_size, flip=False),
+                5: T.GroupOverSample(size, args.scale_size, flip=False),
+                10: T.GroupOverSample(size, args.scale_size)}[crops]
+    return torchvision.transforms.Compose([cropping, T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
+                                           T.GroupNormalize(mean, std)])
+
+
+def collate_views(batch: Sequence, views: int, channels: int):
+    """Samples ``(V*T_i*C, H, W)`` -> ``(N, V, T_max*C, H, W)``, each view padded with its last frame."""
+    clips = [frames.view(views, -1, *frames.shape[-2:]) for frames, _, _ in batch]
+    t_max = max(c.shape[1] // channels for c in clips)
+    padded = [torch.cat([c, c[:, -channels:].repeat(1, t_max - c.shape[1] // channels, 1, 1)], dim=1)
+              if c.shape[1] < t_max * channels else c for c in clips]
+    return (torch.stack(padded), torch.tensor([int(b[1]) for b in batch]),
+            torch.tensor([int(b[2]) for b in batch]))
+
+
+@torch.no_grad()
+def video_scores(model, loader, views: int, clustering: bool, softmax: bool, max_views: int,
+                 device: torch.device) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean over views of each video's logits (probabilities with ``softmax``): (N, K) scores, (N,) labels."""
+    model.eval()
+    scores, labels = [], []
+    for frames, label, lengths in loader:
+        n = frames.shape[0]
+        flat = frames.view(n * views, *frames.shape[2:])
+        flat_lengths = lengths.repeat_interleave(views) if clustering else None
+        step = max_views if max_views > 0 else n * views
+        outs = []
+        for s in range(0, n * views, step):
+            x = flat[s:s + step].to(device, non_blocking=True)
+            out = model(x, None if flat_lengths is None else flat_lengths[s:s + step].to(device)).float()
+            outs.append((out.softmax(dim=1) if softmax else out).cpu())
+        scores.append(torch.cat(outs).view(n, views, -1).mean(dim=1))
+        labels.append(label)
+    return torch.cat(scores).double().numpy(), torch.cat(labels).numpy()
+
+
+def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], test_list: Optional[str],
+                        test_segments: Optional[int], device: torch.device):
+    """Scores of one checkpoint: (scores (N, K), labels (N,), video paths, class names)."""
+    ckpt = load_checkpoint(path)
+    args = model_args(ckpt, path, cli, extra)
+    if test_segments is not None:
+        args.num_segments = test_segments
+    if test_list is not None:
+        args.val_list = test_list
+    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,
+                            image_tmpl=args.image_tmpl, start_index=args.start_index,
+                            video_source=args.video_source)
+    num_class = classifier_size(ckpt['state_dict'], path)
+    if num_class != config.num_class:
+        raise ValueError(f"{path}: the model has {num_class} classes, data set {config.name} "
+                         f"({config.root_path}) has {config.num_class}")
+    model = build_model(args, num_class, print_spec=False)
+    load_model_weights(model, ckpt['state_dict'], path)
+    model.to(device).eval()
+    clustering = args.cluster != 'none'
+    if cli.frames is not None and not clustering:
+        raise ValueError(f"{path} samples {args.num_segments} frames (--cluster none): --frames does not apply")
+    clips = cli.num_clips or (10 if args.dense_sample else 1)
+    if cli.twice_sample:
+        clips = 2
+    if clustering and (clips > 1 or args.dense_sample):
+        raise ValueError(f"{path} clusters the whole video (--cluster {args.cluster}): --num_clips, "
+                         f"--twice_sample and --dense_sample do not apply; use --test_crops")
+    if cli.test_crops == 10 and config.direction_sensitive:
+        print(f"warning: 10 crops include mirrored crops, which swap left and right in {config.name}")
+    views = clips * cli.test_crops
+    dataset = VideoDataset(
+        config.root_path, config.val_list, num_segments=args.num_segments, new_length=model.new_length,
+        modality=args.modality, image_tmpl=config.image_tmpl, start_index=config.start_index,
+        transform=test_transform(args, cli.test_crops, cli.full_res, model.input_mean, model.input_std),
+        random_shift=False, test_mode=True, dense_sample=args.dense_sample, twice_sample=cli.twice_sample,
+        num_clips=1 if cli.twice_sample else clips, frames=args.frames if clustering else None,
+        num_class=config.num_class, video_source=config.video_source, decode_size=args.scale_size)
+    if cli.max_num > 0:
+        dataset.video_list = dataset.video_list[:cli.max_num]
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cli.batch_size, shuffle=False, num_workers=cli.workers,
+        collate_fn=functools.partial(collate_views, views=views, channels=model.sample_len),
+        pin_memory=device.type == 'cuda')
+    print(f"=> {path}: {model.spec()}; {len(dataset)} videos x {views} views ({clips} clips x "
+          f"{cli.test_crops} crops{', full res' if cli.full_res else ''})")
+    scores, labels = video_scores(model, loader, views, clustering, cli.softmax, cli.max_views_per_batch, device)
+    names = config.classes or [str(i) for i in range(num_class)]
+    return scores, labels, [r.path for r in dataset.video_list], names
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    parser = build_parser()
+    own, extra = split_model_flags(list(sys.argv[1:] if argv is None else argv), parser)
+    cli = parser.parse_args(own)
+    weights = [w for w in cli.weights.split(',') if w]
+    if not weights:
+        raise ValueError("--weights names no checkpoint")
+    coeff = [float(c) for item in (cli.coeff or []) for c in item.split(',') if c] or [1.0] * len(weights)
+    if len(coeff) != len(weights):
+        raise ValueError(f"--coeff has {len(coeff)} values for {len(weights)} checkpoints")
+    lists = split_list(cli.test_list, len(weights), 'test_list')
+    segments = split_list(cli.test_segments, len(weights), 'test_segments', int)
+    device = select_device(cli.device)
+    total, labels, paths, names = None, None, None, None
+    for path, c, test_list, segs in zip(weights, coeff, lists, segments):
+        scores, these_labels, these_paths, these_names = evaluate_checkpoint(path, cli, extra, test_list, segs,
+                                                                            device)
+        if labels is not None and not np.array_equal(labels, these_labels):
+            raise ValueError(f"{path}: its test videos (labels) differ from those of {weights[0]}")
+        if len(weights) > 1:
+            print(f"   top-1 alone: {metrics(scores, these_labels, scores.shape[1])['top1']:.2f}%")
+        total = c * scores if total is None else total + c * scores
+        labels, paths, names = these_labels, paths or these_paths, names or these_names
+    result = metrics(total, labels, total.shape[1])
+    clips = cli.num_clips or (10 if cli.dense_sample else 1)
+    tag = cli.tag or (f"test_crops{cli.test_crops}_clips{2 if cli.twice_sample else clips}"
+                      f"{'_dense' if cli.dense_sample else ''}{'_fullres' if cli.full_res else ''}"
+                      f"{'_softmax' if cli.softmax else ''}{f'_ensemble{len(weights)}' if len(weights) > 1 else ''}")
+    out_dir = cli.out_dir or os.path.dirname(os.path.abspath(weights[0]))
+    result['files'] = write_reports(result, names, out_dir, tag)
+    if cli.save_scores:
+        save_scores(cli.save_scores, total, labels, paths, names, weights=weights, coeff=coeff, softmax=cli.softmax)
+        result['files']['scores'] = cli.save_scores
+    print(f"Class Accuracy {result['mean_class_accuracy']:.02f}%")
+    print(f"Overall Prec@1 {result['top1']:.02f}% Prec@5 {result['top5']:.02f}% ({result['count']} videos)")
+    print(f"=> reports: {', '.join(result['files'].values())}")
+    result.update(scores=total, labels=labels, paths=paths)
+    return result
+
+
+if __name__ == '__main__':
+    main()
