@@ -147,7 +147,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             video_source=args.video_source)
     args.store_name = store_name(args)
     is_main = rank == 0
-    model = build_model(args, config.num_class, print_spec=is_main)
+    # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
+    model = build_model(args, config.num_class, print_spec=is_main,
+                        pretrain='scratch' if args.resume else None)
     if args.tune_from:
         ckpt = load_checkpoint(args.tune_from)
         load_model_weights(model, ckpt['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)

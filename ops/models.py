@@ -214,7 +214,7 @@ class TSN(nn.Module):
             set_temporal_context(self._temporal[name], t)
             x = getattr(bm, name)(x)
             if self.temporal_pool and name == 'layer2':
-                t //= 2
+                t //= 2  # TemporalPool halved time before layer2 (TSM)
         x = torch.flatten(bm.avgpool(x), 1)
         return self.new_fc(bm.fc(x))
 

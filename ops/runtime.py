@@ -61,11 +61,16 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True) -> TSN:
-    """The TSN that a training command with these arguments trains."""
+def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True,
+                pretrain: Optional[str] = None) -> TSN:
+    """The TSN that a training command with these arguments trains.
+
+    ``pretrain`` overrides ``args.pretrain``: callers that load all weights from a checkpoint pass
+    ``'scratch'`` so that no ImageNet download is attempted.
+    """
     return TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
                consensus_type=args.consensus_type, dropout=args.dropout, img_feature_dim=args.img_feature_dim,
-               partial_bn=not args.no_partialbn, pretrain=args.pretrain, is_shift=args.shift,
+               partial_bn=not args.no_partialbn, pretrain=pretrain or args.pretrain, is_shift=args.shift,
                shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
                non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
                cluster_after=args.cluster_after, chunk_frames=args.chunk_frames, print_spec=print_spec)

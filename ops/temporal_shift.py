@@ -61,7 +61,10 @@ class TemporalShift(nn.Module):
 
 
 class TemporalPool(nn.Module):
-    """TSM's temporal pooling: run ``net`` then max-pool time by 2 (kernel 3, stride 2, padding 1)."""
+    """TSM's temporal pooling: max-pool time by 2 (kernel 3, stride 2, padding 1), then run ``net``.
+
+    As in TSM it wraps ``layer2``, so ``layer2``'s shifts already see half the frames.
+    """
 
     def __init__(self, net: nn.Module, n_segment: int) -> None:
         super().__init__()
@@ -69,11 +72,10 @@ class TemporalPool(nn.Module):
         self.n_segment = n_segment
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.net(x)
         nt, c, h, w = x.shape
         x = x.view(nt // self.n_segment, self.n_segment, c, h, w).transpose(1, 2)
         x = F.max_pool3d(x, kernel_size=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0))
-        return x.transpose(1, 2).reshape(-1, c, h, w)
+        return self.net(x.transpose(1, 2).reshape(-1, c, h, w))
 
 
 def make_temporal_shift(net: nn.Module, n_segment: int, n_div: int = 8, place: str = 'blockres',
@@ -82,16 +84,20 @@ def make_temporal_shift(net: nn.Module, n_segment: int, n_div: int = 8, place: s
 
     ``blockres`` shifts the residual branch of every block (wraps ``conv1``: parameter names become
     ``layerK.I.conv1.net.weight`` as in TSM); ``block`` shifts each block's input (wraps the block).
-    With ``temporal_pool`` the layers after ``layer2`` see half the frames, as in TSM.
+    With ``temporal_pool`` time is halved before ``layer2``, as in TSM; in ResNet-101 (and deeper) only every
+    second block is shifted, as in TSM.
     """
     if place not in ('blockres', 'block'):
         raise NotImplementedError(f"shift_place {place!r}: expected 'blockres' or 'block'")
-    segs = [n_segment, n_segment // 2 if temporal_pool else n_segment]
-    for name, n in (('layer1', segs[0]), ('layer2', segs[0]), ('layer3', segs[1]), ('layer4', segs[1])):
+    # TSM shifts every second residual block of very deep nets (ResNet-101: 23 blocks in layer3).
+    n_round = 2 if place == 'blockres' and len(net.layer3) >= 23 else 1
+    late = n_segment // 2 if temporal_pool else n_segment
+    for name, n in (('layer1', n_segment), ('layer2', late), ('layer3', late), ('layer4', late)):
         layer = getattr(net, name)
         for i, block in enumerate(layer):
             if place == 'blockres':
-                block.conv1 = TemporalShift(block.conv1, n_segment=n, n_div=n_div)
+                if i % n_round == 0:
+                    block.conv1 = TemporalShift(block.conv1, n_segment=n, n_div=n_div)
             else:
                 layer[i] = TemporalShift(block, n_segment=n, n_div=n_div)
     if temporal_pool:
@@ -100,9 +106,15 @@ def make_temporal_shift(net: nn.Module, n_segment: int, n_div: int = 8, place: s
 
 def set_temporal_context(modules: Iterable[nn.Module], n_segment: int,
                          lengths: Optional[torch.Tensor] = None) -> None:
-    """Tell every shift / pool in ``modules`` the temporal length (and padding) of the tensor it will see."""
+    """Tell every shift / pool in ``modules`` the temporal length (and padding) of the tensor it receives.
+
+    Shifts inside a ``TemporalPool`` see the pooled length, ``n_segment // 2``.
+    """
+    modules = list(modules)
+    pooled = {id(m) for p in modules if isinstance(p, TemporalPool) for m in p.net.modules()}
     for m in modules:
-        if isinstance(m, (TemporalShift, TemporalPool)):
+        if isinstance(m, TemporalPool):
             m.n_segment = n_segment
-        if isinstance(m, TemporalShift):
-            m.lengths = lengths
+        elif isinstance(m, TemporalShift):
+            m.n_segment = n_segment // 2 if id(m) in pooled else n_segment
+            m.lengths = None if id(m) in pooled else lengths

@@ -62,3 +62,24 @@ def test_make_temporal_shift_wraps_every_block_with_tsm_names():
     names = dict(net.named_parameters())
     assert 'layer1.0.conv1.net.weight' in names and 'layer4.1.conv1.net.weight' in names
     assert sum(isinstance(m, TemporalShift) for m in net.modules()) == 8
+
+
+def test_resnet101_shifts_every_second_block_as_tsm():
+    import torchvision
+    net = torchvision.models.resnet101(weights=None)
+    make_temporal_shift(net, 8, place='blockres')
+    shifted = [i for i, b in enumerate(net.layer3) if isinstance(b.conv1, TemporalShift)]
+    assert shifted == list(range(0, 23, 2))
+
+
+def test_temporal_pool_halves_time_before_layer2():
+    import torchvision
+
+    from ops.temporal_shift import TemporalPool, set_temporal_context
+    net = torchvision.models.resnet18(weights=None)
+    make_temporal_shift(net, 8, place='blockres', temporal_pool=True)
+    assert isinstance(net.layer2, TemporalPool)
+    set_temporal_context(list(net.layer2.modules()), 8)
+    assert net.layer2.n_segment == 8 and net.layer2.net[0].conv1.n_segment == 4
+    x = torch.randn(2 * 8, 64, 8, 8)
+    assert net.layer2(x).shape == (2 * 4, 128, 4, 4)
