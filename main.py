@@ -21,8 +21,8 @@ from ops import distributed as dist_utils
 from ops.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
-from ops.runtime import (adjust_learning_rate, build_dataset, build_model, select_device, set_seed,
-                         store_name)
+from ops.runtime import (adjust_learning_rate, build_dataset, build_model, build_optimizer, select_device,
+                         set_seed, store_name)
 from ops.utils import AverageMeter, correct_topk
 
 
@@ -162,8 +162,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
-    optimizer = torch.optim.SGD(model.get_optim_policies(), args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+    optimizer = build_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
     start_epoch, start_iter, best_prec1 = args.start_epoch, 0, 0.0
     if args.resume:

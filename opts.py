@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--lr_type', default='step', type=str, choices=['step', 'cos'], metavar='LRtype')
     parser.add_argument('--lr_steps', default=[20, 40], type=float, nargs="+", metavar='LRSteps',
                         help='epochs at which the learning rate is divided by 10')
+    parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
+                        help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
     parser.add_argument('--momentum', default=0.9, type=float, metavar='M')
     parser.add_argument('--weight-decay', '--wd', default=5e-4, type=float, metavar='W')
     parser.add_argument('--clip-gradient', '--gd', default=20, type=float, metavar='W',

@@ -76,6 +76,14 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
                cluster_after=args.cluster_after, chunk_frames=args.chunk_frames, print_spec=print_spec)
 
 
+def build_optimizer(args: argparse.Namespace, model: TSN) -> torch.optim.Optimizer:
+    """SGD with TSM's parameter groups (or AdamW over the same groups); lr and decay set per epoch."""
+    groups = model.get_optim_policies()
+    if args.optimizer == 'adamw':
+        return torch.optim.AdamW(groups, args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(groups, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
 def learning_rate(args: argparse.Namespace, epoch: float) -> float:
     """TSM's schedule: ``step`` divides by 10 at each of ``lr_steps``; ``cos`` anneals to 0 over ``epochs``."""
     if args.lr_type == 'step':

@@ -135,3 +135,20 @@ def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data
         assert done.returncode != 0, f"{name}: the run did not stop"
         for part in bad_inputs[name][1]:
             assert part in last, f"{name}: {part!r} not in the last stderr line {last!r}"
+
+
+@pytest.mark.parametrize('method,frames,extra', [
+    ('uniform', '32', []),
+    ('slope', '32', ['--optimizer', 'adamw', '--lr', '0.001']),
+    ('cumulative', 'all', ['--chunk_frames', '8']),
+])
+def test_each_clustering_method_trains_and_evaluates_through_main(method, frames, extra, data, tmp_path):
+    argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a not in ('--store_name', 'run')]
+    argv += ['--cluster', method, '--frames', frames, *extra]
+    result = train_main.main(argv)
+    name = f'TSM_move4mnist_RGB_resnet18_shift8_blockres_avg_{method}4_frames{frames}_e1_scratch'
+    assert (tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar').is_file()
+    ckpt = load_checkpoint(str(tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar'))
+    assert ckpt['args']['cluster'] == method and str(ckpt['args']['frames']) == frames
+    again = train_main.main(argv + ['--evaluate', '--resume', str(tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar')])
+    assert again['top1'] == pytest.approx(result['top1']) and again['loss'] == pytest.approx(result['loss'], rel=1e-5)
