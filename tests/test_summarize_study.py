@@ -1,0 +1,28 @@
+"""tools/summarize_study.py: the study table averages the seeds it finds and skips unfinished runs."""
+import json
+
+from tools.summarize_study import main, model_flags
+
+
+def write_run(root, name, top1, wall, epochs=4):
+    folder = root / 'log' / name
+    folder.mkdir(parents=True)
+    (folder / 'eval.txt').write_text(f'Testing Results: Prec@1 {top1:.3f} Prec@5 100.000 Loss 1.00000 (8 videos)\n')
+    (folder / 'done').write_text(f'{wall}\n')
+    (folder / 'args.txt').write_text(json.dumps({'epochs': epochs}))
+
+
+def test_table_has_mean_and_std_over_seeds(tmp_path):
+    write_run(tmp_path, 'tsm8_s0', 50.0, 40)
+    write_run(tmp_path, 'tsm8_s1', 60.0, 80)
+    (tmp_path / 'log' / 'tsm8_s2').mkdir()  # unfinished: no eval.txt
+    write_run(tmp_path, 'cumulative8_s0', 70.0, 120)
+    table = main([str(tmp_path), 'tsm8', 'cumulative8', '--no_profile'])
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[1:-1]] for line in table.splitlines()[2:]}
+    assert rows['tsm8'][1] == '2' and rows['tsm8'][2] == '55.00 ± 7.07' and rows['tsm8'][6] == '15'
+    assert rows['cumulative8'][2] == '70.00 ± 0.00' and rows['cumulative8'][3] == '94.08 ± 0.25'
+
+
+def test_model_flags():
+    assert model_flags('tsmall') == ['--num_segments', '32']
+    assert model_flags('slope16') == ['--cluster', 'slope', '--frames', '32', '--num_segments', '16']

@@ -1,0 +1,106 @@
+"""Summarise a Move4MNIST study (scripts/repro_move4mnist_cpu.sh) as a markdown table and a figure.
+
+``python tools/summarize_study.py OUT CONFIG [CONFIG ...]`` reads, for each run ``OUT/log/{config}_s{seed}``,
+the evaluated top-1 (``eval.txt``: main.py's ``Testing Results`` line), the wall seconds (``done``) and the
+epochs (``args.txt``); profiles each configuration at the paper's size (ResNet-18, 224 px, 32 frames) with
+``tools/profile_model.py``; prints the table (top-1 mean ± std over seeds) and writes
+``OUT/top1_vs_gmacs.png``.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT = re.compile(r'Prec@1 ([\d.]+)')
+PAPER = {'tsm8': '90.13 ± 0.38', 'tsm16': '93.78 ± 0.33', 'tsmall': '98.83 ± 0.16', 'uniform8': '90.25 ± 0.28',
+         'slope8': '93.33 ± 0.19', 'cumulative8': '94.08 ± 0.25', 'uniform16': '92.73 ± 0.25',
+         'slope16': '94.06 ± 0.18', 'cumulative16': '95.27 ± 0.21'}
+
+
+def model_flags(config: str) -> List[str]:
+    """main.py's model flags for a configuration name (tsm8, tsmall, cumulative16, ...)."""
+    if config.startswith('tsm'):
+        return ['--num_segments', '32' if config == 'tsmall' else config[3:]]
+    method = config.rstrip('0123456789')
+    return ['--cluster', method, '--frames', '32', '--num_segments', config[len(method):]]
+
+
+def profile(config: str) -> Dict[str, float]:
+    """GMACs and activation MB per video at the paper's size, from tools/profile_model.py --json."""
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'profile_model.py'), 'move4mnist', 'RGB', '--arch', 'resnet18',
+           '--img_size', '224', '--shift', '--pretrain', 'scratch', '--device', 'cpu', '--json', *model_flags(config)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def runs_of(out: str, config: str) -> List[Dict[str, float]]:
+    """Every finished seed of a configuration: top-1, wall seconds, epochs."""
+    found = []
+    log = os.path.join(out, 'log')
+    for name in sorted(os.listdir(log)) if os.path.isdir(log) else []:
+        if not re.fullmatch(re.escape(config) + r'_s\d+', name):
+            continue
+        folder = os.path.join(log, name)
+        try:
+            top1 = float(RESULT.search(open(os.path.join(folder, 'eval.txt')).read()).group(1))
+            wall = float(open(os.path.join(folder, 'done')).read())
+            epochs = json.load(open(os.path.join(folder, 'args.txt')))['epochs']
+        except (OSError, AttributeError, ValueError, KeyError):
+            continue  # an unfinished run
+        found.append({'top1': top1, 'wall': wall, 'epochs': epochs})
+    return found
+
+
+def mean_std(values: List[float]) -> str:
+    if not values:
+        return '—'
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f'{statistics.mean(values):.2f} ± {std:.2f}'
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('out')
+    parser.add_argument('configs', nargs='+')
+    parser.add_argument('--no_profile', action='store_true', help='skip the GMACs / memory columns')
+    args = parser.parse_args(argv)
+    lines = ['| model | seeds | top-1 (%) | paper top-1 | GMACs/video (224 px) | activation MB/video | '
+             's/epoch |', '|---|---|---|---|---|---|---|']
+    points = []
+    for config in args.configs:
+        runs = runs_of(args.out, config)
+        prof = {} if args.no_profile else profile(config)
+        gmacs, mem = prof.get('gmacs_per_video'), prof.get('activation_mb_per_video')
+        per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in runs) if runs else None
+        lines.append(f"| {config} | {len(runs)} | {mean_std([r['top1'] for r in runs])} | {PAPER.get(config, '—')} | "
+                     f"{f'{gmacs:.2f}' if gmacs else '—'} | {f'{mem:.0f}' if mem else '—'} | "
+                     f"{f'{per_epoch:.0f}' if per_epoch else '—'} |")
+        if runs and gmacs:
+            points.append((config, gmacs, statistics.mean(r['top1'] for r in runs)))
+    table = '\n'.join(lines)
+    if points:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for config, gmacs, top1 in points:
+            ax.scatter(gmacs, top1)
+            ax.annotate(config, (gmacs, top1), textcoords='offset points', xytext=(4, 4))
+        ax.set_xlabel('GMACs per video (ResNet-18, 224 px, 32 frames)')
+        ax.set_ylabel('top-1 (%)')
+        ax.set_title('Move4MNIST study: accuracy against cost')
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, 'top1_vs_gmacs.png'), dpi=120)
+        plt.close(fig)
+    print(table)
+    return table
+
+
+if __name__ == '__main__':
+    main()
