@@ -21,9 +21,9 @@ def test_defaults_follow_tsm_with_relative_root(name, tmpl, start, n, tmp_path, 
     assert cfg.video_source == 'frames' and cfg.classes is None
 
 
-def test_direction_sensitive_sets():
-    sensitive = {name for name in SPECS if return_dataset(name, 'RGB', train_list='t', val_list='v',
-                                                          num_class=2).direction_sensitive}
+def test_direction_sensitive_sets(tmp_path):
+    sensitive = {name for name in SPECS if return_dataset(name, 'RGB', root_path=str(tmp_path), train_list='t',
+                                                          val_list='v', num_class=2).direction_sensitive}
     assert sensitive == {'something', 'somethingv2', 'jester', 'move4mnist'}
 
 
