@@ -152,3 +152,12 @@ def test_each_clustering_method_trains_and_evaluates_through_main(method, frames
     assert ckpt['args']['cluster'] == method and str(ckpt['args']['frames']) == frames
     again = train_main.main(argv + ['--evaluate', '--resume', str(tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar')])
     assert again['top1'] == pytest.approx(result['top1']) and again['loss'] == pytest.approx(result['loss'], rel=1e-5)
+
+
+def test_bf16_and_channels_last_train_through_main(data, tmp_path):
+    argv = run_args(data, tmp_path, '--epochs', '1', '--amp', 'bf16', '--channels_last', '--cluster', 'slope',
+                    '--frames', '16')
+    result = train_main.main(argv)
+    assert result['count'] == 4 and result['loss'] == result['loss']  # finite, not NaN
+    log = (tmp_path / 'log' / 'run' / 'log.csv').read_text()
+    assert 'nan' not in log.lower()

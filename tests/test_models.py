@@ -127,3 +127,25 @@ def test_clustered_model_ignores_padding_frames():
     a = model(short, torch.tensor([7]))
     b = model(padded, torch.tensor([7]))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('cluster', ['none', 'cumulative'])
+def test_bf16_autocast_and_channels_last_on_the_cpu(cluster):
+    torch.manual_seed(0)
+    kw = dict(cluster=cluster, num_frames=8 if cluster != 'none' else None)
+    model = TSN(4, 4 if cluster != 'none' else 8, 'RGB', base_model='resnet18', pretrain='scratch', is_shift=True,
+                partial_bn=False, dropout=0, **kw).eval()
+    x = torch.randn(2, 8 * 3, 32, 32)
+    ref = model(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = model(x)
+    assert low.shape == ref.shape and torch.isfinite(low).all()
+    assert torch.allclose(low.float(), ref, atol=0.05 * ref.abs().max().item() + 1e-3)
+    model.to(memory_format=torch.channels_last)
+    model.channels_last = True
+    assert torch.allclose(model(x), ref, atol=1e-4)
+    model.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = nn.functional.cross_entropy(model(x).float(), torch.tensor([0, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

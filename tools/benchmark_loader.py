@@ -2,7 +2,8 @@
 full ``VideoDataset`` + DataLoader pipeline, and one 224 px training clip against a ResNet-50 step.
 
     python tools/benchmark_loader.py                          # 320x240 JPEGs read at 112 px, -j 2
-    python tools/benchmark_loader.py --frames_dir /data/ucf101/jpg --videos 8 --frames 32 -j 4 --json
+    python tools/benchmark_loader.py --frames_dir DIR --videos 8 --frames 32 -j 4 --json   # DIR/<video>/img_00001.jpg
+    python tools/benchmark_loader.py --skip_model --scale_size 112    # validation read at 112 too
 
 Synthetic frame folders (smooth gradients + noise + moving shapes, JPEG quality 90) are written once
 into ``--cache`` and reused. Sections: (a) ``Image.open(p).convert('RGB').resize(...)`` to a short side
@@ -247,8 +248,9 @@ def model_section(img_size: int, clip_frames: int, device: torch.device, steps: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--frames_dir', default=None, help='existing frame folders (img_00001.jpg ...) instead of synthetic')
+    """The tool's flags."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--frames_dir', default=None, help='existing frame folders (img_00001.jpg ...), not synthetic')
     p.add_argument('--cache', default=os.path.join(tempfile.gettempdir(), 'benchmark_loader'),
                    help='where synthetic frames are written once and reused')
     p.add_argument('--size', type=parse_size, default=(320, 240), help='synthetic frame size WxH')
@@ -305,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
            'pipeline': pipeline_section(root, list_file, args.frames, args.target, scale_size,
                                         sorted({1, args.workers})),
            'clip': clip_section(args.cache, args.clip_size, args.clip_frames, args.img_size, args.repeat),
-           'model': [] if args.skip_model else model_section(args.img_size, args.clip_frames, torch.device(args.device)),
+           'model': [] if args.skip_model else model_section(args.img_size, args.clip_frames,
+                                                             torch.device(args.device)),
            'device': args.device, 'cpu_threads': torch.get_num_threads()}
     print(json.dumps(res) if args.json else format_table(res))
     return res
