@@ -197,8 +197,10 @@ def load_image(path: str, mode: str, decode_size: int | None = None) -> Image.Im
     with Image.open(path) as img:
         w, h = img.size
         if decode_size and img.format == 'JPEG' and min(w, h) >= 2 * decode_size:
-            scale = decode_size / min(w, h)
-            img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+            # The largest JPEG reduction (1/8, 1/4, 1/2) that keeps the short side >= decode_size; asking
+            # Pillow for exactly (w // s, h // s) makes it pick s even for odd sizes.
+            s = next(s for s in (8, 4, 2) if min(w, h) // s >= decode_size)
+            img.draft(img.mode, (w // s, h // s))
         img.load()  # decode now, so a corrupt file fails here, naming it
         return img.convert(mode)
 
