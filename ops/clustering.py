@@ -70,7 +70,7 @@ def sign_codes(x: Tensor) -> Tensor:
 def neighbour_hamming(x: Tensor, lengths: Tensor | None = None) -> Tensor:
     """Hamming distance between the signs of neighbouring frames (paper Sec. 3.3, Eq. 8 terms).
 
-    ``d_k = H(x_k, x_{k+1}) / D``, computed as xor of the packed codes and a popcount table.
+    ``d_k = H(x_k, x_{k+1}) / D``, computed as xor of the packed codes and a popcount over 64-bit words.
 
     Args:
         x: ``(N, T, ...)`` activations (float16/bfloat16/float32).
@@ -94,8 +94,7 @@ def hamming_from_codes(codes: Tensor, num_bits: int, lengths: Tensor | None = No
     """
     n, t = codes.shape[:2]
     differ = codes[:, 1:] ^ codes[:, :-1]
-    table = _popcount_table(codes.device)
-    counts = table.index_select(0, differ.reshape(-1).int()).reshape(differ.shape).sum(-1)
+    counts = _popcount64(F.pad(differ, (0, -differ.shape[-1] % 8)).view(torch.int64)).sum(-1)
     length = _lengths_or_full(lengths, n, t, codes.device)
     k = torch.arange(t - 1, device=codes.device)
     # Divide by a device tensor: CUDA would multiply by the rounded reciprocal of a Python
@@ -104,10 +103,16 @@ def hamming_from_codes(codes: Tensor, num_bits: int, lengths: Tensor | None = No
     return torch.where(k < (length - 1)[:, None], dist, 0.0)
 
 
-def _popcount_table(device: torch.device) -> Tensor:
-    """``(256,)`` uint8: number of set bits of each byte, built on ``device`` (no host copy)."""
-    byte = torch.arange(256, device=device)
-    return ((byte[:, None] >> torch.arange(8, device=device)) & 1).sum(1).to(torch.uint8)
+def _popcount64(v: Tensor) -> Tensor:
+    """Set bits of each int64 word (SWAR popcount, Hacker's Delight 5-2): ``(...)`` int64 -> ``(...)`` int64.
+
+    Eight bytes per operation instead of a table look-up per byte. The arithmetic right shifts of negative
+    words are harmless: every shift is masked, and the final byte sum (at most 64) is positive.
+    """
+    v = v - ((v >> 1) & 0x5555555555555555)
+    v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333)
+    v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (v * 0x0101010101010101) >> 56
 
 
 def _short_and_padding(assign: Tensor, length: Tensor, num_clusters: int) -> Tensor:
