@@ -59,8 +59,9 @@ def runs_of(out: str, config: str) -> List[Dict[str, float]]:
 def mean_std(values: List[float]) -> str:
     if not values:
         return '—'
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{statistics.mean(values):.2f} ± {std:.2f}'
+    if len(values) == 1:
+        return f'{values[0]:.2f} (one seed)'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
 def main(argv: Optional[List[str]] = None) -> str:
