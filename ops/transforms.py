@@ -136,38 +136,38 @@ def _multi_crop(img_group: list[Image.Image], crop_size: Size, offsets: list[tup
     return out
 
 
-class GroupOverSample:
-    """10-crop testing: 4 corners + centre (and their mirrors); ``T`` frames -> ``(5 or 10) * T``."""
+class _MultiViewSample:
+    """Several fixed crops of every frame (and their mirrors), after an optional resize of the short side."""
 
     def __init__(self, crop_size: Size, scale_size: int | None = None, flip: bool = True):
         self.crop_size = _pair(crop_size)
         self.scale = GroupScale(scale_size) if scale_size is not None else None
         self.flip = flip
+
+    def offsets(self, w: int, h: int) -> list[tuple[int, int]]:
+        raise NotImplementedError
 
     def __call__(self, img_group: list[Image.Image]) -> list[Image.Image]:
         if self.scale is not None:
             img_group = self.scale(img_group)
         w, h = _check_fits(img_group, *self.crop_size)
-        offsets = GroupMultiScaleCrop.fill_fix_offset(False, w, h, *self.crop_size)
-        return _multi_crop(img_group, self.crop_size, offsets, self.flip)
+        return _multi_crop(img_group, self.crop_size, self.offsets(w, h), self.flip)
 
 
-class GroupFullResSample:
+class GroupOverSample(_MultiViewSample):
+    """10-crop testing: 4 corners + centre (and their mirrors); ``T`` frames -> ``(5 or 10) * T``."""
+
+    def offsets(self, w: int, h: int) -> list[tuple[int, int]]:
+        return GroupMultiScaleCrop.fill_fix_offset(False, w, h, *self.crop_size)
+
+
+class GroupFullResSample(_MultiViewSample):
     """3-crop testing: left, right, centre along the long side (and mirrors); ``T`` -> ``(3 or 6) * T``."""
 
-    def __init__(self, crop_size: Size, scale_size: int | None = None, flip: bool = True):
-        self.crop_size = _pair(crop_size)
-        self.scale = GroupScale(scale_size) if scale_size is not None else None
-        self.flip = flip
-
-    def __call__(self, img_group: list[Image.Image]) -> list[Image.Image]:
-        if self.scale is not None:
-            img_group = self.scale(img_group)
+    def offsets(self, w: int, h: int) -> list[tuple[int, int]]:
         crop_w, crop_h = self.crop_size
-        w, h = _check_fits(img_group, crop_w, crop_h)
         w_step, h_step = (w - crop_w) // 4, (h - crop_h) // 4
-        offsets = [(0, 2 * h_step), (4 * w_step, 2 * h_step), (2 * w_step, 2 * h_step)]
-        return _multi_crop(img_group, self.crop_size, offsets, self.flip)
+        return [(0, 2 * h_step), (4 * w_step, 2 * h_step), (2 * w_step, 2 * h_step)]
 
 
 class GroupMultiScaleCrop:
