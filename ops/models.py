@@ -15,6 +15,8 @@ from torch.nn.init import constant_, normal_
 
 from archs.resnet import build_resnet
 from ops.basic_ops import ConsensusModule
+from ops.chunked import chunked_cluster
+from ops.clustering import TemporalClustering
 from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, set_temporal_context
 
 LAYERS = ('layer1', 'layer2', 'layer3', 'layer4')
@@ -90,7 +92,6 @@ class TSN(nn.Module):
             self.softmax = nn.Softmax(dim=-1)
         self.clustering = None
         if cluster != 'none':
-            from ops.clustering import TemporalClustering
             self.clustering = TemporalClustering(cluster, num_segments)
         # Shift/pool modules per layer, so forward can tell each stage its temporal length.
         self._temporal: Dict[str, List[nn.Module]] = {
@@ -239,7 +240,6 @@ class TSN(nn.Module):
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
             if self.chunk_frames and self.chunk_frames < t_in:
-                from ops.chunked import chunked_cluster
                 x = chunked_cluster(self, x, t_in, lengths_, self.chunk_frames)
             else:
                 x = self.clustering(self.run_early(x, t_in, lengths_), num_frames=t_in, lengths=lengths_)
