@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main job: generate Move4MNIST, train a small TSM model from scratch, evaluate its best
-# checkpoint and print its top-1. About 7 minutes on a 2-core CPU (a GPU is used when there is one).
+# checkpoint and print its top-1. About 6 minutes on a 2-core CPU (a GPU is used when there is one).
 # Expected: top-1 about 95% (95.0% measured on a 2-core CPU, see docs/RESULTS.md); chance is 25%.
 # Without ImageNet weights (none are downloaded), the digits move faster than in the paper's data
 # (--speed 2 3 instead of 0.5-1 px per frame) so that a network trained from scratch learns the
