@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from opts import parse_args
 from ops import distributed as dist_utils
-from ops.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from ops.checkpoint import (load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state, save_checkpoint,
+                            set_rng_state)
 from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
 from ops.runtime import (adjust_learning_rate, build_dataset, build_model, build_optimizer, select_device,
@@ -71,12 +72,19 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
     criterion = nn.CrossEntropyLoss()
     model.train()
     losses, top1, top5 = AverageMeter(), AverageMeter(), AverageMeter()
-    skipped = 0
+    skipped, held_back = 0, 0
+    # Under DDP every rank must take every step (backward all-reduces, SyncBN gathers): with --on_bad_video
+    # skip a rank whose whole batch was bad would leave the others waiting, so the ranks agree on each step.
+    agree = dist_utils.is_distributed() and args.on_bad_video == 'skip'
     bar = tqdm(loader, desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
                disable=not log.file, dynamic_ncols=True)
     for i, batch in enumerate(bar, start=start_iter):
         skipped += int(batch[3])
-        if batch[1].numel() == 0:  # every video of the batch was skipped (--on_bad_video skip)
+        empty = batch[1].numel() == 0  # every video of the batch was skipped (--on_bad_video skip)
+        if agree:
+            empty = dist_utils.any_rank(empty, device)
+            held_back += batch[1].numel() if empty else 0
+        if empty:
             continue
         frames, labels, lengths = to_device(batch, device, args.channels_last)
         with autocast(args, device):
@@ -101,8 +109,14 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
                      f'Prec@5 {top5.val:.3f} ({top5.avg:.3f})')
         if args.save_freq and (i + 1) % args.save_freq == 0 and i + 1 < start_iter + len(loader):
             save_fn(epoch, i + 1)
+    if agree:  # every rank's counts, logged by rank 0
+        skipped, held_back = (int(v) for v in dist_utils.all_reduce_sum(
+            torch.tensor([skipped, held_back], device=device)).tolist())
     if skipped:
         log.line(f'Epoch {epoch}: {skipped} bad videos skipped (--on_bad_video skip)')
+    if held_back:
+        log.line(f'Epoch {epoch}: {held_back} good videos left out with the steps in which another rank '
+                 f'had no valid video')
     return {'loss': losses.avg, 'top1': top1.avg, 'top5': top5.avg}
 
 
@@ -203,6 +217,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     if is_main:
         os.makedirs(log_dir, exist_ok=True)
         os.makedirs(model_dir, exist_ok=True)
+        for name in remove_stale_temporaries(model_dir):
+            print(f"=> removed {os.path.join(model_dir, name)}, left by a save that was killed")
         with open(os.path.join(log_dir, 'args.txt'), 'w') as f:
             f.write(json.dumps(vars(args), indent=1, default=str) + '\n')
     log = RunLog(log_dir if is_main else None)

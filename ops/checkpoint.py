@@ -10,7 +10,7 @@ import pickle
 import random
 import re
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -40,6 +40,19 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Delete the ``.tmp-*.pth.tar`` files that saves killed mid-write left in ``folder``; their names.
+
+    Call it only where no other process is saving into ``folder`` (main.py: rank 0, before training).
+    """
+    if not os.path.isdir(folder):
+        return []
+    stale = sorted(n for n in os.listdir(folder) if n.startswith('.tmp-') and n.endswith('.pth.tar'))
+    for name in stale:
+        os.remove(os.path.join(folder, name))
+    return stale
 
 
 def _fsync_folder(folder: str) -> None:

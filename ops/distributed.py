@@ -96,6 +96,11 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on at least one (one small all-reduce; a host sync)."""
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+
 def cleanup() -> None:
     if is_distributed():
         dist.barrier()

@@ -222,10 +222,14 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(data, tmp_path):
     saved = load_checkpoint(str(ckpt))  # whatever moment the kill hit, the file is whole
     epoch, iteration = saved['epoch'], saved['iteration']
     assert (epoch, iteration) != (2, 0)
+    # a kill during a save leaves its temporary file (planted here, as the kill may have missed a save)
+    (ckpt.parent / '.tmp-killed.pth.tar').write_bytes(b'PK\x03\x04 half a checkpoint')
     done = subprocess.run([sys.executable, 'main.py', *argv, '--resume', str(ckpt)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"(epoch {epoch}, iteration {iteration})" in done.stdout
+    assert '.tmp-killed.pth.tar, left by a save that was killed' in done.stdout
+    assert not [n for n in os.listdir(ckpt.parent) if n.startswith('.tmp-')]
     log = (tmp_path / 'log' / 'run' / 'log.csv').read_text().splitlines()
     resumed = [line for line in log[[i for i, line in enumerate(log) if '--resume' in line][-1]:]
                if line.startswith('Epoch: [')]

@@ -6,6 +6,7 @@ the equality test: it applies ``deterministic_hooks`` and calls ``main.main``.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,21 @@ def test_torchrun_trains_an_epoch_and_rank0_alone_writes(data, tmp_path):
     assert sorted(os.listdir(tmp_path / 'ckpt' / 'run')) == ['ckpt.best.pth.tar', 'ckpt.pth.tar']
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path / 'log' / 'run'))
     assert len([n for n in os.listdir(tmp_path / 'log' / 'run') if n.startswith('events')]) == 1
+
+
+def test_torchrun_with_skip_keeps_ranks_in_step_when_one_rank_has_no_valid_video(data, tmp_path):
+    # batch 1 per rank: the step that gives a rank the bad video leaves that rank nothing to train on; the
+    # other rank must skip that step too, or it would wait in backward's all-reduce until the timeout
+    bad = tmp_path / 'data'
+    shutil.copytree(data, bad)
+    first = (bad / 'train_videofolder.txt').read_text().split()[0]
+    shutil.rmtree(bad / first)
+    torchrun(['main.py', *run_args(bad, tmp_path, 1, '--num_segments', '4', '--epochs', '1', '--npb',
+                                   '--on_bad_video', 'skip')], timeout=240)
+    log = (tmp_path / 'log' / 'run' / 'log.csv').read_text()
+    assert 'Epoch 0: 1 bad videos skipped' in log
+    assert 'Epoch 0: 1 good videos left out with the steps' in log
+    assert load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))['epoch'] == 1
 
 
 # ------------------------------------------------------------------------------------------------- units
