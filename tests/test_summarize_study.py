@@ -10,6 +10,9 @@ def write_run(root, name, top1, wall, epochs=4):
     (folder / 'eval.txt').write_text(f'Testing Results: Prec@1 {top1:.3f} Prec@5 100.000 Loss 1.00000 (8 videos)\n')
     (folder / 'done').write_text(f'{wall}\n')
     (folder / 'args.txt').write_text(json.dumps({'epochs': epochs}))
+    curve = [25.0, 40.0, top1]
+    (folder / 'log.csv').write_text(''.join(f'Epoch: [{e}][0/4]\nTesting Results: Prec@1 {v:.3f} Prec@5 100.000 '
+                                            f'Loss 1.0\nBest Prec@1: {v:.3f}\n' for e, v in enumerate(curve)))
 
 
 def test_table_has_mean_and_std_over_seeds(tmp_path):
@@ -18,9 +21,15 @@ def test_table_has_mean_and_std_over_seeds(tmp_path):
     (tmp_path / 'log' / 'tsm8_s2').mkdir()  # unfinished: no eval.txt
     write_run(tmp_path, 'cumulative8_s0', 70.0, 120)
     table = main([str(tmp_path), 'tsm8', 'cumulative8', '--no_profile'])
-    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[1:-1]] for line in table.splitlines()[2:]}
-    assert rows['tsm8'][1] == '2' and rows['tsm8'][2] == '55.00 ± 7.07' and rows['tsm8'][6] == '15'
-    assert rows['cumulative8'][2] == '70.00 (one seed)' and rows['cumulative8'][3] == '94.08 ± 0.25'
+    main_table, curves = table.split('\n\n')
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[1:-1]]
+            for line in main_table.splitlines()[2:]}
+    assert rows['tsm8'][1] == '2' and rows['tsm8'][2] == '55.00 ± 7.07' and rows['tsm8'][7] == '15'
+    assert rows['tsm8'][3] == '50.00, 60.00'
+    assert rows['cumulative8'][2] == '70.00 (one seed)' and rows['cumulative8'][4] == '94.08 ± 0.25'
+    runs = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in curves.splitlines()[2:]}
+    assert runs['tsm8_s0'] == ['never', '25 40 50'] and runs['tsm8_s1'] == ['2', '25 40 60']
+    assert runs['cumulative8_s0'] == ['2', '25 40 70'] and 'tsm8_s2' not in runs
 
 
 def test_model_flags():

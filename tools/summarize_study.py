@@ -3,8 +3,9 @@
 ``python tools/summarize_study.py OUT CONFIG [CONFIG ...]`` reads, for each run ``OUT/log/{config}_s{seed}``,
 the evaluated top-1 (``eval.txt``: main.py's ``Testing Results`` line), the wall seconds (``done``) and the
 epochs (``args.txt``); profiles each configuration at the paper's size (ResNet-18, 224 px, 32 frames) with
-``tools/profile_model.py``; prints the table (top-1 mean ± std over seeds) and writes
-``OUT/top1_vs_gmacs.png``.
+``tools/profile_model.py``; prints the table (top-1 mean ± std over seeds, and each seed's), a table of each
+run's validation top-1 by epoch (``log.csv``) with the epoch it first passes 50%, and writes
+``OUT/top1_vs_gmacs.png`` (mean top-1, ± std as error bars, against GMACs).
 """
 import argparse
 import json
@@ -52,8 +53,23 @@ def runs_of(out: str, config: str) -> List[Dict[str, float]]:
             epochs = json.load(open(os.path.join(folder, 'args.txt')))['epochs']
         except (OSError, AttributeError, ValueError, KeyError):
             continue  # an unfinished run
-        found.append({'top1': top1, 'wall': wall, 'epochs': epochs})
+        found.append({'seed': int(name.rsplit('_s', 1)[1]), 'top1': top1, 'wall': wall, 'epochs': epochs,
+                      'curve': validation_curve(os.path.join(folder, 'log.csv'))})
     return found
+
+
+def validation_curve(log_csv: str) -> List[float]:
+    """Top-1 of each validation in a run's ``log.csv`` (main.py's ``Testing Results`` lines), in order."""
+    try:
+        text = open(log_csv).read()
+    except OSError:
+        return []
+    return [float(m.group(1)) for m in re.finditer(r'Testing Results: Prec@1 ([\d.]+)', text)]
+
+
+def take_off(curve: List[float], level: float = 50.0) -> Optional[int]:
+    """The first epoch (0-based) whose validation top-1 passes ``level``; None if none does."""
+    return next((i for i, v in enumerate(curve) if v > level), None)
 
 
 def mean_std(values: List[float]) -> str:
@@ -70,27 +86,35 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--no_profile', action='store_true', help='skip the GMACs / memory columns')
     args = parser.parse_args(argv)
-    lines = ['| model | seeds | top-1 (%) | paper top-1 | GMACs/video (224 px) | activation MB/video | '
-             's/epoch |', '|---|---|---|---|---|---|---|']
+    lines = ['| model | seeds | top-1 (%) | per seed | paper top-1 | GMACs/video (224 px) | activation MB/video | '
+             's/epoch |', '|---|---|---|---|---|---|---|---|']
+    curves = ['| run | epoch top-1 first passes 50% | validation top-1 by epoch |', '|---|---|---|']
     points = []
     for config in args.configs:
         runs = runs_of(args.out, config)
         prof = {} if args.no_profile else profile(config)
         gmacs, mem = prof.get('gmacs_per_video'), prof.get('activation_mb_per_video')
         per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in runs) if runs else None
-        lines.append(f"| {config} | {len(runs)} | {mean_std([r['top1'] for r in runs])} | {PAPER.get(config, '—')} | "
+        seeds = ', '.join(f"{r['top1']:.2f}" for r in runs) or '—'
+        lines.append(f"| {config} | {len(runs)} | {mean_std([r['top1'] for r in runs])} | {seeds} | "
+                     f"{PAPER.get(config, '—')} | "
                      f"{f'{gmacs:.2f}' if gmacs else '—'} | {f'{mem:.0f}' if mem else '—'} | "
                      f"{f'{per_epoch:.0f}' if per_epoch else '—'} |")
+        for r in runs:
+            epoch = take_off(r['curve'])
+            curves.append(f"| {config}_s{r['seed']} | {'never' if epoch is None else epoch} | "
+                          f"{' '.join(f'{v:.0f}' for v in r['curve'])} |")
         if runs and gmacs:
-            points.append((config, gmacs, statistics.mean(r['top1'] for r in runs)))
-    table = '\n'.join(lines)
+            top1s = [r['top1'] for r in runs]
+            points.append((config, gmacs, statistics.mean(top1s), statistics.stdev(top1s) if len(top1s) > 1 else 0.0))
+    table = '\n'.join(lines) + '\n\n' + '\n'.join(curves)
     if points:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 4))
-        for config, gmacs, top1 in points:
-            ax.scatter(gmacs, top1)
+        for config, gmacs, top1, std in points:
+            ax.errorbar(gmacs, top1, yerr=std, fmt='o', capsize=3)
             ax.annotate(config, (gmacs, top1), textcoords='offset points', xytext=(4, 4))
         ax.set_xlabel('GMACs per video (ResNet-18, 224 px, 32 frames)')
         ax.set_ylabel('top-1 (%)')
