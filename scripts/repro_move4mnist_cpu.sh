@@ -3,10 +3,11 @@
 # Trains TSM-8, TSM-16, TSM-all and ours-{uniform,slope,cumulative}-8 for each seed, evaluates each best
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
-# Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...".
+# Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
+# WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16"; scripts/repro_move4mnist_gpu.sh).
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
-# Measured numbers and the exact command: docs/RESULTS.md.
+# About 62 min per seed on 2 idle cores (2 h for the default 2 seeds). Numbers and the command: docs/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
@@ -17,9 +18,11 @@ NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
+WORKERS=${WORKERS:-2}
+EXTRA=${EXTRA:-}
 DATA="$OUT/data"
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
-    --num_val "$NVAL" --seed 0 --speed $SPEED -j 2
+    --num_val "$NVAL" --seed 0 --speed $SPEED -j "$WORKERS"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsm8) echo "--num_segments 8" ;;
@@ -31,16 +34,16 @@ flags() {  # the model flags of a configuration name
   esac
 }
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
-        --scale_size "$SIZE" --dropout 0.3 -b 16 -j 2 --optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos
+        --scale_size "$SIZE" --dropout 0.3 -b 16 -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos
         --epochs "$EPOCHS" --eval-freq 1 --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 for seed in $SEEDS; do
   for cfg in $CONFIGS; do
     name="${cfg}_s${seed}"
     [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
     start=$(date +%s)
-    python main.py "${COMMON[@]}" $(flags "$cfg") --seed "$seed" --store_name "$name" \
+    python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
         $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) > "$OUT/$name.out" 2>&1
-    python main.py "${COMMON[@]}" $(flags "$cfg") --seed "$seed" --store_name "$name" --evaluate \
+    python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
         --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"
     echo $(( $(date +%s) - start )) > "$OUT/log/$name/done"
     echo "$name: $(cat "$OUT/log/$name/eval.txt")"

@@ -5,7 +5,7 @@ the evaluated top-1 (``eval.txt``: main.py's ``Testing Results`` line), the wall
 epochs (``args.txt``); profiles each configuration at the paper's size (ResNet-18, 224 px, 32 frames) with
 ``tools/profile_model.py``; prints the table (top-1 mean ± std over seeds, and each seed's), a table of each
 run's validation top-1 by epoch (``log.csv``) with the epoch it first passes 50%, and writes
-``OUT/top1_vs_gmacs.png`` (mean top-1, ± std as error bars, against GMACs).
+``OUT/top1_vs_gmacs.png`` (mean top-1 as a dot and each seed as a cross, against GMACs).
 """
 import argparse
 import json
@@ -105,20 +105,20 @@ def main(argv: Optional[List[str]] = None) -> str:
             curves.append(f"| {config}_s{r['seed']} | {'never' if epoch is None else epoch} | "
                           f"{' '.join(f'{v:.0f}' for v in r['curve'])} |")
         if runs and gmacs:
-            top1s = [r['top1'] for r in runs]
-            points.append((config, gmacs, statistics.mean(top1s), statistics.stdev(top1s) if len(top1s) > 1 else 0.0))
+            points.append((config, gmacs, [r['top1'] for r in runs]))
     table = '\n'.join(lines) + '\n\n' + '\n'.join(curves)
     if points:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 4))
-        for config, gmacs, top1, std in points:
-            ax.errorbar(gmacs, top1, yerr=std, fmt='o', capsize=3)
-            ax.annotate(config, (gmacs, top1), textcoords='offset points', xytext=(4, 4))
+        for config, gmacs, top1s in points:  # configurations of equal cost share an x: a legend names them
+            line = ax.plot(gmacs, statistics.mean(top1s), 'o', label=config)[0]
+            ax.plot([gmacs] * len(top1s), top1s, 'x', color=line.get_color(), alpha=0.7)  # each seed
+        ax.legend(fontsize=8, loc='center right')
         ax.set_xlabel('GMACs per video (ResNet-18, 224 px, 32 frames)')
         ax.set_ylabel('top-1 (%)')
-        ax.set_title('Move4MNIST study: accuracy against cost')
+        ax.set_title('Move4MNIST study: accuracy against cost (dot: mean, x: seeds)')
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, 'top1_vs_gmacs.png'), dpi=120)
