@@ -24,3 +24,6 @@ run "torchrun 1 proc NCCL cumulative fp16" torchrun --standalone --nproc_per_nod
 timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 8 --warmup 3 \
     --configs tsm-8 tsm-all cumulative-8 cumulative-8+chunk --long --long_frames 32 512 --time_long --long_method cumulative \
     --out "$OUT/benchmark_r50_fp16.md"
+# the clustering's pieces on CUDA (8 videos of ResNet-50 layer1 at 224 px, fp16); share against the TSM table's step
+timeout 60 python3 tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8 --repeat 20 \
+    | tee "$OUT/benchmark_clustering_fp16.md"

@@ -1,0 +1,101 @@
+"""Time the pieces of the temporal clustering (ops/clustering.py) on one activation tensor.
+
+    python tools/benchmark_clustering.py                         # ResNet-50 layer1 at 224 px: 32 x 256x56x56
+    python tools/benchmark_clustering.py --step_ms 4238          # also its share of a measured training step
+    python tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8
+
+Each row is the median of --repeat calls after one warm-up (synchronised on CUDA): sign codes, Hamming
+distances from the codes, the cumulative and slope rules, the mean (``aggregate``) forward and forward +
+backward, and the whole clustering forward + backward (``TemporalClustering``, whose assignment has no
+gradient) for each method. Random ReLU-like activations (half zeros). It prints figures and asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+
+if __package__ in (None, ''):  # run as a script: make the project's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ops import clustering as C  # noqa: E402
+from ops.runtime import select_device  # noqa: E402
+
+
+def median_ms(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
+    """Median wall milliseconds of ``fn`` over ``repeat`` calls after one warm-up call."""
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--videos', type=int, default=1)
+    p.add_argument('--frames', type=int, default=32)
+    p.add_argument('--channels', type=int, default=256, help="ResNet-50 layer1: 256; ResNet-18: 64")
+    p.add_argument('--size', type=int, default=56, help="feature map side (224 px input: 56)")
+    p.add_argument('--clusters', type=int, default=8)
+    p.add_argument('--repeat', type=int, default=5)
+    p.add_argument('--device', default='cpu', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
+    p.add_argument('--step_ms', type=float, default=None, help="a training step's time, for the share column")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> List[tuple]:
+    args = parse_args(argv)
+    device = select_device(args.device)
+    dtype = getattr(torch, args.dtype)
+    n, t, g = args.videos, args.frames, args.clusters
+    gen = torch.Generator(device='cpu').manual_seed(0)
+    x = torch.randn(n, t, args.channels, args.size, args.size, generator=gen).relu_().to(device, dtype)
+    bits = args.channels * args.size * args.size
+    codes = C.sign_codes(x)
+    dist = C.hamming_from_codes(codes, bits)
+    assign = C.cumulative_assign(dist, g)
+    leaf = x.clone().requires_grad_()
+
+    def mean_forward_backward():
+        C.aggregate(leaf, assign, g).sum().backward()
+
+    def whole(method: str) -> Callable[[], None]:
+        module = C.TemporalClustering(method, g)
+        frames = leaf.reshape(n * t, *x.shape[2:])
+
+        def run():
+            module(frames, t).sum().backward()
+        return run
+
+    rows = [('sign_codes', median_ms(lambda: C.sign_codes(x), args.repeat, device)),
+            ('hamming_from_codes', median_ms(lambda: C.hamming_from_codes(codes, bits), args.repeat, device)),
+            ('cumulative_assign', median_ms(lambda: C.cumulative_assign(dist, g), args.repeat, device)),
+            ('slope_assign', median_ms(lambda: C.slope_assign(dist, g), args.repeat, device)),
+            ('aggregate forward', median_ms(lambda: C.aggregate(x, assign, g), args.repeat, device)),
+            ('aggregate forward + backward', median_ms(mean_forward_backward, args.repeat, device))]
+    rows += [(f'{m} clustering forward + backward', median_ms(whole(m), args.repeat, device)) for m in C.METHODS]
+    print(f"{n} video(s) x {t} frames x {args.channels}x{args.size}x{args.size} {args.dtype} on {device}, "
+          f"{g} clusters, {torch.get_num_threads()} CPU threads; median of {args.repeat}")
+    print('| piece | ms |' + (' share of a step |' if args.step_ms else ''))
+    print('|---|---|' + ('---|' if args.step_ms else ''))
+    for name, ms in rows:
+        share = f' {100 * ms / args.step_ms:.2f}% |' if args.step_ms else ''
+        print(f'| {name} | {ms:.2f} |{share}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
