@@ -12,3 +12,10 @@ def test_every_piece_is_timed_and_the_share_is_its_fraction_of_the_step(capsys):
     out = capsys.readouterr().out
     ms = rows['sign_codes']
     assert f'| sign_codes | {ms:.2f} | {ms / 10:.2f}% |' in out
+
+
+def test_fused_rows_when_asked():
+    rows = dict(main(['--frames', '5', '--channels', '3', '--size', '4', '--clusters', '2', '--repeat', '1',
+                      '--fused']))
+    assert {'neighbour_hamming, fused', 'neighbour_hamming, eager', 'cumulative clustering forward + backward, '
+            'fused', 'slope clustering forward + backward, fused'} <= set(rows)

@@ -1,6 +1,7 @@
 """Tests of ops/clustering.py against per-video Python references written from DESIGN.md §3."""
 import itertools
 import math
+import shutil
 from collections import Counter
 from fractions import Fraction
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ops.clustering import (TemporalClustering, aggregate, cumulative_assign, neighbour_hamming,
-                            sign_codes, slope_assign, uniform_assign)
+from ops.clustering import (TemporalClustering, aggregate, cumulative_assign, differing_signs,
+                            neighbour_hamming, sign_codes, slope_assign, uniform_assign)
 
 ASSIGNERS = {'cumulative': cumulative_assign, 'slope': slope_assign}
 
@@ -224,6 +225,24 @@ def test_neighbour_hamming_is_fraction_of_differing_signs():
     assert (got.numpy()[0] == counts[0] / np.float32(140)).all()  # correctly rounded division
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
     assert ((got >= 0) & (got <= 1)).all()
+
+
+@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_fused_distances_equal_the_packed_codes():
+    """--fused_assign: the compiled pass gives bit-identical distances, so the same clusters."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 7, 5, 3, 3, generator=gen).relu()  # D = 45: not a whole number of bytes
+    x[0, 2] = x[0, 3]  # a zero distance
+    lengths = torch.tensor([7, 4, 1])
+    for lens in (None, lengths):
+        assert torch.equal(neighbour_hamming(x, lens, fused=True), neighbour_hamming(x, lens))
+    s = x.reshape(3, 7, -1) > 0
+    assert torch.equal(differing_signs(x), (s[:, 1:] != s[:, :-1]).sum(-1))  # the function compiled, eager
+    fused, plain = TemporalClustering('cumulative', 3, fused=True), TemporalClustering('cumulative', 3)
+    frames = x.reshape(21, 5, 3, 3)
+    assert torch.equal(fused(frames, 7, lengths), plain(frames, 7, lengths))
+    assert torch.equal(fused.last_assign, plain.last_assign)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

@@ -8,9 +8,10 @@ trained on random frames: median step time after --warmup steps (forward, backwa
 activation memory per video (tools/profile_model.activation_memory: bytes saved for backward, + the largest
 recomputed chunk with chunking; input frames excluded); on CUDA the true step peak; each as a ratio to
 TSM-all (TSM on all F frames). The clustering's share of a step is timed in separate steps with hooks
-(synchronised): TemporalClustering's forward (assignment + mean) and its assignment alone; with chunking,
-the assignment functions ops/chunked.py calls (sign codes, distances, rule, weights) and, apart, its
-no-gradient pass of the early layers that feeds them. --long adds frames F = 32, 128, 512, 1024 at G = 8 with
+(CPU: synchronous wall time; CUDA: GPU time between two events, which does not stall the step's queue):
+TemporalClustering's forward (assignment + mean) and its assignment alone; with chunking, the assignment
+functions ops/chunked.py calls (sign codes, distances, rule, weights) and, apart, its no-gradient pass of
+the early layers that feeds them. --long adds frames F = 32, 128, 512, 1024 at G = 8 with
 chunking: memory, and time with --time_long. It prints figures and asserts nothing about speed.
 MB = 1e6 bytes.
 """
@@ -37,10 +38,12 @@ METHODS = ('uniform', 'slope', 'cumulative')
 LONG_FRAMES = (32, 128, 512, 1024)
 
 
-def config_names(chunk: int) -> List[str]:
-    """All configuration names: tsm-8, tsm-16, tsm-all, <method>-<G> and, with chunk > 0, <method>-<G>+chunk."""
+def config_names(chunk: int, fused: bool = False) -> List[str]:
+    """Configuration names: tsm-8, tsm-16, tsm-all, <method>-<G>, with chunk > 0 <method>-<G>+chunk, and with
+    ``fused`` (not run by default) <method>-<G>+fused (main.py --fused_assign)."""
     ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
-    return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
+    return (['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
+            + ([f'{o}+fused' for o in ours if o.split('-')[0] != 'uniform'] if fused else []))
 
 
 def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
@@ -48,14 +51,16 @@ def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = Non
     f = frames or opts.frames
     argv = ['move4mnist', 'RGB', '--arch', opts.arch, '--img_size', str(opts.img_size), '--shift',
             '--pretrain', 'scratch', '--device', opts.device, '--amp', opts.amp, '-b', str(opts.batch)]
-    base, _, chunk = name.partition('+')
+    base, _, variant = name.partition('+')
     kind, _, g = base.partition('-')
     if kind == 'tsm':
         argv += ['--num_segments', str(f if g == 'all' else int(g))]
     else:
         argv += ['--cluster', kind, '--num_segments', g, '--frames', str(f)]
-        if chunk:
+        if variant == 'chunk':
             argv += ['--chunk_frames', str(opts.chunk_frames)]
+        if variant == 'fused':
+            argv += ['--fused_assign']
     return argv + shlex.split(opts.model_args)
 
 
@@ -70,11 +75,19 @@ def clustering_timers(model: torch.nn.Module, device: torch.device) -> Iterator[
     chunking, the no-gradient pass of the early layers that feeds the assignment (``assign_pass``)."""
     acc = {'cluster': 0.0, 'assign': 0.0, 'assign_pass': 0.0}
     patched = []
+    events = []  # CUDA: (key, start, end), read once the step has been synchronised
 
     def timed(fn, key, only_no_grad=False):
         def wrapper(*a, **kw):
             if only_no_grad and torch.is_grad_enabled():
                 return fn(*a, **kw)
+            if device.type == 'cuda':  # GPU time of the part, without a sync that would stall the queue
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                out = fn(*a, **kw)
+                end.record()
+                events.append((key, start, end))
+                return out
             _sync(device)
             t0 = time.perf_counter()
             out = fn(*a, **kw)
@@ -100,6 +113,9 @@ def clustering_timers(model: torch.nn.Module, device: torch.device) -> Iterator[
             chunked._early = timed(chunked._early, 'assign_pass', only_no_grad=True)
     try:
         yield acc
+        _sync(device)
+        for key, start, end in events:
+            acc[key] += start.elapsed_time(end) / 1e3
     finally:
         for obj, attr, orig in patched:
             if orig is None:
@@ -146,7 +162,7 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
         for _ in range(opts.iters):
             with clustering_timers(model, device) as acc:
                 total = step()
-            parts.append(dict(acc))
+            parts.append(dict(acc))  # complete only here: CUDA events are read on leaving the block
             shares.append((acc['cluster'] or acc['assign']) / total)
         for key in ('cluster', 'assign', 'assign_pass'):  # None: that part does not run in this path
             ms = 1e3 * statistics.median(p[key] for p in parts)
@@ -195,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'])
     p.add_argument('--configs', nargs='+', default=None, metavar='NAME',
-                   help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk)")
+                   help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk; "
+                        "slope-8+fused, cumulative-8+fused ...: --fused_assign, only when named)")
     p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
     p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
     p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))
@@ -213,7 +230,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
         print("--loader: not benchmarked by this tool (data loading has its own benchmark)")
     names = config_names(opts.chunk_frames)
     chosen = opts.configs or names
-    unknown = [c for c in chosen if c not in names]
+    unknown = [c for c in chosen if c not in config_names(opts.chunk_frames, fused=True)]
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: {' '.join(names)}")
     device = select_device(opts.device)

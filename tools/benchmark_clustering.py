@@ -4,10 +4,12 @@
     python tools/benchmark_clustering.py --step_ms 4238          # also its share of a measured training step
     python tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8
 
-Each row is the median of --repeat calls after one warm-up (synchronised on CUDA): sign codes, Hamming
-distances from the codes, the cumulative and slope rules, the mean (``aggregate``) forward and forward +
-backward, and the whole clustering forward + backward (``TemporalClustering``, whose assignment has no
-gradient) for each method. Random ReLU-like activations (half zeros). It prints figures and asserts nothing.
+Each row is the time per call after one warm-up (CPU: median of --repeat calls; CUDA: --repeat calls queued
+back to back, then one sync): sign codes, Hamming distances from the codes, the cumulative and slope rules,
+the mean (``aggregate``) forward and forward + backward, and the whole clustering forward + backward
+(``TemporalClustering``, whose assignment has no gradient) for each method; with --fused also the compiled
+distances (main.py --fused_assign). Random ReLU-like activations (half zeros). It prints figures and asserts
+nothing.
 """
 from __future__ import annotations
 
@@ -27,12 +29,20 @@ from ops.runtime import select_device  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
-    """Median wall milliseconds of ``fn`` over ``repeat`` calls after one warm-up call."""
+    """Milliseconds per call of ``fn`` after one warm-up call: on the CPU the median of ``repeat`` calls; on
+    CUDA ``repeat`` calls queued back to back and one sync (as in a training step, where the host runs ahead
+    of the GPU), divided by ``repeat``."""
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
     fn()
     sync()
+    if device.type == 'cuda':
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        sync()
+        return (time.perf_counter() - t0) * 1e3 / repeat
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -53,6 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--device', default='cpu', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
     p.add_argument('--step_ms', type=float, default=None, help="a training step's time, for the share column")
+    p.add_argument('--fused', action='store_true',
+                   help="also time the torch.compile'd distances (main.py --fused_assign); the warm-up compiles")
     return p.parse_args(argv)
 
 
@@ -73,8 +85,8 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
         leaf.grad = None  # as a training step after zero_grad(set_to_none=True): no accumulation pass timed
         C.aggregate(leaf, assign, g).sum().backward()
 
-    def whole(method: str) -> Callable[[], None]:
-        module = C.TemporalClustering(method, g)
+    def whole(method: str, fused: bool = False) -> Callable[[], None]:
+        module = C.TemporalClustering(method, g, fused=fused)
         frames = leaf.reshape(n * t, *x.shape[2:])
 
         def run():
@@ -89,6 +101,12 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
             ('aggregate forward', median_ms(lambda: C.aggregate(x, assign, g), args.repeat, device)),
             ('aggregate forward + backward', median_ms(mean_forward_backward, args.repeat, device))]
     rows += [(f'{m} clustering forward + backward', median_ms(whole(m), args.repeat, device)) for m in C.METHODS]
+    if args.fused:
+        rows += [('neighbour_hamming, fused', median_ms(lambda: C.neighbour_hamming(x, fused=True), args.repeat,
+                                                        device)),
+                 ('neighbour_hamming, eager', median_ms(lambda: C.neighbour_hamming(x), args.repeat, device))]
+        rows += [(f'{m} clustering forward + backward, fused', median_ms(whole(m, True), args.repeat, device))
+                 for m in ('slope', 'cumulative')]
     print(f"{n} video(s) x {t} frames x {args.channels}x{args.size}x{args.size} {args.dtype} on {device}, "
           f"{g} clusters, {torch.get_num_threads()} CPU threads; median of {args.repeat}")
     print('| piece | ms |' + (' share of a step |' if args.step_ms else ''))
