@@ -4,7 +4,8 @@
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
 # Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
-# WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16"; scripts/repro_move4mnist_gpu.sh).
+# WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16"; scripts/repro_move4mnist_gpu.sh),
+# PARALLEL=1 (runs at once; each run's output is in $OUT/<run>.out), SUMMARY_FLAGS="" (e.g. --no_profile).
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
 # About 62 min per seed on 2 idle cores (2 h for the default 2 seeds). Numbers and the command: docs/RESULTS.md.
@@ -20,9 +21,9 @@ SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
 WORKERS=${WORKERS:-2}
 EXTRA=${EXTRA:-}
+PARALLEL=${PARALLEL:-1}
+SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
-[ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
-    --num_val "$NVAL" --seed 0 --speed $SPEED -j "$WORKERS"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsm8) echo "--num_segments 8" ;;
@@ -33,21 +34,41 @@ flags() {  # the model flags of a configuration name
     *) echo "unknown configuration $1" >&2; exit 2 ;;
   esac
 }
+for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
+[ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
+    --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-$WORKERS}"
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
         --scale_size "$SIZE" --dropout 0.3 -b 16 -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos
         --epochs "$EPOCHS" --eval-freq 1 --root_log "$OUT/log" --root_model "$OUT/checkpoint")
+one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time
+  local cfg=$1 seed=$2 name="${1}_s${2}" start
+  start=$(date +%s)
+  if ! python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
+      $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) \
+      > "$OUT/$name.out" 2>&1; then
+    echo "$name: training failed, last lines of $OUT/$name.out:"; tail -n 5 "$OUT/$name.out"; return 1
+  fi
+  if ! python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
+      --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
+    echo "$name: evaluation failed"; return 1
+  fi
+  echo $(( $(date +%s) - start )) > "$OUT/log/$name/done"
+  echo "$name: $(cat "$OUT/log/$name/eval.txt")"
+}
+failed=0
 for seed in $SEEDS; do
   for cfg in $CONFIGS; do
     name="${cfg}_s${seed}"
     [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
-    start=$(date +%s)
-    python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
-        $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) > "$OUT/$name.out" 2>&1
-    python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
-        --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"
-    echo $(( $(date +%s) - start )) > "$OUT/log/$name/done"
-    echo "$name: $(cat "$OUT/log/$name/eval.txt")"
+    if (( PARALLEL > 1 )); then  # runs share the machine (a GPU has room for several): start when a slot is free
+      while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || failed=1; done
+      one "$cfg" "$seed" &
+    else
+      one "$cfg" "$seed" || exit 1
+    fi
   done
 done
-python tools/summarize_study.py "$OUT" $CONFIGS > "$OUT/results.md"
+while (( $(jobs -rp | wc -l) > 0 )); do wait -n || failed=1; done
+python tools/summarize_study.py "$OUT" $CONFIGS $SUMMARY_FLAGS > "$OUT/results.md"
 cat "$OUT/results.md"
+exit $failed

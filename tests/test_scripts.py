@@ -8,13 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_study(out: Path) -> subprocess.CompletedProcess:
+def run_study(out: Path, expect: int = 0, **settings: str) -> subprocess.CompletedProcess:
     env = {**os.environ, 'OUT': str(out), 'SEEDS': '0', 'CONFIGS': 'tsm8 cumulative8', 'EPOCHS': '1', 'SIZE': '32',
            'NTRAIN': '8', 'NVAL': '4', 'WORKERS': '0', 'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '2',
-           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''), **settings}
     proc = subprocess.run(['bash', 'scripts/repro_move4mnist_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == expect, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
 
@@ -31,3 +31,14 @@ def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     second = run_study(out)
     assert 'Testing Results' not in second.stdout.split('| model')[0]  # nothing trained again
     assert (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
+
+
+def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path):
+    bad = run_study(tmp_path / 'bad', expect=2, CONFIGS='tsm8 cumulatve8')
+    assert 'unknown configuration cumulatve8' in bad.stderr and not (tmp_path / 'bad' / 'data').exists()
+    out = tmp_path / 'par'
+    proc = run_study(out, PARALLEL='2', SEEDS='0 1', CONFIGS='tsm8', SUMMARY_FLAGS='--no_profile')
+    assert proc.stdout.count('Testing Results: Prec@1') >= 2
+    rows = {line.split('|')[1].strip(): line for line in (out / 'results.md').read_text().splitlines()
+            if line.startswith('| ')}
+    assert '| 2 |' in rows['tsm8'] and 'tsm8_s0' in rows and 'tsm8_s1' in rows

@@ -1,4 +1,4 @@
-"""tools/summarize_study.py: the study table averages the seeds it finds and skips unfinished runs."""
+"""tools/summarize_study.py: the study table averages the seeds it finds; unfinished runs show only their curve."""
 import json
 
 from tools.summarize_study import main, model_flags
@@ -18,7 +18,9 @@ def write_run(root, name, top1, wall, epochs=4):
 def test_table_has_mean_and_std_over_seeds(tmp_path):
     write_run(tmp_path, 'tsm8_s0', 50.0, 40)
     write_run(tmp_path, 'tsm8_s1', 60.0, 80)
-    (tmp_path / 'log' / 'tsm8_s2').mkdir()  # unfinished: no eval.txt
+    (tmp_path / 'log' / 'tsm8_s2').mkdir()  # unfinished: no eval.txt, and its curve so far
+    (tmp_path / 'log' / 'tsm8_s2' / 'log.csv').write_text('Testing Results: Prec@1 30.000\nTesting Results: '
+                                                           'Prec@1 62.500\n')
     write_run(tmp_path, 'cumulative8_s0', 70.0, 120)
     table = main([str(tmp_path), 'tsm8', 'cumulative8', '--no_profile'])
     main_table, curves = table.split('\n\n')
@@ -30,6 +32,7 @@ def test_table_has_mean_and_std_over_seeds(tmp_path):
     runs = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in curves.splitlines()[2:]}
     assert runs['tsm8_s0'] == ['never', '25 40 50'] and runs['tsm8_s1'] == ['2', '25 40 60']
     assert runs['cumulative8_s0'] == ['2', '25 40 70'] and 'tsm8_s2' not in runs
+    assert runs['tsm8_s2 (unfinished, not in the table)'] == ['1', '30 62']
 
 
 def test_model_flags():

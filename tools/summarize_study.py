@@ -58,6 +58,15 @@ def runs_of(out: str, config: str) -> List[Dict[str, float]]:
     return found
 
 
+def unfinished_of(out: str, config: str, finished: List[Dict[str, float]]) -> Dict[str, List[float]]:
+    """Runs of a configuration that started but have no evaluated result (e.g. stopped by a time limit):
+    name -> the validation curve they reached."""
+    log, done = os.path.join(out, 'log'), {f"{config}_s{r['seed']}" for r in finished}
+    names = sorted(os.listdir(log)) if os.path.isdir(log) else []
+    return {name: validation_curve(os.path.join(log, name, 'log.csv')) for name in names
+            if re.fullmatch(re.escape(config) + r'_s\d+', name) and name not in done}
+
+
 def validation_curve(log_csv: str) -> List[float]:
     """Top-1 of each validation in a run's ``log.csv`` (main.py's ``Testing Results`` lines), in order."""
     try:
@@ -104,6 +113,10 @@ def main(argv: Optional[List[str]] = None) -> str:
             epoch = take_off(r['curve'])
             curves.append(f"| {config}_s{r['seed']} | {'never' if epoch is None else epoch} | "
                           f"{' '.join(f'{v:.0f}' for v in r['curve'])} |")
+        for name, curve in unfinished_of(args.out, config, runs).items():
+            epoch = take_off(curve)
+            curves.append(f"| {name} (unfinished, not in the table) | {'never' if epoch is None else epoch} | "
+                          f"{' '.join(f'{v:.0f}' for v in curve)} |")
         if runs and gmacs:
             points.append((config, gmacs, [r['top1'] for r in runs]))
     table = '\n'.join(lines) + '\n\n' + '\n'.join(curves)
