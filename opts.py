@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--cluster_after', default='layer1', choices=['layer1', 'layer2', 'layer3'])
     parser.add_argument('--chunk_frames', default=0, type=int,
                         help="run the layers before clustering in chunks of K frames with recomputation")
-    parser.add_argument('--fused_assign', default=False, action='store_true',
+    parser.add_argument('--fused_assign', default='auto', nargs='?', const='on', choices=['auto', 'on', 'off'],
                         help="compute the sign Hamming distances in one torch.compile'd pass over the activations "
-                             "(Triton on CUDA; the first step compiles; not used with --chunk_frames)")
+                             "(the first step compiles; not used with --chunk_frames); auto: on for CUDA "
+                             "activations when Triton is installed, off on the CPU")
     parser.add_argument('--img_size', default=224, type=int, help="crop size")
     parser.add_argument('--scale_size', default=None, type=int, help="test-time short side (default img_size*256/224)")
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])

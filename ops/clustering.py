@@ -28,7 +28,9 @@ Conventions shared by every function here:
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -81,8 +83,15 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
     Returns:
         ``(N, T-1)`` float32 fraction of differing sign bits in [0, 1]; 0 where ``k >= L-1``.
     """
-    if fused:
-        return _normalise(_compiled_differing_signs()(x), math.prod(x.shape[2:]), lengths)
+    if fused and not _COMPILED.get('failed'):
+        try:
+            return _normalise(_compiled_differing_signs()(x), math.prod(x.shape[2:]), lengths)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:  # a compiler that is missing or fails: say so once, then stay eager
+            _COMPILED['failed'] = True
+            warnings.warn(f"ops/clustering.py: torch.compile of the sign distances failed ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}); computing them eagerly (same values)")
     return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
 
 
@@ -105,6 +114,16 @@ def _compiled_differing_signs():
     if 'differing_signs' not in _COMPILED:
         _COMPILED['differing_signs'] = torch.compile(differing_signs)
     return _COMPILED['differing_signs']
+
+
+def fused_by_default(x: Tensor) -> bool:
+    """``TemporalClustering(fused=None)``: fuse on CUDA when Triton is installed (compiling for the CPU needs a
+    C++ compiler and costs each process seconds, so the CPU stays eager unless asked)."""
+    if not x.is_cuda:
+        return False
+    if 'triton' not in _COMPILED:
+        _COMPILED['triton'] = importlib.util.find_spec('triton') is not None
+    return _COMPILED['triton']
 
 
 def hamming_from_codes(codes: Tensor, num_bits: int, lengths: Tensor | None = None) -> Tensor:
@@ -287,11 +306,12 @@ class TemporalClustering(nn.Module):
     """Clusters N*T frames into N*G (paper Fig. 2): ``(N*T, C, H, W) -> (N*G, C, H, W)``.
 
     The assignment is computed without gradient; the mean carries gradient to every real
-    frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``).
+    frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
+    per call (``fused_by_default``: on CUDA when Triton is installed).
     ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
     """
 
-    def __init__(self, method: str, num_clusters: int, fused: bool = False):
+    def __init__(self, method: str, num_clusters: int, fused: bool | None = None):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
@@ -317,7 +337,8 @@ class TemporalClustering(nn.Module):
             if self.method == 'uniform':
                 assign = uniform_assign(n, t, g, lengths, device=x.device)
             else:
-                dist = neighbour_hamming(video, lengths, fused=self.fused)
+                fused = fused_by_default(video) if self.fused is None else self.fused
+                dist = neighbour_hamming(video, lengths, fused=fused)
                 rule = cumulative_assign if self.method == 'cumulative' else slope_assign
                 assign = rule(dist, g, lengths)
         self.last_assign = assign.detach()
@@ -330,4 +351,4 @@ class TemporalClustering(nn.Module):
         return out.reshape(-1, *x.shape[1:])
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, num_clusters={self.num_clusters}" + (", fused=True" if self.fused else "")
+        return f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"

@@ -33,7 +33,8 @@ class TSN(nn.Module):
     Args (ours): cluster ('none'|'uniform'|'slope'|'cumulative'), num_frames (frames per video entering
         the stem when clustering: an int, 'all' or None), cluster_after ('layer1'|'layer2'|'layer3'),
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
-        recomputation; 0 = off), fused_assign (sign distances in one torch.compile'd pass).
+        recomputation; 0 = off), fused_assign (sign distances in one torch.compile'd pass; None: on CUDA
+        when Triton is installed).
     """
 
     def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
@@ -43,7 +44,8 @@ class TSN(nn.Module):
                  is_shift: bool = False, shift_div: int = 8, shift_place: str = 'blockres',
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
-                 cluster_after: str = 'layer1', chunk_frames: int = 0, fused_assign: bool = False) -> None:
+                 cluster_after: str = 'layer1', chunk_frames: int = 0,
+                 fused_assign: Optional[bool] = None) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")

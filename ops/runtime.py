@@ -74,7 +74,8 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
                shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
                non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
                cluster_after=args.cluster_after, chunk_frames=args.chunk_frames,
-               fused_assign=getattr(args, 'fused_assign', False), print_spec=print_spec)
+               fused_assign={'on': True, 'off': False}.get(getattr(args, 'fused_assign', 'auto')),
+               print_spec=print_spec)
 
 
 def build_optimizer(args: argparse.Namespace, model: TSN) -> torch.optim.Optimizer:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device check: one prepared run for a lent GPU (H100/H200), writing everything under $OUT.
 #  1. the clustering's pieces on CUDA, eager and --fused_assign (tools/benchmark_clustering.py)
-#  2. ResNet-50 224 px fp16 training steps: TSM-all, ours-cumulative-8, eager and fused (tools/benchmark.py)
+#  2. ResNet-50 224 px fp16 training steps: TSM-all, ours-cumulative-8 eager and fused (tools/benchmark.py)
 #  3. the Move4MNIST study at the paper's data size (scripts/repro_move4mnist_gpu.sh) until STUDY_S seconds,
 #     and meanwhile every CUDA path of main.py once: AMP fp16/bf16, channels-last, chunking, --fused_assign, and
 #     DDP with NCCL through torchrun with --on_bad_video skip and a deleted video
@@ -31,7 +31,7 @@ timeout 150 python3 tools/benchmark_clustering.py --device cuda --dtype float16 
 
 echo "== 2. training steps ($((SECONDS - t0)) s)"
 timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 8 \
-    --warmup 3 --configs tsm-all cumulative-8 cumulative-8+fused --out "$OUT/benchmark_r50_fp16.md" 2>&1 \
+    --warmup 3 --configs tsm-all cumulative-8+eager cumulative-8+fused --out "$OUT/benchmark_r50_fp16.md" 2>&1 \
     | grep -v -i warn | tail -n 12
 
 [ -n "${DEADLINE_S:-}" ] && STUDY_S=$(( DEADLINE_S - (SECONDS - t0) - 30 ))
@@ -55,7 +55,7 @@ path() {  # name, command...: the last line that says how it went
   path "TSM-8, fp16" python3 main.py "${COMMON[@]}" --root_path $D --amp fp16 --store_name c
   path "torchrun NCCL, cumulative fp16 --fused_assign, skip 1 deleted video" torchrun --standalone \
       --nproc_per_node 1 main.py "${COMMON[@]}" --root_path $B --cluster cumulative --frames 32 --amp fp16 \
-      --fused_assign --on_bad_video skip --store_name d
+      --fused_assign on --on_bad_video skip --store_name d
 ) > "$OUT/cuda_paths.md" 2>&1 &
 paths=$!
 if (( STUDY_S > 0 )); then

@@ -16,11 +16,14 @@ def test_every_config_name_parses_as_a_training_command():
         args = parse_profile_args(config_argv(name, opts))
         assert frames_per_input(args) == {'tsm-8': 8, 'tsm-16': 16}.get(name, 24)
         assert args.chunk_frames == (8 if name.endswith('+chunk') else 0)
-    fused = sorted(set(config_names(8, fused=True)) - set(names))
-    assert fused == ['cumulative-16+fused', 'cumulative-8+fused', 'slope-16+fused', 'slope-8+fused']
-    for name in fused:
+    variants = sorted(set(config_names(8, fused=True)) - set(names))
+    assert variants == sorted(f'{m}-{g}+{v}' for m in ('slope', 'cumulative') for g in (8, 16)
+                              for v in ('fused', 'eager'))
+    for name in variants:
         args = parse_profile_args(config_argv(name, opts))
-        assert args.fused_assign and args.cluster == name.split('-')[0] and args.chunk_frames == 0
+        assert args.fused_assign == ('on' if name.endswith('fused') else 'off')
+        assert args.cluster == name.split('-')[0] and args.chunk_frames == 0
+    assert parse_profile_args(config_argv('slope-8', opts)).fused_assign == 'auto'
 
 
 def test_tiny_run_gives_rows_ratios_and_markdown(tmp_path):

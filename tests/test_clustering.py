@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ops import clustering
 from ops.clustering import (TemporalClustering, aggregate, cumulative_assign, differing_signs,
                             neighbour_hamming, sign_codes, slope_assign, uniform_assign)
 
@@ -243,6 +244,19 @@ def test_fused_distances_equal_the_packed_codes():
     frames = x.reshape(21, 5, 3, 3)
     assert torch.equal(fused(frames, 7, lengths), plain(frames, 7, lengths))
     assert torch.equal(fused.last_assign, plain.last_assign)
+
+
+def test_fused_is_off_on_the_cpu_by_default_and_a_failing_compiler_falls_back(monkeypatch):
+    x = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(6))
+    assert not clustering.fused_by_default(x)
+    assert TemporalClustering('slope', 2).fused is None  # decided per call: eager here
+
+    def broken(t):
+        raise RuntimeError("no compiler\nmore")
+    monkeypatch.setattr(clustering, '_COMPILED', {'differing_signs': broken})
+    with pytest.warns(UserWarning, match='torch.compile of the sign distances failed .RuntimeError: no compiler.'):
+        got = neighbour_hamming(x, fused=True)
+    assert torch.equal(got, neighbour_hamming(x)) and clustering._COMPILED['failed']
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

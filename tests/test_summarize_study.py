@@ -38,3 +38,12 @@ def test_table_has_mean_and_std_over_seeds(tmp_path):
 def test_model_flags():
     assert model_flags('tsmall') == ['--num_segments', '32']
     assert model_flags('slope16') == ['--cluster', 'slope', '--frames', '32', '--num_segments', '16']
+
+
+def test_curve_with_eval_freq_2_names_its_epochs(tmp_path):
+    folder = tmp_path / 'log' / 'tsm8_s0'
+    write_run(tmp_path, 'tsm8_s0', 90.0, 40)
+    (folder / 'log.csv').write_text(''.join(f'Epoch: [{e}][0/4]\n' + (f'Testing Results: Prec@1 {v:.3f}\n' if v else '')
+                                            for e, v in enumerate([0, 25.0, 0, 75.0, 0, 90.0])))
+    curves = main([str(tmp_path), 'tsm8', '--no_profile']).split('\n\n')[1]
+    assert '| tsm8_s0 | 3 | 1:25 3:75 5:90 |' in curves

@@ -40,10 +40,12 @@ LONG_FRAMES = (32, 128, 512, 1024)
 
 def config_names(chunk: int, fused: bool = False) -> List[str]:
     """Configuration names: tsm-8, tsm-16, tsm-all, <method>-<G>, with chunk > 0 <method>-<G>+chunk, and with
-    ``fused`` (not run by default) <method>-<G>+fused (main.py --fused_assign)."""
+    ``fused`` (not run by default) <method>-<G>+fused and +eager (main.py --fused_assign on / off; the plain
+    name is main.py's default, auto: fused on CUDA when Triton is installed)."""
     ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
+    distances = [o for o in ours if o.split('-')[0] != 'uniform']
     return (['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
-            + ([f'{o}+fused' for o in ours if o.split('-')[0] != 'uniform'] if fused else []))
+            + ([f'{o}+{v}' for o in distances for v in ('fused', 'eager')] if fused else []))
 
 
 def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
@@ -59,8 +61,8 @@ def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = Non
         argv += ['--cluster', kind, '--num_segments', g, '--frames', str(f)]
         if variant == 'chunk':
             argv += ['--chunk_frames', str(opts.chunk_frames)]
-        if variant == 'fused':
-            argv += ['--fused_assign']
+        if variant in ('fused', 'eager'):
+            argv += ['--fused_assign', 'on' if variant == 'fused' else 'off']
     return argv + shlex.split(opts.model_args)
 
 
@@ -212,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'])
     p.add_argument('--configs', nargs='+', default=None, metavar='NAME',
                    help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk; "
-                        "slope-8+fused, cumulative-8+fused ...: --fused_assign, only when named)")
+                        "slope-8+fused, cumulative-8+eager ...: --fused_assign on/off, only when named)")
     p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
     p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
     p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))

@@ -14,7 +14,7 @@ import re
 import statistics
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = re.compile(r'Prec@1 ([\d.]+)')
@@ -67,18 +67,32 @@ def unfinished_of(out: str, config: str, finished: List[Dict[str, float]]) -> Di
             if re.fullmatch(re.escape(config) + r'_s\d+', name) and name not in done}
 
 
-def validation_curve(log_csv: str) -> List[float]:
-    """Top-1 of each validation in a run's ``log.csv`` (main.py's ``Testing Results`` lines), in order."""
+def validation_curve(log_csv: str) -> List[Tuple[int, float]]:
+    """(epoch, top-1) of each validation in a run's ``log.csv`` (main.py's ``Testing Results`` lines), in
+    order; the epoch is that of the last ``Epoch: [e]`` line before it (every epoch with --eval-freq 1)."""
     try:
         text = open(log_csv).read()
     except OSError:
         return []
-    return [float(m.group(1)) for m in re.finditer(r'Testing Results: Prec@1 ([\d.]+)', text)]
+    curve, epoch = [], -1
+    for m in re.finditer(r'Epoch: \[(\d+)\]|Testing Results: Prec@1 ([\d.]+)', text):
+        if m.group(1) is not None:
+            epoch = int(m.group(1))
+        else:
+            curve.append((epoch if epoch >= 0 else len(curve), float(m.group(2))))
+    return curve
 
 
-def take_off(curve: List[float], level: float = 50.0) -> Optional[int]:
+def take_off(curve: List[Tuple[int, float]], level: float = 50.0) -> Optional[int]:
     """The first epoch (0-based) whose validation top-1 passes ``level``; None if none does."""
-    return next((i for i, v in enumerate(curve) if v > level), None)
+    return next((e for e, v in curve if v > level), None)
+
+
+def curve_text(curve: List[Tuple[int, float]]) -> str:
+    """Top-1 values; as ``epoch:top-1`` when the run was not validated after every epoch."""
+    if [e for e, _ in curve] == list(range(len(curve))):
+        return ' '.join(f'{v:.0f}' for _, v in curve)
+    return ' '.join(f'{e}:{v:.0f}' for e, v in curve)
 
 
 def mean_std(values: List[float]) -> str:
@@ -112,11 +126,11 @@ def main(argv: Optional[List[str]] = None) -> str:
         for r in runs:
             epoch = take_off(r['curve'])
             curves.append(f"| {config}_s{r['seed']} | {'never' if epoch is None else epoch} | "
-                          f"{' '.join(f'{v:.0f}' for v in r['curve'])} |")
+                          f"{curve_text(r['curve'])} |")
         for name, curve in unfinished_of(args.out, config, runs).items():
             epoch = take_off(curve)
             curves.append(f"| {name} (unfinished, not in the table) | {'never' if epoch is None else epoch} | "
-                          f"{' '.join(f'{v:.0f}' for v in curve)} |")
+                          f"{curve_text(curve)} |")
         if runs and gmacs:
             points.append((config, gmacs, [r['top1'] for r in runs]))
     table = '\n'.join(lines) + '\n\n' + '\n'.join(curves)
