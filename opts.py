@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--cluster_after', default='layer1', choices=['layer1', 'layer2', 'layer3'])
     parser.add_argument('--chunk_frames', default=0, type=int,
                         help="run the layers before clustering in chunks of K frames with recomputation")
-    parser.add_argument('--fused_assign', default='auto', nargs='?', const='on', choices=['auto', 'on', 'off'],
+    parser.add_argument('--fused_assign', default='auto', choices=['auto', 'on', 'off'],
                         help="compute the sign Hamming distances in one torch.compile'd pass over the activations "
                              "(the first step compiles; not used with --chunk_frames); auto: on for CUDA "
                              "activations when Triton is installed, off on the CPU")
@@ -123,4 +123,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.scale_size = args.img_size * 256 // 224
     if args.chunk_frames < 0:
         parser.error("--chunk_frames must be >= 0")
+    if args.fused_assign == 'on' and args.chunk_frames and args.cluster != 'none':
+        print("note: --fused_assign on does not apply with --chunk_frames (the chunks' distances come from packed "
+              "sign codes)")
     return args

@@ -85,14 +85,21 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
     """
     if fused and not _COMPILED.get('failed'):
         try:
-            return _normalise(_compiled_differing_signs()(x), math.prod(x.shape[2:]), lengths)
+            counts = _compiled_differing_signs()(x)
         except torch.cuda.OutOfMemoryError:
             raise
-        except Exception as err:  # a compiler that is missing or fails: say so once, then stay eager
+        except Exception as err:  # a compiler that is missing or fails: say so once, then stay eager (process-wide)
             _COMPILED['failed'] = True
             warnings.warn(f"ops/clustering.py: torch.compile of the sign distances failed ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); computing them eagerly (same values)")
+        else:
+            return _normalise(counts, math.prod(x.shape[2:]), lengths)
     return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
+
+
+def fused_failed() -> bool:
+    """True once the compiled distances failed in this process (every later fused call is eager)."""
+    return bool(_COMPILED.get('failed'))
 
 
 def differing_signs(x: Tensor) -> Tensor:

@@ -27,27 +27,29 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/card.txt"
 
 echo "== 1. clustering pieces ($((SECONDS - t0)) s)"
 timeout 150 python3 tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8 --repeat 20 --fused \
-    2>&1 | grep -v -i warn | tee "$OUT/benchmark_clustering_fp16.md"
+    2>&1 | tee "$OUT/benchmark_clustering_fp16.md"
 
 echo "== 2. training steps ($((SECONDS - t0)) s)"
 timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 8 \
     --warmup 3 --configs tsm-all cumulative-8+eager cumulative-8+fused --out "$OUT/benchmark_r50_fp16.md" 2>&1 \
-    | grep -v -i warn | tail -n 12
+    | tail -n 14
 
 [ -n "${DEADLINE_S:-}" ] && STUDY_S=$(( DEADLINE_S - (SECONDS - t0) - 30 ))
 echo "== 3. study for $STUDY_S s, and main.py's CUDA paths beside it ($((SECONDS - t0)) s)"
-D=/tmp/m4; python3 tools/make_move4mnist.py --out $D --num_train 32 --num_val 16 --seed 0 -j 8 > /dev/null 2>&1
+D=/tmp/m4; python3 tools/make_move4mnist.py --out $D --num_train 32 --num_val 16 --seed 0 -j 8 2>&1 | tail -n 1
 B=/tmp/m4bad; rm -rf $B; cp -r $D $B; rm -rf "$B/$(head -n 1 $B/train_videofolder.txt | cut -d' ' -f1)"
 COMMON=(move4mnist RGB --arch resnet18 --pretrain scratch --npb --shift --num_segments 8 --img_size 64
         --scale_size 64 -b 8 -j 2 --epochs 1 --eval-freq 1 --lr 0.01 --device cuda --root_log /tmp/L --root_model /tmp/M)
-path() {  # name, command...: the last line that says how it went
+path() {  # name, command...: the lines that say how it went, and its exit status
   local name=$1; shift
-  local s=$SECONDS res
-  res=$(timeout 150 "$@" 2>&1 | tr '\r' '\n' | grep -E "Testing Results|bad videos|Error|error" | tail -2 | tr '\n' ' ')
-  printf '| %s | %s | %d s |\n' "$name" "${res:-FAILED}" "$((SECONDS - s))"
+  local s=$SECONDS res rc
+  res=$(timeout 150 "$@" 2>&1 | tr '\r' '\n' | grep -E "Testing Results|bad videos|Error|error" | tail -2 | tr '\n' ' '
+        exit "${PIPESTATUS[0]}")
+  rc=$?
+  printf '| %s | %s | %d | %d s |\n' "$name" "${res:-no result}" "$rc" "$((SECONDS - s))"
 }
 (
-  echo "| run | result | wall |"; echo "|---|---|---|"
+  echo "| run | result | exit | wall |"; echo "|---|---|---|---|"
   path "cumulative F32 G8, fp16, channels-last" python3 main.py "${COMMON[@]}" --root_path $D --cluster cumulative \
       --frames 32 --amp fp16 --channels_last --store_name a
   path "slope F=all G8, bf16, chunks of 8" python3 main.py "${COMMON[@]}" --root_path $D --cluster slope --frames all \

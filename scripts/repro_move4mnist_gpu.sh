@@ -19,6 +19,7 @@ export NTRAIN=${NTRAIN:-1800}
 export NVAL=${NVAL:-600}
 export SPEED=${SPEED:-"2 3"}
 export PARALLEL=${PARALLEL:-6}
+(( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
 export WORKERS=${WORKERS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}
 export EXTRA=${EXTRA:-"--amp bf16 --channels_last --device cuda"}
 export GEN_WORKERS=${GEN_WORKERS:-$(nproc)}

@@ -1,4 +1,9 @@
 """tools/benchmark_clustering.py: every piece is timed, on a small tensor, and the share column follows --step_ms."""
+import shutil
+
+import pytest
+
+from ops import clustering
 from tools.benchmark_clustering import main
 
 
@@ -14,8 +19,11 @@ def test_every_piece_is_timed_and_the_share_is_its_fraction_of_the_step(capsys):
     assert f'| sign_codes | {ms:.2f} | {ms / 10:.2f}% |' in out
 
 
+@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_fused_rows_when_asked():
     rows = dict(main(['--frames', '5', '--channels', '3', '--size', '4', '--clusters', '2', '--repeat', '1',
                       '--fused']))
     assert {'neighbour_hamming, fused', 'neighbour_hamming, eager', 'cumulative clustering forward + backward, '
             'fused', 'slope clustering forward + backward, fused'} <= set(rows)
+    assert not clustering.fused_failed()

@@ -244,6 +244,12 @@ def test_fused_distances_equal_the_packed_codes():
     frames = x.reshape(21, 5, 3, 3)
     assert torch.equal(fused(frames, 7, lengths), plain(frames, 7, lengths))
     assert torch.equal(fused.last_assign, plain.last_assign)
+    assert not clustering.fused_failed()  # the compiled pass ran: no fallback hid a difference
+    half = x.to(torch.float16)
+    assert torch.equal(neighbour_hamming(half, lengths, fused=True), neighbour_hamming(half, lengths))
+    single = x[:, :1]  # T = 1: no neighbours
+    assert neighbour_hamming(single, fused=True).shape == (3, 0)
+    assert not clustering.fused_failed()
 
 
 def test_fused_is_off_on_the_cpu_by_default_and_a_failing_compiler_falls_back(monkeypatch):

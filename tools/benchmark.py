@@ -30,6 +30,7 @@ import torch
 
 if __package__ in (None, ''):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ops import clustering  # noqa: E402
 from ops.runtime import select_device  # noqa: E402
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
     parse_profile_args, train_step  # noqa: E402
@@ -234,7 +235,8 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     chosen = opts.configs or names
     unknown = [c for c in chosen if c not in config_names(opts.chunk_frames, fused=True)]
     if unknown:
-        raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: {' '.join(names)}")
+        raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
+                         f"{' '.join(config_names(opts.chunk_frames, fused=True))}")
     device = select_device(opts.device)
     print(f"{opts.arch}, {opts.img_size} px, batch {opts.batch}, F = {opts.frames}, {device}, amp {opts.amp}",
           flush=True)
@@ -260,6 +262,9 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
             print(f"  long F={f}: {long_rows[-1]['activation_mb']:.1f} MB/video", flush=True)
         tables.append(markdown_table(long_rows, long_rows[0], f"long videos: G=8, K={k} "
                                      f"(ratios x: to F={opts.long_frames[0]}; activation MB excludes the input)"))
+    if clustering.fused_failed():
+        tables.append("WARNING: torch.compile of the sign distances failed in this run: every +fused row (and, on "
+                      "CUDA, every default row) measured the eager path")
     text = '\n\n'.join(tables)
     print(text)
     if opts.out:

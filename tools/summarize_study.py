@@ -58,7 +58,7 @@ def runs_of(out: str, config: str) -> List[Dict[str, float]]:
     return found
 
 
-def unfinished_of(out: str, config: str, finished: List[Dict[str, float]]) -> Dict[str, List[float]]:
+def unfinished_of(out: str, config: str, finished: List[Dict[str, float]]) -> Dict[str, List[Tuple[int, float]]]:
     """Runs of a configuration that started but have no evaluated result (e.g. stopped by a time limit):
     name -> the validation curve they reached."""
     log, done = os.path.join(out, 'log'), {f"{config}_s{r['seed']}" for r in finished}
