@@ -13,17 +13,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
 SEEDS=${SEEDS:-"0 1"}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-18}
 SIZE=${SIZE:-32}
-NTRAIN=${NTRAIN:-960}
+NTRAIN=${NTRAIN:-720}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
 WORKERS=${WORKERS:-2}
 EXTRA=${EXTRA:-}
 PARALLEL=${PARALLEL:-1}
+BATCH=${BATCH:-12}
+EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
+# What decides the results; a folder that holds runs made with other settings is not silently reused.
+SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH=$BATCH EVAL_FREQ=$EVAL_FREQ WORKERS=$WORKERS EXTRA=$EXTRA"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsm8) echo "--num_segments 8" ;;
@@ -35,11 +39,17 @@ flags() {  # the model flags of a configuration name
   esac
 }
 for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
+if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
+  echo "$OUT/settings.txt: this folder holds a study made with $(cat "$OUT/settings.txt");" \
+       "asked for $SETTINGS: choose another OUT" >&2
+  exit 2
+fi
+mkdir -p "$OUT" && echo "$SETTINGS" > "$OUT/settings.txt"
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
     --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-$WORKERS}"
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
-        --scale_size "$SIZE" --dropout 0.3 -b 16 -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos
-        --epochs "$EPOCHS" --eval-freq 1 --root_log "$OUT/log" --root_model "$OUT/checkpoint")
+        --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4
+        --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time
   local cfg=$1 seed=$2 name="${1}_s${2}" start
   start=$(date +%s)
@@ -56,19 +66,22 @@ one() {  # train (resuming a killed run), evaluate the best checkpoint, record t
   echo "$name: $(cat "$OUT/log/$name/eval.txt")"
 }
 failed=0
+pids=()
+trap 'kill $(jobs -p) 2> /dev/null || true' EXIT  # a stopped study stops its runs too
 for seed in $SEEDS; do
   for cfg in $CONFIGS; do
     name="${cfg}_s${seed}"
     [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
     if (( PARALLEL > 1 )); then  # runs share the machine (a GPU has room for several): start when a slot is free
-      while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || failed=1; done
+      while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
       one "$cfg" "$seed" &
+      pids+=($!)
     else
       one "$cfg" "$seed" || exit 1
     fi
   done
 done
-while (( $(jobs -rp | wc -l) > 0 )); do wait -n || failed=1; done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done  # every run's own exit status, however early it ended
 python tools/summarize_study.py "$OUT" $CONFIGS $SUMMARY_FLAGS > "$OUT/results.md"
 cat "$OUT/results.md"
 exit $failed
