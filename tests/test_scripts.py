@@ -42,3 +42,13 @@ def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path)
     rows = {line.split('|')[1].strip(): line for line in (out / 'results.md').read_text().splitlines()
             if line.startswith('| ')}
     assert '| 2 |' in rows['tsm8'] and 'tsm8_s0' in rows and 'tsm8_s1' in rows
+
+
+def test_a_failed_parallel_run_fails_the_study_and_other_settings_are_refused(tmp_path):
+    out = tmp_path / 'study'
+    bad_flag = {'EXTRA': '--device cpu --no_such_flag', 'SUMMARY_FLAGS': '--no_profile'}
+    failed = run_study(out, expect=1, PARALLEL='2', CONFIGS='tsm8', SEEDS='0 1', **bad_flag)
+    assert 'tsm8_s0: training failed' in failed.stdout and 'tsm8_s1: training failed' in failed.stdout
+    assert not (out / 'log' / 'tsm8_s0' / 'done').exists()
+    other = run_study(out, expect=2, EPOCHS='2', **bad_flag)  # the folder's runs were made with EPOCHS=1
+    assert 'settings.txt' in other.stderr and 'EPOCHS=1' in other.stderr and 'choose another OUT' in other.stderr
