@@ -13,17 +13,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
 SEEDS=${SEEDS:-"0 1"}
-EPOCHS=${EPOCHS:-18}
+EPOCHS=${EPOCHS:-20}
 SIZE=${SIZE:-32}
-NTRAIN=${NTRAIN:-720}
+NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
 WORKERS=${WORKERS:-2}
 EXTRA=${EXTRA:-}
 PARALLEL=${PARALLEL:-1}
-BATCH=${BATCH:-12}
-EVAL_FREQ=${EVAL_FREQ:-2}
+BATCH=${BATCH:-16}
+EVAL_FREQ=${EVAL_FREQ:-1}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
