@@ -4,11 +4,14 @@
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
 # Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
-# WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16"; scripts/repro_move4mnist_gpu.sh),
-# PARALLEL=1 (runs at once; each run's output is in $OUT/<run>.out), SUMMARY_FLAGS="" (e.g. --no_profile).
+# BATCH=16, EVAL_FREQ=1, WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16";
+# scripts/repro_move4mnist_gpu.sh), PARALLEL=1 (runs at once; each run's output is in $OUT/<run>.out),
+# GEN_WORKERS (data generation processes, default WORKERS), SUMMARY_FLAGS="" (e.g. --no_profile).
+# $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
-# About 62 min per seed on 2 idle cores (2 h for the default 2 seeds). Numbers and the command: docs/RESULTS.md.
+# About 62 min per seed on 2 idle cores (2 h for the default 2 seeds; a cheaper setting, NTRAIN=720 BATCH=12
+# EPOCHS=18 EVAL_FREQ=2, did not learn). Numbers and the command: docs/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
