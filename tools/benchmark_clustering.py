@@ -28,7 +28,7 @@ from ops import clustering as C  # noqa: E402
 from ops.runtime import select_device  # noqa: E402
 
 
-def median_ms(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
+def ms_per_call(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
     """Milliseconds per call of ``fn`` after one warm-up call: on the CPU the median of ``repeat`` calls; on
     CUDA ``repeat`` calls queued back to back and one sync (as in a training step, where the host runs ahead
     of the GPU), divided by ``repeat``."""
@@ -94,18 +94,18 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
             module(frames, t).sum().backward()
         return run
 
-    rows = [('sign_codes', median_ms(lambda: C.sign_codes(x), args.repeat, device)),
-            ('hamming_from_codes', median_ms(lambda: C.hamming_from_codes(codes, bits), args.repeat, device)),
-            ('cumulative_assign', median_ms(lambda: C.cumulative_assign(dist, g), args.repeat, device)),
-            ('slope_assign', median_ms(lambda: C.slope_assign(dist, g), args.repeat, device)),
-            ('aggregate forward', median_ms(lambda: C.aggregate(x, assign, g), args.repeat, device)),
-            ('aggregate forward + backward', median_ms(mean_forward_backward, args.repeat, device))]
-    rows += [(f'{m} clustering forward + backward', median_ms(whole(m), args.repeat, device)) for m in C.METHODS]
+    rows = [('sign_codes', ms_per_call(lambda: C.sign_codes(x), args.repeat, device)),
+            ('hamming_from_codes', ms_per_call(lambda: C.hamming_from_codes(codes, bits), args.repeat, device)),
+            ('cumulative_assign', ms_per_call(lambda: C.cumulative_assign(dist, g), args.repeat, device)),
+            ('slope_assign', ms_per_call(lambda: C.slope_assign(dist, g), args.repeat, device)),
+            ('aggregate forward', ms_per_call(lambda: C.aggregate(x, assign, g), args.repeat, device)),
+            ('aggregate forward + backward', ms_per_call(mean_forward_backward, args.repeat, device))]
+    rows += [(f'{m} clustering forward + backward', ms_per_call(whole(m), args.repeat, device)) for m in C.METHODS]
     if args.fused:
-        rows += [('neighbour_hamming, fused', median_ms(lambda: C.neighbour_hamming(x, fused=True), args.repeat,
+        rows += [('neighbour_hamming, fused', ms_per_call(lambda: C.neighbour_hamming(x, fused=True), args.repeat,
                                                         device)),
-                 ('neighbour_hamming, eager', median_ms(lambda: C.neighbour_hamming(x), args.repeat, device))]
-        rows += [(f'{m} clustering forward + backward, fused', median_ms(whole(m, True), args.repeat, device))
+                 ('neighbour_hamming, eager', ms_per_call(lambda: C.neighbour_hamming(x), args.repeat, device))]
+        rows += [(f'{m} clustering forward + backward, fused', ms_per_call(whole(m, True), args.repeat, device))
                  for m in ('slope', 'cumulative')]
     print(f"{n} video(s) x {t} frames x {args.channels}x{args.size}x{args.size} {args.dtype} on {device}, "
           f"{g} clusters, {torch.get_num_threads()} CPU threads; "
