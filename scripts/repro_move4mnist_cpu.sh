@@ -4,14 +4,17 @@
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
 # Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
-# BATCH=16, EVAL_FREQ=1, WORKERS=2, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16";
-# scripts/repro_move4mnist_gpu.sh), PARALLEL=1 (runs at once; each run's output is in $OUT/<run>.out),
-# GEN_WORKERS (data generation processes, default WORKERS), SUMMARY_FLAGS="" (e.g. --no_profile).
+# BATCH=16, EVAL_FREQ=2, WORKERS=0, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16";
+# scripts/repro_move4mnist_gpu.sh), PARALLEL=2 (runs at once; each run's output is in $OUT/<run>.out),
+# THREADS (each run's intra-op threads, OMP_NUM_THREADS; default: the cores over PARALLEL),
+# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
-# About 62 min per seed on 2 idle cores (2 h for the default 2 seeds; a cheaper setting, NTRAIN=720 BATCH=12
-# EPOCHS=18 EVAL_FREQ=2, did not learn). Numbers and the command: docs/RESULTS.md.
+# Two runs of one thread each, loading in their own process (WORKERS=0), get 1.25-1.31x the throughput of one
+# run on both cores: at 32 px the layers are too small to split well over two threads. With PARALLEL > 1 the
+# longest configurations start first, so that the end of the study is not one long run on one core.
+# Time on 2 idle cores, the default 2 seeds: docs/RESULTS.md (with the numbers and the command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
@@ -22,11 +25,14 @@ NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-0}
 EXTRA=${EXTRA:-}
-PARALLEL=${PARALLEL:-1}
+PARALLEL=${PARALLEL:-2}
+(( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
+THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}}
+export OMP_NUM_THREADS=$THREADS
 BATCH=${BATCH:-16}
-EVAL_FREQ=${EVAL_FREQ:-1}
+EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
@@ -41,6 +47,11 @@ flags() {  # the model flags of a configuration name
     *) echo "unknown configuration $1" >&2; exit 2 ;;
   esac
 }
+cost() {  # rank by training time, longest first (frames through the whole network, then cluster count)
+  case $1 in
+    tsmall) echo 0 ;; uniform16|slope16|cumulative16) echo 1 ;; tsm16) echo 3 ;; tsm8) echo 4 ;; *) echo 2 ;;
+  esac
+}
 for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
 if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
   echo "$OUT/settings.txt: this folder holds a study made with $(cat "$OUT/settings.txt");" \
@@ -48,8 +59,9 @@ if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]
   exit 2
 fi
 mkdir -p "$OUT" && echo "$SETTINGS" > "$OUT/settings.txt"
+start=$(date +%s)
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
-    --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-$WORKERS}"
+    --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
         --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4
         --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
@@ -71,20 +83,28 @@ one() {  # train (resuming a killed run), evaluate the best checkpoint, record t
 failed=0
 pids=()
 trap 'kill $(jobs -p) 2> /dev/null || true' EXIT  # a stopped study stops its runs too
-for seed in $SEEDS; do
-  for cfg in $CONFIGS; do
-    name="${cfg}_s${seed}"
-    [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
-    if (( PARALLEL > 1 )); then  # runs share the machine (a GPU has room for several): start when a slot is free
-      while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
-      one "$cfg" "$seed" &
-      pids+=($!)
-    else
-      one "$cfg" "$seed" || exit 1
-    fi
+runs=()
+if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
+  for cfg in $(for c in $CONFIGS; do echo "$(cost "$c") $c"; done | sort -s -n -k1,1 | cut -d' ' -f2); do
+    for seed in $SEEDS; do runs+=("${cfg}_s${seed}"); done
   done
+else  # seed by seed: a finished seed is a whole table
+  for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
+fi
+echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each)"
+for name in "${runs[@]}"; do
+  cfg=${name%_s*} seed=${name##*_s}
+  [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
+  if (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
+    while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
+    one "$cfg" "$seed" &
+    pids+=($!)
+  else
+    one "$cfg" "$seed" || exit 1
+  fi
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done  # every run's own exit status, however early it ended
 python tools/summarize_study.py "$OUT" $CONFIGS $SUMMARY_FLAGS > "$OUT/results.md"
 cat "$OUT/results.md"
+echo "wall: $(( $(date +%s) - start )) s for this call, data generation included"
 exit $failed

@@ -20,7 +20,8 @@ def run_study(out: Path, expect: int = 0, **settings: str) -> subprocess.Complet
 
 def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     out = tmp_path / 'study'
-    first = run_study(out)
+    first = run_study(out)  # two runs at once (the default PARALLEL=2): the longer configuration starts first
+    assert 'runs: cumulative8_s0 tsm8_s0 (PARALLEL=2' in first.stdout
     assert 'tsm8_s0: Testing Results: Prec@1' in first.stdout and 'cumulative8_s0: Testing Results' in first.stdout
     table = (out / 'results.md').read_text()
     rows = {line.split('|')[1].strip(): line for line in table.splitlines() if line.startswith('| ')}
@@ -28,7 +29,8 @@ def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     assert '| 1 |' in rows['cumulative8'] and '28.44' in rows['cumulative8']
     assert 'cumulative8_s0' in rows and (out / 'top1_vs_gmacs.png').stat().st_size > 0
     stamp = (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns
-    second = run_study(out)
+    second = run_study(out, PARALLEL='1')  # one at a time: seed by seed, in the order given
+    assert 'runs: tsm8_s0 cumulative8_s0 (PARALLEL=1' in second.stdout
     assert 'Testing Results' not in second.stdout.split('| model')[0]  # nothing trained again
     assert (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
 
@@ -38,6 +40,7 @@ def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path)
     assert 'unknown configuration cumulatve8' in bad.stderr and not (tmp_path / 'bad' / 'data').exists()
     out = tmp_path / 'par'
     proc = run_study(out, PARALLEL='2', SEEDS='0 1', CONFIGS='tsm8', SUMMARY_FLAGS='--no_profile')
+    assert 'runs: tsm8_s0 tsm8_s1 (PARALLEL=2, 2 threads each)' in proc.stdout  # OMP_NUM_THREADS=2 is kept
     assert proc.stdout.count('Testing Results: Prec@1') >= 2
     rows = {line.split('|')[1].strip(): line for line in (out / 'results.md').read_text().splitlines()
             if line.startswith('| ')}
