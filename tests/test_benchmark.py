@@ -37,6 +37,9 @@ def test_tiny_run_gives_rows_ratios_and_markdown(tmp_path):
         assert row['videos_per_s'] > 0
     assert rows['tsm-all']['frames'] == 16 and res['ref'] is rows['tsm-all']
     assert rows['cumulative-8']['cluster_share'] is not None and rows['tsm-all']['cluster_share'] is None
+    c8 = rows['cumulative-8']  # forward and backward both timed, each a part of a step
+    assert 0 < c8['cluster_ms'] < c8['step_ms'] and 0 < c8['cluster_backward_ms'] < c8['step_ms']
+    assert rows['cumulative-8+chunk']['cluster_backward_ms'] is None  # the chunked path times its assignment
     assert rows['cumulative-8+chunk']['activation_mb'] < rows['cumulative-8']['activation_mb']
     short, long_ = res['long']
     assert long_['frames'] == 48 and long_['activation_mb'] < 1.25 * short['activation_mb']

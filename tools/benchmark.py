@@ -9,7 +9,9 @@ activation memory per video (tools/profile_model.activation_memory: bytes saved 
 recomputed chunk with chunking; input frames excluded); on CUDA the true step peak; each as a ratio to
 TSM-all (TSM on all F frames). The clustering's share of a step is timed in separate steps with hooks
 (CPU: synchronous wall time; CUDA: GPU time between two events, which does not stall the step's queue):
-TemporalClustering's forward (assignment + mean) and its assignment alone; with chunking, the assignment
+TemporalClustering's forward (assignment + mean), its backward (the mean's: from the gradient of its output
+to that of its input, timed with tensor hooks; the share counts forward and backward) and its assignment
+alone; with chunking (share: the assignment), the assignment
 functions ops/chunked.py calls (sign codes, distances, rule, weights) and, apart, its no-gradient pass of
 the early layers that feeds them. --long adds frames F = 32, 128, 512, 1024 at G = 8 with
 chunking: memory, and time with --time_long. It prints figures and asserts nothing about speed.
@@ -74,9 +76,10 @@ def _sync(device: torch.device) -> None:
 
 @contextmanager
 def clustering_timers(model: torch.nn.Module, device: torch.device) -> Iterator[Dict[str, float]]:
-    """Accumulates seconds spent in the clustering (``cluster``), its assignment (``assign``) and, with
-    chunking, the no-gradient pass of the early layers that feeds the assignment (``assign_pass``)."""
-    acc = {'cluster': 0.0, 'assign': 0.0, 'assign_pass': 0.0}
+    """Accumulates seconds spent in the clustering's forward (``cluster``) and backward (``cluster_backward``),
+    its assignment (``assign``) and, with chunking, the no-gradient pass of the early layers that feeds the
+    assignment (``assign_pass``)."""
+    acc = {'cluster': 0.0, 'cluster_backward': 0.0, 'assign': 0.0, 'assign_pass': 0.0}
     patched = []
     events = []  # CUDA: (key, start, end), read once the step has been synchronised
 
@@ -99,9 +102,38 @@ def clustering_timers(model: torch.nn.Module, device: torch.device) -> Iterator[
             return out
         return wrapper
 
+    def mark():  # a point in time: a CUDA event on the current stream, or the wall clock
+        if device.type == 'cuda':
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def with_backward(forward):
+        """The backward runs between the gradient of the output arriving and that of the input leaving."""
+        def wrapper(x, *a, **kw):
+            out = forward(x, *a, **kw)
+            if torch.is_grad_enabled() and x.requires_grad and out.requires_grad:
+                begin = {}
+
+                def start(grad):
+                    begin['t'] = mark()
+                out.register_hook(start)
+
+                def finish(grad):
+                    if 't' not in begin:
+                        return
+                    if device.type == 'cuda':
+                        events.append(('cluster_backward', begin['t'], mark()))
+                    else:
+                        acc['cluster_backward'] += time.perf_counter() - begin['t']
+                x.register_hook(finish)
+            return out
+        return wrapper
+
     clustering = model.clustering
-    if clustering is not None:
-        clustering.forward = timed(clustering.forward, 'cluster')  # instance attributes shadow the methods
+    if clustering is not None:  # instance attributes shadow the methods
+        clustering.forward = with_backward(timed(clustering.forward, 'cluster'))
         clustering.assign = timed(clustering.assign, 'assign')
         patched += [(clustering, 'forward', None), (clustering, 'assign', None)]
     if clustering is not None and model.chunk_frames:
@@ -139,7 +171,8 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
                               'activation_mb': mem['peak_estimate'] / n / MB, 'saved_mb': mem['saved'] / n / MB,
                               'recompute_mb': mem['recompute'] / n / MB, 'input_mb': mem['input'] / n / MB,
                               'cuda_peak_mb': None, 'step_ms': None, 'videos_per_s': None,
-                              'cluster_ms': None, 'assign_ms': None, 'assign_pass_ms': None, 'cluster_share': None,
+                              'cluster_ms': None, 'cluster_backward_ms': None, 'assign_ms': None,
+                              'assign_pass_ms': None, 'cluster_share': None,
                               'argv': ' '.join(argv)}
     if device.type == 'cuda':
         row['cuda_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
@@ -166,8 +199,8 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
             with clustering_timers(model, device) as acc:
                 total = step()
             parts.append(dict(acc))  # complete only here: CUDA events are read on leaving the block
-            shares.append((acc['cluster'] or acc['assign']) / total)
-        for key in ('cluster', 'assign', 'assign_pass'):  # None: that part does not run in this path
+            shares.append((acc['cluster'] + acc['cluster_backward'] or acc['assign']) / total)
+        for key in ('cluster', 'cluster_backward', 'assign', 'assign_pass'):  # None: that part does not run in this path
             ms = 1e3 * statistics.median(p[key] for p in parts)
             row[f'{key}_ms'] = ms if ms > 0 else None
         row['cluster_share'] = statistics.median(shares)
@@ -181,7 +214,7 @@ def _fmt(value, spec: str) -> str:
 def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object]], title: str) -> str:
     """Rows as a markdown table with each configuration's ratio to ``ref`` (TSM-all)."""
     head = ['config', 'F', 'G', 'K', 'step ms', 'videos/s', 'speed x', 'act. MB/video', 'mem x',
-            'saved MB', 'recompute MB', 'input MB', 'CUDA peak MB', 'peak x', 'cluster ms', 'assign ms',
+            'saved MB', 'recompute MB', 'input MB', 'CUDA peak MB', 'peak x', 'cluster ms', 'cluster bwd ms', 'assign ms',
             'assign pass ms', 'cluster share']
     lines = [f'### {title}', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
 
@@ -196,7 +229,7 @@ def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object
                  _fmt(r['activation_mb'], '.1f'), _fmt(ratio(r, 'activation_mb'), '.2f'),
                  _fmt(r['saved_mb'], '.1f'), _fmt(r['recompute_mb'], '.1f'), _fmt(r['input_mb'], '.1f'),
                  _fmt(r['cuda_peak_mb'], '.1f'), _fmt(ratio(r, 'cuda_peak_mb'), '.2f'),
-                 _fmt(r['cluster_ms'], '.2f'), _fmt(r['assign_ms'], '.2f'), _fmt(r['assign_pass_ms'], '.1f'),
+                 _fmt(r['cluster_ms'], '.2f'), _fmt(r['cluster_backward_ms'], '.2f'), _fmt(r['assign_ms'], '.2f'), _fmt(r['assign_pass_ms'], '.1f'),
                  _fmt(share, '.1f') + ('%' if share is not None else '')]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
