@@ -3,23 +3,26 @@
 # Trains TSM-8, TSM-16, TSM-all and ours-{uniform,slope,cumulative}-8 for each seed, evaluates each best
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
-# Settings (env): SEEDS="0 1", EPOCHS=20, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
+# Settings (env): SEEDS="0 1", EPOCHS=18, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
 # BATCH=16, EVAL_FREQ=2, WORKERS=0, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16";
 # scripts/repro_move4mnist_gpu.sh), PARALLEL=2 (runs at once; each run's output is in $OUT/<run>.out),
-# THREADS (each run's intra-op threads, OMP_NUM_THREADS; default: the cores over PARALLEL),
+# THREADS (each run's intra-op threads, OMP_NUM_THREADS; default: the cores over PARALLEL), WIDE="tsmall"
+# (configurations that run alone on all the cores when PARALLEL > 1; "" for none, e.g. on a GPU),
 # GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
 # Two runs of one thread each, loading in their own process (WORKERS=0), get 1.25-1.31x the throughput of one
-# run on both cores: at 32 px the layers are too small to split well over two threads. With PARALLEL > 1 the
-# longest configurations start first, so that the end of the study is not one long run on one core.
+# run on both cores for TSM-8 and the clustered models: at 32 px their layers are too small to split well over
+# two threads. TSM-all (32 frames through every layer) is not: two at once ran at 0.9x, so it runs alone on
+# all the cores (WIDE). With PARALLEL > 1 the longest configurations start first, so that the end of the study
+# is not one long run on one core.
 # Time on 2 idle cores, the default 2 seeds: docs/RESULTS.md (with the numbers and the command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
 SEEDS=${SEEDS:-"0 1"}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-18}
 SIZE=${SIZE:-32}
 NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
@@ -30,6 +33,7 @@ EXTRA=${EXTRA:-}
 PARALLEL=${PARALLEL:-2}
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
 THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}}
+WIDE=${WIDE-tsmall}
 export OMP_NUM_THREADS=$THREADS
 BATCH=${BATCH:-16}
 EVAL_FREQ=${EVAL_FREQ:-2}
@@ -91,11 +95,16 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
-echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each)"
+echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $(nproc): $WIDE})"
 for name in "${runs[@]}"; do
   cfg=${name%_s*} seed=${name##*_s}
   [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
-  if (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
+  if (( PARALLEL > 1 )) && [[ " $WIDE " == *" $cfg "* ]]; then  # alone, on all the cores
+    while (( $(jobs -rp | wc -l) > 0 )); do wait -n || true; done
+    OMP_NUM_THREADS=$(nproc) one "$cfg" "$seed" &
+    pids+=($!)
+    wait $! || true  # its exit status is read with the others' below
+  elif (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
     while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
     one "$cfg" "$seed" &
     pids+=($!)

@@ -21,6 +21,7 @@ export SPEED=${SPEED:-"2 3"}
 export BATCH=${BATCH:-16}
 export EVAL_FREQ=${EVAL_FREQ:-1}
 export PARALLEL=${PARALLEL:-6}
+export WIDE=${WIDE-}  # every configuration shares the GPU
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
 export WORKERS=${WORKERS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}
 export EXTRA=${EXTRA:-"--amp bf16 --channels_last --device cuda"}

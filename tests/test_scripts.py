@@ -40,7 +40,7 @@ def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path)
     assert 'unknown configuration cumulatve8' in bad.stderr and not (tmp_path / 'bad' / 'data').exists()
     out = tmp_path / 'par'
     proc = run_study(out, PARALLEL='2', SEEDS='0 1', CONFIGS='tsm8', SUMMARY_FLAGS='--no_profile')
-    assert 'runs: tsm8_s0 tsm8_s1 (PARALLEL=2, 2 threads each)' in proc.stdout  # OMP_NUM_THREADS=2 is kept
+    assert 'runs: tsm8_s0 tsm8_s1 (PARALLEL=2, 2 threads each' in proc.stdout  # OMP_NUM_THREADS=2 is kept
     assert proc.stdout.count('Testing Results: Prec@1') >= 2
     rows = {line.split('|')[1].strip(): line for line in (out / 'results.md').read_text().splitlines()
             if line.startswith('| ')}
@@ -50,7 +50,8 @@ def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path)
 def test_a_failed_parallel_run_fails_the_study_and_other_settings_are_refused(tmp_path):
     out = tmp_path / 'study'
     bad_flag = {'EXTRA': '--device cpu --no_such_flag', 'SUMMARY_FLAGS': '--no_profile'}
-    failed = run_study(out, expect=1, PARALLEL='2', CONFIGS='tsm8', SEEDS='0 1', **bad_flag)
+    failed = run_study(out, expect=1, PARALLEL='2', CONFIGS='tsm8', SEEDS='0 1', WIDE='tsm8', **bad_flag)
+    assert 'alone on' in failed.stdout  # WIDE runs one at a time; their failures count as well
     assert 'tsm8_s0: training failed' in failed.stdout and 'tsm8_s1: training failed' in failed.stdout
     assert not (out / 'log' / 'tsm8_s0' / 'done').exists()
     other = run_study(out, expect=2, EPOCHS='2', **bad_flag)  # the folder's runs were made with EPOCHS=1
