@@ -32,7 +32,8 @@ WORKERS=${WORKERS:-0}
 EXTRA=${EXTRA:-}
 PARALLEL=${PARALLEL:-2}
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
-THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}}
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc itself obeys OMP_NUM_THREADS
+THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( CORES / PARALLEL > 1 ? CORES / PARALLEL : 1 ))}}
 WIDE=${WIDE-tsmall}
 export OMP_NUM_THREADS=$THREADS
 BATCH=${BATCH:-16}
@@ -69,15 +70,15 @@ start=$(date +%s)
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
         --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4
         --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
-one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time
-  local cfg=$1 seed=$2 name="${1}_s${2}" start
+one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads
+  local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} start
   start=$(date +%s)
-  if ! python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
+  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
       $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) \
       > "$OUT/$name.out" 2>&1; then
     echo "$name: training failed, last lines of $OUT/$name.out:"; tail -n 5 "$OUT/$name.out"; return 1
   fi
-  if ! python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
+  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
       --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
     echo "$name: evaluation failed"; return 1
   fi
@@ -95,13 +96,13 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
-echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $(nproc): $WIDE})"
+echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $CORES: $WIDE})"
 for name in "${runs[@]}"; do
   cfg=${name%_s*} seed=${name##*_s}
   [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
   if (( PARALLEL > 1 )) && [[ " $WIDE " == *" $cfg "* ]]; then  # alone, on all the cores
     while (( $(jobs -rp | wc -l) > 0 )); do wait -n || true; done
-    OMP_NUM_THREADS=$(nproc) one "$cfg" "$seed" &
+    one "$cfg" "$seed" "$CORES" &
     pids+=($!)
     wait $! || true  # its exit status is read with the others' below
   elif (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
