@@ -23,6 +23,11 @@ import torch
 import torch.utils.data as data
 from PIL import Image
 
+try:  # optional: libjpeg-turbo without Pillow's per-file overhead; the same pixels (tests/test_dataset.py)
+    import simplejpeg
+except ImportError:  # Pillow decodes every frame
+    simplejpeg = None
+
 FramesArg = int | str | None
 
 
@@ -192,17 +197,51 @@ def load_image(path: str, mode: str, decode_size: int | None = None) -> Image.Im
     """Decode one frame file fully into a PIL image of ``mode``.
 
     A JPEG whose short side is at least twice ``decode_size`` is decoded at a reduced scale
-    (``Image.draft``: 1/2, 1/4 or 1/8) that keeps its short side >= ``decode_size``.
+    (1/2, 1/4 or 1/8) that keeps its short side >= ``decode_size``: with ``simplejpeg`` when it is
+    installed (``_decode_jpeg``), else with Pillow's ``Image.draft``; both give the same pixels.
     """
+    if decode_size and simplejpeg is not None and mode in ('RGB', 'L'):
+        img = _decode_jpeg(path, mode, decode_size)
+        if img is not None:
+            return img
     with Image.open(path) as img:
         w, h = img.size
-        if decode_size and img.format == 'JPEG' and min(w, h) >= 2 * decode_size:
-            # The largest JPEG reduction (1/8, 1/4, 1/2) that keeps the short side >= decode_size; asking
-            # Pillow for exactly (w // s, h // s) makes it pick s even for odd sizes.
-            s = next(s for s in (8, 4, 2) if min(w, h) // s >= decode_size)
-            img.draft(img.mode, (w // s, h // s))
+        if decode_size and img.format in ('JPEG', 'MPO'):  # MPO: a camera's JPEG with extra pictures
+            s = _jpeg_reduction(w, h, decode_size)
+            if s > 1:  # asking Pillow for exactly (w // s, h // s) makes it pick s even for odd sizes
+                img.draft(img.mode, (w // s, h // s))
         img.load()  # decode now, so a corrupt file fails here, naming it
         return img.convert(mode)
+
+
+def _jpeg_reduction(w: int, h: int, decode_size: int) -> int:
+    """The largest JPEG reduction (8, 4, 2; 1: none) that keeps the short side >= ``decode_size``."""
+    if min(w, h) < 2 * decode_size:
+        return 1
+    return next(s for s in (8, 4, 2) if min(w, h) // s >= decode_size)
+
+
+def _decode_jpeg(path: str, mode: str, decode_size: int) -> Image.Image | None:
+    """``load_image``'s fast path with simplejpeg; None for what it cannot decode (not a JPEG, CMYK,
+    a corrupt file...), which Pillow then decodes or reports as before."""
+    with open(path, 'rb') as f:
+        buf = f.read()
+    try:
+        if not simplejpeg.is_jpeg(buf):
+            return None
+        h, w, colorspace = simplejpeg.decode_jpeg_header(buf)[:3]
+        if min(w, h) < 8:  # libjpeg-turbo would scale a tiny frame by 7/8..1/8 to keep the minimum size
+            return None
+        # Pillow's own conversions for the rest (CMYK...; 'L' of a colour frame is the luma of its RGB)
+        if colorspace not in (('Gray',) if mode == 'L' else ('Gray', 'YCbCr')):
+            return None
+        s = _jpeg_reduction(w, h, decode_size)
+        # fastdct off: the accurate DCT that Pillow uses too; the minimum sizes select the scale 1/s
+        array = simplejpeg.decode_jpeg(buf, colorspace='RGB' if mode == 'RGB' else 'GRAY', fastdct=False,
+                                       fastupsample=False, min_height=h // s, min_width=w // s)
+    except Exception:  # Pillow decodes it, or raises the error that the caller names
+        return None
+    return Image.fromarray(array if mode == 'RGB' else array[:, :, 0], mode)
 
 
 class VideoDataset(data.Dataset):

@@ -19,6 +19,11 @@ def test_tiny_run_reports_every_section_and_both_decoders_agree(tmp_path, capsys
     assert dec['frames'] == 8 and dec['src'] == '64x48' and dec['decoded'] == '32x24'  # 48 >= 2*16: 1/2 scale
     assert dec['same_size'] and dec['plain_size'] == dec['ours_size'] == [21, 16]
     assert dec['plain_fps'] > 0 and dec['ours_fps'] > 0 and dec['speedup'] > 0
+    try:  # with simplejpeg installed, ours uses it, and Pillow's draft path is timed beside it
+        import simplejpeg  # noqa: F401
+        assert dec['decoder'] == 'simplejpeg' and dec['draft_fps'] > 0
+    except ImportError:
+        assert dec['decoder'] == 'Pillow draft' and dec['draft_fps'] is None
     assert dec['mean_abs_diff'] < 3  # of 255: the reduced decode looks like the full one
     rows = res['pipeline']['rows']
     assert {(r['decoder'], r['workers']) for r in rows} == {('plain', 1), ('ours', 1), ('plain', 2), ('ours', 2)}

@@ -310,6 +310,35 @@ def test_jpeg_draft_decodes_reduced_but_correct(tmp_path):
     assert load_image(str(tmp_path / 'big.png'), 'RGB', decode_size=100).size == (640, 480)
 
 
+@pytest.mark.parametrize('size', [(640, 480), (333, 251)])
+def test_simplejpeg_path_gives_pillows_pixels(tmp_path, monkeypatch, size):
+    """With simplejpeg installed, frames decode faster but to the very pixels of Pillow's path."""
+    pytest.importorskip('simplejpeg')
+    import ops.dataset as D
+    rng = np.random.RandomState(1)
+    colour = Image.fromarray(rng.randint(0, 255, (30, 40, 3), dtype=np.uint8)).resize(size, Image.BILINEAR)
+    files = {'colour.jpg': colour, 'gray.jpg': colour.convert('L'), 'cmyk.jpg': colour.convert('CMYK')}
+    for name, img in files.items():
+        img.save(str(tmp_path / name), quality=90)
+    calls = []
+    fast = D._decode_jpeg
+    monkeypatch.setattr(D, '_decode_jpeg', lambda *a: calls.append(a[0]) or fast(*a))
+    for name in files:
+        for mode in ('RGB', 'L'):
+            for decode_size in (None, 40, 100, 200, 400):
+                path = str(tmp_path / name)
+                ours = np.asarray(load_image(path, mode, decode_size))
+                with monkeypatch.context() as m:
+                    m.setattr(D, 'simplejpeg', None)
+                    pillow = np.asarray(load_image(path, mode, decode_size))
+                assert ours.shape == pillow.shape and (ours == pillow).all(), (name, mode, decode_size)
+    assert calls and all(c.endswith('.jpg') for c in calls)
+    for name, mode in (('colour.jpg', 'RGB'), ('gray.jpg', 'L'), ('gray.jpg', 'RGB')):  # the fast path decodes these
+        assert fast(str(tmp_path / name), mode, 100) is not None
+    assert fast(str(tmp_path / 'cmyk.jpg'), 'RGB', 100) is None  # what simplejpeg cannot do, Pillow does
+    assert fast(str(tmp_path / 'colour.jpg'), 'L', 100) is None  # Pillow's luma of RGB, not the JPEG's Y
+
+
 def test_option_conflicts_are_errors(tmp_path):
     make_video(tmp_path, 'v', 4)
     for kwargs in (dict(twice_sample=True), dict(num_clips=2), dict(frames=8, dense_sample=True),

@@ -7,7 +7,8 @@ full ``VideoDataset`` + DataLoader pipeline, and one 224 px training clip agains
 
 Synthetic frame folders (smooth gradients + noise + moving shapes, JPEG quality 90) are written once
 into ``--cache`` and reused. Sections: (a) ``Image.open(p).convert('RGB').resize(...)`` to a short side
-of ``--target`` vs (b) ``load_image(p, 'RGB', decode_size=target)`` + the same resize, with the mean
+of ``--target`` vs (b) ``load_image(p, 'RGB', decode_size=target)`` + the same resize (simplejpeg when it
+is installed, and then also timed with Pillow's draft mode alone), with the mean
 absolute difference of the two results (0-255 scale); (c) a validation run's pipeline
 (``val_transform(scale_size, target)``, stack, normalise; ``decode_size=scale_size`` as
 ``ops.runtime.build_dataset``) with full-size and with reduced decoding, 1 and ``-j`` workers;
@@ -36,6 +37,7 @@ from PIL import Image, ImageDraw
 if __package__ in (None, ''):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ops import transforms as T  # noqa: E402
+import ops.dataset as dataset_module  # noqa: E402
 from ops.dataset import VideoDataset, collate_videos, load_image  # noqa: E402
 
 TMPL = 'img_{:05d}.jpg'
@@ -153,6 +155,13 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
         Path(p).read_bytes()
     plain_fps = best_fps(plain_decode, paths, target, repeat)
     ours_fps = best_fps(our_decode, paths, target, repeat)
+    draft_fps = None  # ours with Pillow's draft mode alone, when simplejpeg is what ours used
+    if dataset_module.simplejpeg is not None:
+        fast, dataset_module.simplejpeg = dataset_module.simplejpeg, None
+        try:
+            draft_fps = best_fps(our_decode, paths, target, repeat)
+        finally:
+            dataset_module.simplejpeg = fast
     sample = paths[:: max(1, len(paths) // 16)]
     pairs = [(np.asarray(plain_decode(p, target), np.float32), np.asarray(our_decode(p, target), np.float32))
              for p in sample]
@@ -162,6 +171,8 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
     reduced = load_image(paths[0], 'RGB', decode_size=target).size
     return {'frames': len(paths), 'src': f'{src[0]}x{src[1]}', 'target': target,
             'decoded': f'{reduced[0]}x{reduced[1]}', 'plain_fps': plain_fps, 'ours_fps': ours_fps,
+            'decoder': 'simplejpeg' if dataset_module.simplejpeg is not None else 'Pillow draft',
+            'draft_fps': draft_fps,
             'speedup': ours_fps / plain_fps, 'plain_size': list(pairs[0][0].shape[1::-1]),
             'ours_size': list(pairs[0][1].shape[1::-1]), 'same_size': same,
             'mean_abs_diff': float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if same else None}
@@ -275,7 +286,10 @@ def format_table(res: dict) -> str:
     out = [f"(a, b) {d['frames']} JPEG frames of {d['src']} read at short side {d['target']} "
            f"(ours decodes at {d['decoded']})",
            f"  plain Pillow open+convert+resize  {d['plain_fps']:8.0f} frames/s",
-           f"  load_image(decode_size) + resize  {d['ours_fps']:8.0f} frames/s   x{d['speedup']:.2f}",
+           f"  load_image(decode_size) + resize  {d['ours_fps']:8.0f} frames/s   x{d['speedup']:.2f}"
+           f"   ({d['decoder']})",
+           *([f"  the same with Pillow's draft only {d['draft_fps']:8.0f} frames/s   "
+              f"x{d['draft_fps'] / d['plain_fps']:.2f}"] if d['draft_fps'] else []),
            f"  output {d['ours_size'][0]}x{d['ours_size'][1]} (same size: {d['same_size']}), "
            f"mean |plain - ours| = {d['mean_abs_diff'] if d['mean_abs_diff'] is None else round(d['mean_abs_diff'], 2)}"
            f" of 255",
