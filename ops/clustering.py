@@ -334,9 +334,11 @@ class _ClusterMean(torch.autograd.Function):
     """``bmm(weight, x)`` whose backward gathers instead of multiplying by ``weight``'s transpose.
 
     Every column of ``weight`` has one entry from the frame's own cluster, plus ones for the empty
-    clusters that repeat it (L < G only), so ``dx[n, i] = scale[n, i] * dy[n, assign[n, i]]`` plus a
-    scatter of the empty clusters' ``dy`` onto their repeated frames: a pass that writes each
-    frame's gradient once, with no host sync.
+    clusters that repeat it (L < G only), so ``dx[n, i] = scale[n, i] * dy[n, assign[n, i]]`` (one
+    gather that writes each frame's gradient) plus a scatter-add of the empty clusters' ``dy`` onto
+    their repeated frames (G rows per video; zeros when no cluster is empty), with no host sync. On
+    CUDA the scatter-add's order varies, so for L < G the repeated frames' gradients may differ in the
+    last bit between runs; otherwise adding zeros leaves the gather's values exact.
     """
 
     @staticmethod

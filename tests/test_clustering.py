@@ -346,6 +346,7 @@ def test_gather_backward_equals_the_matmul_transpose(method):
     x = torch.randn(len(lengths) * T, 3, 2, 2, generator=gen, dtype=torch.float64, requires_grad=True)
     module = TemporalClustering(method, G)
     out = module(x, T, lengths)
+    assert any('_ClusterMean' in type(fn).__name__ for fn in _graph(out.grad_fn))  # the gather, not bmm's own
     upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64)
     (dx,) = torch.autograd.grad(out, x, upstream)
     weight = clustering.cluster_weights(module.last_assign, G, lengths).double()
@@ -355,6 +356,13 @@ def test_gather_backward_equals_the_matmul_transpose(method):
     (expected,) = torch.autograd.grad(reference, leaf, upstream.reshape(reference.shape))
     torch.testing.assert_close(dx.reshape(expected.shape), expected, rtol=0, atol=1e-12)
     assert (dx.reshape(len(lengths), T, -1)[3, 3:] == 0).all()  # padding gets nothing
+
+
+def _graph(fn, depth: int = 4) -> list:
+    """The autograd nodes up to ``depth`` steps back from ``fn``."""
+    if fn is None or depth == 0:
+        return []
+    return [fn] + [node for nxt, _ in fn.next_functions for node in _graph(nxt, depth - 1)]
 
 
 def test_gather_backward_passes_gradcheck_and_keeps_half_precision():

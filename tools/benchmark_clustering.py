@@ -80,14 +80,16 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
     dist = C.hamming_from_codes(codes, bits)
     assign = C.cumulative_assign(dist, g)
     leaf = x.clone().requires_grad_()
+    upstream = torch.randn(n, g, *x.shape[2:], generator=gen).to(device, dtype)  # a dense gradient, as layer2's
 
     def mean_forward_backward():
         leaf.grad = None  # as a training step after zero_grad(set_to_none=True): no accumulation pass timed
-        C.aggregate(leaf, assign, g).sum().backward()
+        C.aggregate(leaf, assign, g).backward(upstream)
 
     def mean_matmul_backward():  # the mean's backward as autograd derives it from bmm: the weights' transpose
         leaf.grad = None
-        torch.bmm(C.cluster_weights(assign, g).to(dtype), leaf.reshape(n, t, -1)).sum().backward()
+        torch.bmm(C.cluster_weights(assign, g).to(dtype), leaf.reshape(n, t, -1)).backward(
+            upstream.reshape(n, g, -1))
 
     def whole(method: str, fused: bool = False) -> Callable[[], None]:
         module = C.TemporalClustering(method, g, fused=fused)
@@ -95,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
 
         def run():
             leaf.grad = None
-            module(frames, t).sum().backward()
+            module(frames, t).backward(upstream.reshape(n * g, *x.shape[2:]))
         return run
 
     rows = [('sign_codes', ms_per_call(lambda: C.sign_codes(x), args.repeat, device)),
