@@ -276,9 +276,7 @@ def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None) 
 
     Padding frames get weight 0 (so no gradient; they must be finite, as 0 * inf = nan). A
     cluster with no frame, which only happens for L < G, takes frame ``floor(g * L / G)``.
-    Forward: one batched matmul with the ``(N, G, T)`` averaging weights. Backward: each frame
-    takes its cluster's gradient over the cluster's size, one gather (``_ClusterMean``), instead
-    of the matmul's transpose, whose inner dimension is only G.
+    Computed as one batched matmul with the ``(N, G, T)`` averaging weights.
 
     Args:
         x: ``(N, T, ...)`` activations.
@@ -291,11 +289,7 @@ def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None) 
     """
     n, t = x.shape[:2]
     weight = cluster_weights(assign, G, lengths)
-    flat = x.reshape(n, t, -1)
-    if torch.is_grad_enabled() and x.requires_grad:
-        out = _ClusterMean.apply(flat, weight.to(x.dtype), *_backward_index(assign, G, lengths))
-    else:
-        out = torch.bmm(weight.to(x.dtype), flat)
+    out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
     return out.reshape(n, G, *x.shape[2:])
 
 
@@ -313,48 +307,6 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     count = member.sum(-1, keepdim=True)
     repeat = i[None, None, :] == (g[None, :] * length[:, None] // G)[:, :, None]
     return torch.where(count > 0, member / count.clamp(min=1), repeat.float())
-
-
-def _backward_index(assign: Tensor, G: int, lengths: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``cluster_weights`` by column, for the gather backward: ``(assign, scale, repeat, empty)``.
-
-    Frame i's weight in its own cluster is ``scale[n, i]`` (1/|cluster|, 0 on padding); an empty
-    cluster g (L < G) adds weight 1 on frame ``repeat[n, g] = floor(g * L / G)`` where ``empty[n, g]``.
-    """
-    n, t = assign.shape
-    length = _lengths_or_full(lengths, n, t, assign.device)
-    real = (torch.arange(t, device=assign.device) < length[:, None]).float()
-    count = torch.zeros(n, G, device=assign.device).scatter_add_(1, assign, real)
-    scale = real / count.gather(1, assign).clamp(min=1)
-    repeat = torch.arange(G, device=assign.device) * length[:, None] // G
-    return assign, scale, repeat, count == 0
-
-
-class _ClusterMean(torch.autograd.Function):
-    """``bmm(weight, x)`` whose backward gathers instead of multiplying by ``weight``'s transpose.
-
-    Every column of ``weight`` has one entry from the frame's own cluster, plus ones for the empty
-    clusters that repeat it (L < G only), so ``dx[n, i] = scale[n, i] * dy[n, assign[n, i]]`` (one
-    gather that writes each frame's gradient) plus a scatter-add of the empty clusters' ``dy`` onto
-    their repeated frames (G rows per video; zeros when no cluster is empty), with no host sync. On
-    CUDA the scatter-add's order varies, so for L < G the repeated frames' gradients may differ in the
-    last bit between runs; otherwise adding zeros leaves the gather's values exact.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, assign: Tensor, scale: Tensor, repeat: Tensor,
-                empty: Tensor) -> Tensor:
-        ctx.save_for_backward(assign, scale, repeat, empty)
-        ctx.x_dtype = x.dtype
-        return torch.bmm(weight, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        assign, scale, repeat, empty = ctx.saved_tensors
-        d = grad.shape[-1]
-        dx = grad.gather(1, assign[:, :, None].expand(-1, -1, d)) * scale.to(grad.dtype)[:, :, None]
-        dx.scatter_add_(1, repeat[:, :, None].expand(-1, -1, d), grad * empty.to(grad.dtype)[:, :, None])
-        return dx.to(ctx.x_dtype), None, None, None, None, None
 
 
 class TemporalClustering(nn.Module):

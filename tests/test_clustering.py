@@ -338,47 +338,6 @@ def test_gradient_reaches_every_real_frame_only(method):
         assert (grad[row, :L] != 0).all()
 
 
-@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
-def test_gather_backward_equals_the_matmul_transpose(method):
-    """The mean's gather backward against autograd through bmm with the dense weights (float64)."""
-    gen = torch.Generator().manual_seed(11)
-    T, G, lengths = 12, 5, torch.tensor([12, 9, 5, 3, 1])  # full, padded, L = G, L < G (repeats), L = 1
-    x = torch.randn(len(lengths) * T, 3, 2, 2, generator=gen, dtype=torch.float64, requires_grad=True)
-    module = TemporalClustering(method, G)
-    out = module(x, T, lengths)
-    assert any('_ClusterMean' in type(fn).__name__ for fn in _graph(out.grad_fn))  # the gather, not bmm's own
-    upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64)
-    (dx,) = torch.autograd.grad(out, x, upstream)
-    weight = clustering.cluster_weights(module.last_assign, G, lengths).double()
-    leaf = x.detach().reshape(len(lengths), T, -1).requires_grad_()
-    reference = torch.bmm(weight, leaf)
-    torch.testing.assert_close(out, reference.reshape(out.shape), rtol=0, atol=1e-12)
-    (expected,) = torch.autograd.grad(reference, leaf, upstream.reshape(reference.shape))
-    torch.testing.assert_close(dx.reshape(expected.shape), expected, rtol=0, atol=1e-12)
-    assert (dx.reshape(len(lengths), T, -1)[3, 3:] == 0).all()  # padding gets nothing
-
-
-def _graph(fn, depth: int = 4) -> list:
-    """The autograd nodes up to ``depth`` steps back from ``fn``."""
-    if fn is None or depth == 0:
-        return []
-    return [fn] + [node for nxt, _ in fn.next_functions for node in _graph(nxt, depth - 1)]
-
-
-def test_gather_backward_passes_gradcheck_and_keeps_half_precision():
-    gen = torch.Generator().manual_seed(12)
-    assign = torch.tensor([[0, 0, 1, 1, 1, 2], [0, 2, 2, 2, 2, 2]])  # row 1: L = 2 < G = 3, frame 1 repeated
-    lengths = torch.tensor([6, 2])
-    x = torch.randn(2, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v: aggregate(v, assign, 3, lengths), (x,))
-    half = x.detach().half().requires_grad_()
-    aggregate(half, assign, 3, lengths).float().pow(2).sum().backward()
-    assert half.grad.dtype == torch.float16
-    x.grad = None
-    aggregate(x, assign, 3, lengths).pow(2).sum().backward()
-    torch.testing.assert_close(half.grad.double(), x.grad, atol=1e-2, rtol=1e-2)
-
-
 # ---------------------------------------------------------------- batching and the module
 
 class OpCounter(TorchDispatchMode):

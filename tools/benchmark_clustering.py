@@ -86,11 +86,6 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
         leaf.grad = None  # as a training step after zero_grad(set_to_none=True): no accumulation pass timed
         C.aggregate(leaf, assign, g).backward(upstream)
 
-    def mean_matmul_backward():  # the mean's backward as autograd derives it from bmm: the weights' transpose
-        leaf.grad = None
-        torch.bmm(C.cluster_weights(assign, g).to(dtype), leaf.reshape(n, t, -1)).backward(
-            upstream.reshape(n, g, -1))
-
     def whole(method: str, fused: bool = False) -> Callable[[], None]:
         module = C.TemporalClustering(method, g, fused=fused)
         frames = leaf.reshape(n * t, *x.shape[2:])
@@ -105,8 +100,7 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
             ('cumulative_assign', ms_per_call(lambda: C.cumulative_assign(dist, g), args.repeat, device)),
             ('slope_assign', ms_per_call(lambda: C.slope_assign(dist, g), args.repeat, device)),
             ('aggregate forward', ms_per_call(lambda: C.aggregate(x, assign, g), args.repeat, device)),
-            ('aggregate forward + backward', ms_per_call(mean_forward_backward, args.repeat, device)),
-            ('same, backward by matmul (before the gather)', ms_per_call(mean_matmul_backward, args.repeat, device))]
+            ('aggregate forward + backward', ms_per_call(mean_forward_backward, args.repeat, device))]
     rows += [(f'{m} clustering forward + backward', ms_per_call(whole(m), args.repeat, device)) for m in C.METHODS]
     if args.fused:
         rows += [('neighbour_hamming, fused', ms_per_call(lambda: C.neighbour_hamming(x, fused=True), args.repeat,
