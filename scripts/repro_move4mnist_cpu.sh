@@ -12,10 +12,10 @@
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
-# Two runs of one thread each, loading in their own process (WORKERS=0), get 1.25-1.31x the throughput of one
-# run on both cores for TSM-8 and the clustered models: at 32 px their layers are too small to split well over
-# two threads. TSM-all (32 frames through every layer) is not: two at once ran at 0.9x, so it runs alone on
-# all the cores (WIDE). With PARALLEL > 1 the longest configurations start first, so that the end of the study
+# Two runs of one thread each, loading in their own process (WORKERS=0), got about 1.15x the throughput of one
+# run on both cores for the clustered models over whole runs (one-epoch pilots: 1.25-1.31x): at 32 px their
+# layers split poorly over two threads. TSM-all (32 frames through every layer) does not: two at once ran at
+# 0.9x, so it runs alone on all the cores (WIDE). With PARALLEL > 1 the longest configurations start first, so that the end of the study
 # is not one long run on one core.
 # Time on 2 idle cores, the default 2 seeds: 112 min (over the 90 asked); docs/RESULTS.md has the numbers.
 set -euo pipefail
@@ -102,9 +102,7 @@ for name in "${runs[@]}"; do
   [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
   if (( PARALLEL > 1 )) && [[ " $WIDE " == *" $cfg "* ]]; then  # alone, on all the cores
     while (( $(jobs -rp | wc -l) > 0 )); do wait -n || true; done
-    one "$cfg" "$seed" "$CORES" &
-    pids+=($!)
-    wait $! || true  # its exit status is read with the others' below
+    one "$cfg" "$seed" "$CORES" || failed=1
   elif (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
     while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
     one "$cfg" "$seed" &
