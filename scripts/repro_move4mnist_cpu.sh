@@ -4,20 +4,22 @@
 # checkpoint, profiles each model at the paper's size (ResNet-18, 224 px) and writes one table:
 #   $OUT/results.md   (top-1 mean ± std over seeds, GMACs/video, activation MB/video, seconds/epoch)
 # Settings (env): SEEDS="0 1", EPOCHS=18, SIZE=32, NTRAIN=960, NVAL=240, SPEED="2 3", CONFIGS="tsm8 ...",
-# BATCH=16, EVAL_FREQ=2, WORKERS=0, EXTRA="" (more main.py flags for every run, e.g. "--amp bf16";
-# scripts/repro_move4mnist_gpu.sh), PARALLEL=2 (runs at once; each run's output is in $OUT/<run>.out),
-# THREADS (each run's intra-op threads, OMP_NUM_THREADS; default: the cores over PARALLEL), WIDE="tsmall"
-# (configurations that run alone on all the cores when PARALLEL > 1; "" for none, e.g. on a GPU),
-# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
+# BATCH=16, EVAL_FREQ=2, WORKERS=0, EXTRA (more main.py flags for every run; default "--amp bf16 --channels_last"
+# on a CPU with AMX bf16 units, else ""; scripts/repro_move4mnist_gpu.sh sets its own), PARALLEL=2 (runs at
+# once; each run's output is in $OUT/<run>.out), THREADS (each run's intra-op threads, OMP_NUM_THREADS;
+# default: the cores over PARALLEL), WIDE="tsmall" (configurations that run alone on all the cores, with
+# WIDE_WORKERS=2 loader workers; "" for none, e.g. on a GPU), GEN_WORKERS (data generation processes,
+# default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
 # Two runs of one thread each, loading in their own process (WORKERS=0), got about 1.15x the throughput of one
-# run on both cores for the clustered models over whole runs (one-epoch pilots: 1.25-1.31x): at 32 px their
-# layers split poorly over two threads. TSM-all (32 frames through every layer) does not: two at once ran at
-# 0.9x, so it runs alone on all the cores (WIDE). With PARALLEL > 1 the longest configurations start first, so that the end of the study
-# is not one long run on one core.
-# Time on 2 idle cores, the default 2 seeds: 112 min (over the 90 asked); docs/RESULTS.md has the numbers.
+# run on both cores for the clustered models over whole runs: at 32 px their layers split poorly over two
+# threads. TSM-all (32 frames through every layer) does not (two at once: 0.9x), so it runs alone on all the
+# cores, where loader workers save it ~10% (WIDE). With PARALLEL > 1 the longest configurations start first,
+# so that the end of the study is not one long run on one core. bf16 with channels-last took a pair of
+# clustered runs from ~1,090 s to 712 s on this project's 2-core Xeon (AMX), with the same take-off and top-1.
+# Time on 2 idle cores, the default 2 seeds: docs/RESULTS.md has the wall time and the numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/repro_cpu}
@@ -29,19 +31,26 @@ NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"tsm8 tsm16 tsmall uniform8 slope8 cumulative8"}
 WORKERS=${WORKERS:-0}
-EXTRA=${EXTRA:-}
+# bf16 autocast and channels-last where the CPU has AMX bf16 units (about 1/3 faster per clustered run here);
+# fp32 elsewhere, where bf16 would be emulated. An explicit EXTRA (even "") decides instead.
+if [ -z "${EXTRA+set}" ]; then
+  EXTRA=$(grep -qw amx_bf16 /proc/cpuinfo 2> /dev/null && echo "--amp bf16 --channels_last" || true)
+fi
 PARALLEL=${PARALLEL:-2}
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
 CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc itself obeys OMP_NUM_THREADS
 THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( CORES / PARALLEL > 1 ? CORES / PARALLEL : 1 ))}}
 WIDE=${WIDE-tsmall}
+WIDE_WORKERS=${WIDE_WORKERS:-2}
 export OMP_NUM_THREADS=$THREADS
 BATCH=${BATCH:-16}
 EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
+# (loader workers change the augmentation's random stream, so WIDE and WIDE_WORKERS are among them)
 SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH=$BATCH EVAL_FREQ=$EVAL_FREQ WORKERS=$WORKERS EXTRA=$EXTRA"
+[ -n "$WIDE" ] && SETTINGS="$SETTINGS WIDE=$WIDE WIDE_WORKERS=$WIDE_WORKERS"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsm8) echo "--num_segments 8" ;;
@@ -68,17 +77,17 @@ start=$(date +%s)
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
     --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
-        --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" -j "$WORKERS" --optimizer adamw --lr 0.001 --wd 1e-4
+        --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" --optimizer adamw --lr 0.001 --wd 1e-4
         --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
-one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads
-  local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} start
+one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads, $4: workers
+  local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} workers=${4:-$WORKERS} start
   start=$(date +%s)
-  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
+  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
       $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) \
       > "$OUT/$name.out" 2>&1; then
     echo "$name: training failed, last lines of $OUT/$name.out:"; tail -n 5 "$OUT/$name.out"; return 1
   fi
-  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
+  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
       --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
     echo "$name: evaluation failed"; return 1
   fi
@@ -96,13 +105,13 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
-echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $CORES: $WIDE})"
+echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $CORES with $WIDE_WORKERS loader workers: $WIDE})"
 for name in "${runs[@]}"; do
   cfg=${name%_s*} seed=${name##*_s}
   [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue
-  if (( PARALLEL > 1 )) && [[ " $WIDE " == *" $cfg "* ]]; then  # alone, on all the cores
+  if [[ " $WIDE " == *" $cfg "* ]]; then  # alone, on all the cores, with loader workers
     while (( $(jobs -rp | wc -l) > 0 )); do wait -n || true; done
-    one "$cfg" "$seed" "$CORES" || failed=1
+    one "$cfg" "$seed" "$CORES" "$WIDE_WORKERS" || { (( PARALLEL > 1 )) || exit 1; failed=1; }
   elif (( PARALLEL > 1 )); then  # runs share the machine: start when a slot is free
     while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n || true; done
     one "$cfg" "$seed" &

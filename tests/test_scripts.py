@@ -20,8 +20,13 @@ def run_study(out: Path, expect: int = 0, **settings: str) -> subprocess.Complet
 
 def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     out = tmp_path / 'study'
-    first = run_study(out)  # two runs at once (the default PARALLEL=2): the longer configuration starts first
+    wide = {'WIDE': 'cumulative8', 'WIDE_WORKERS': '1'}  # alone on all the cores, with a loader worker
+    first = run_study(out, **wide)  # two runs at once (the default PARALLEL=2): the longer configuration starts first
     assert 'runs: cumulative8_s0 tsm8_s0 (PARALLEL=2' in first.stdout
+    commands = {name: (out / 'log' / name / 'log.csv').read_text().splitlines()[0] for name in
+                ('cumulative8_s0', 'tsm8_s0')}
+    assert ' -j 1 ' in commands['cumulative8_s0'] and ' -j 0 ' in commands['tsm8_s0']
+    assert 'WIDE=cumulative8 WIDE_WORKERS=1' in (out / 'settings.txt').read_text()
     assert 'tsm8_s0: Testing Results: Prec@1' in first.stdout and 'cumulative8_s0: Testing Results' in first.stdout
     table = (out / 'results.md').read_text()
     rows = {line.split('|')[1].strip(): line for line in table.splitlines() if line.startswith('| ')}
@@ -29,7 +34,7 @@ def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     assert '| 1 |' in rows['cumulative8'] and '28.44' in rows['cumulative8']
     assert 'cumulative8_s0' in rows and (out / 'top1_vs_gmacs.png').stat().st_size > 0
     stamp = (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns
-    second = run_study(out, PARALLEL='1')  # one at a time: seed by seed, in the order given
+    second = run_study(out, PARALLEL='1', **wide)  # one at a time: seed by seed, in the order given
     assert 'runs: tsm8_s0 cumulative8_s0 (PARALLEL=1' in second.stdout
     assert 'Testing Results' not in second.stdout.split('| model')[0]  # nothing trained again
     assert (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
