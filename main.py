@@ -265,5 +265,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     return result
 
 
+def culprit_line(err: BaseException) -> str:
+    """The one line that names what failed: the last line of the error's text. An error raised in a loader
+    worker reaches the main process with the worker's whole traceback as its text, ending in the original
+    error's line (``BadVideoError: frame not found: ...``); the plain traceback would end in a blank line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except Exception as error:  # the full traceback, then one last line naming the culprit (file, line, frame)
+        import traceback
+        traceback.print_exc()
+        print(f'error: {culprit_line(error)}', file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -127,13 +127,15 @@ def test_bad_input_stops_naming_the_culprit(case, data, bad_inputs, tmp_path):
 
 
 def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data, bad_inputs, tmp_path):
-    procs = {name: start(run_args(data, tmp_path / name, '--epochs', '1', *bad_inputs[name][0]))
-             for name in ('missing_list', 'other_arch')}
+    cases = {name: bad_inputs[name] for name in ('missing_list', 'other_arch')}
+    flags, names = bad_inputs['missing_frame']  # raised in a loader worker, which re-raises its traceback
+    cases['missing_frame_in_a_worker'] = ([*flags, '-j', '1'], names)
+    procs = {name: start(run_args(data, tmp_path / name, '--epochs', '1', *flags)) for name, (flags, _) in cases.items()}
     for name, proc in procs.items():
         done = finish(proc)
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+        last = done.stderr.splitlines()[-1]  # literally the last line, not the last non-blank one
         assert done.returncode != 0, f"{name}: the run did not stop"
-        for part in bad_inputs[name][1]:
+        for part in cases[name][1]:
             assert part in last, f"{name}: {part!r} not in the last stderr line {last!r}"
 
 
