@@ -266,18 +266,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
 
 
 def culprit_line(err: BaseException) -> str:
-    """The one line that names what failed: the last line of the error's text. An error raised in a loader
-    worker reaches the main process with the worker's whole traceback as its text, ending in the original
-    error's line (``BadVideoError: frame not found: ...``); the plain traceback would end in a blank line."""
+    """One line naming what failed: ``Type: first line of the message``. An error raised in a loader worker
+    reaches the main process with the worker's whole traceback as its text; its last line is the original
+    error (``ops.dataset.BadVideoError: frame not found: ...``), while the plain traceback would end blank."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
+    if 'Traceback (most recent call last)' in str(err):
+        return lines[-1]
+    return f'{type(err).__name__}: {lines[0]}' if lines else type(err).__name__
 
 
 if __name__ == '__main__':
     try:
         main()
-    except Exception as error:  # the full traceback, then one last line naming the culprit (file, line, frame)
+    except Exception as error:  # the full traceback, then one last line naming the bad file, list line or frame
         import traceback
         traceback.print_exc()
-        print(f'error: {culprit_line(error)}', file=sys.stderr, flush=True)
+        rank = f" (rank {os.environ['RANK']})" if 'RANK' in os.environ else ''
+        print(f'error{rank}: {culprit_line(error)}', file=sys.stderr, flush=True)
         sys.exit(1)

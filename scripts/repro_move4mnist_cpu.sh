@@ -8,17 +8,18 @@
 # on a CPU with AMX bf16 units, else ""; scripts/repro_move4mnist_gpu.sh sets its own), PARALLEL=2 (runs at
 # once; each run's output is in $OUT/<run>.out), THREADS (each run's intra-op threads, OMP_NUM_THREADS;
 # default: the cores over PARALLEL), WIDE="tsmall" (configurations that run alone on all the cores, with
-# WIDE_WORKERS=2 loader workers; "" for none, e.g. on a GPU), GEN_WORKERS (data generation processes,
-# default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
+# WIDE_WORKERS=2 loader workers, also with PARALLEL=1, whatever THREADS says; "" for none, e.g. on a GPU),
+# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
 # Two runs of one thread each, loading in their own process (WORKERS=0), got about 1.15x the throughput of one
 # run on both cores for the clustered models over whole runs: at 32 px their layers split poorly over two
 # threads. TSM-all (32 frames through every layer) does not (two at once: 0.9x), so it runs alone on all the
-# cores, where loader workers save it ~10% (WIDE). With PARALLEL > 1 the longest configurations start first,
+# cores, where 2 loader workers saved it about 12% (WIDE). With PARALLEL > 1 the longest configurations start first,
 # so that the end of the study is not one long run on one core. bf16 with channels-last took a pair of
-# clustered runs from ~1,090 s to 712 s on this project's 2-core Xeon (AMX), with the same take-off and top-1.
+# clustered runs from 1,031-1,101 s to 701-744 s on this project's 2-core Xeon (AMX), with the same take-off
+# and top-1; bf16 and the WIDE loader workers together took the study from 112 to 90 min.
 # Time on 2 idle cores, the default 2 seeds: docs/RESULTS.md has the wall time and the numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,9 +49,10 @@ EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DATA="$OUT/data"
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
-# (loader workers change the augmentation's random stream, so WIDE and WIDE_WORKERS are among them)
+# (loader workers change the augmentation's random stream, so WIDE and WIDE_WORKERS are among them when WIDE
+# runs load otherwise than the others; thread counts are not recorded)
 SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH=$BATCH EVAL_FREQ=$EVAL_FREQ WORKERS=$WORKERS EXTRA=$EXTRA"
-[ -n "$WIDE" ] && SETTINGS="$SETTINGS WIDE=$WIDE WIDE_WORKERS=$WIDE_WORKERS"
+[ -n "$WIDE" ] && (( WIDE_WORKERS != WORKERS )) && SETTINGS="$SETTINGS WIDE=$WIDE WIDE_WORKERS=$WIDE_WORKERS"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsm8) echo "--num_segments 8" ;;
