@@ -34,10 +34,16 @@ def test_study_script_trains_summarises_and_skips_finished_runs(tmp_path):
     assert '| 1 |' in rows['cumulative8'] and '28.44' in rows['cumulative8']
     assert 'cumulative8_s0' in rows and (out / 'top1_vs_gmacs.png').stat().st_size > 0
     stamp = (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns
+    (out / 'log' / 'cumulative8_s0' / 'done').unlink()  # as if killed before its evaluation: it is finished again
     second = run_study(out, PARALLEL='1', **wide)  # one at a time: seed by seed, in the order given
     assert 'runs: tsm8_s0 cumulative8_s0 (PARALLEL=1' in second.stdout
-    assert 'Testing Results' not in second.stdout.split('| model')[0]  # nothing trained again
+    before_table = second.stdout.split('| model')[0]
+    assert 'tsm8_s0: Testing Results' not in before_table  # a finished run is not trained again
+    assert 'cumulative8_s0: Testing Results' in before_table
     assert (out / 'checkpoint' / 'tsm8_s0' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
+    resumed = (out / 'log' / 'cumulative8_s0' / 'log.csv').read_text().splitlines()
+    resumed = [line for line in resumed if line.startswith('main.py ')][-1]
+    assert '--resume' in resumed and ' -j 1 ' in resumed  # WIDE gets its loader workers with PARALLEL=1 too
 
 
 def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path):
