@@ -83,14 +83,15 @@ COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --
         --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads, $4: workers
   local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} workers=${4:-$WORKERS} start
+  local run=(python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name")
   start=$(date +%s)
-  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" \
+  if ! OMP_NUM_THREADS=$threads "${run[@]}" \
       $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) \
       > "$OUT/$name.out" 2>&1; then
     echo "$name: training failed, last lines of $OUT/$name.out:"; tail -n 5 "$OUT/$name.out"; return 1
   fi
-  if ! OMP_NUM_THREADS=$threads python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name" --evaluate \
-      --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" 2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
+  if ! OMP_NUM_THREADS=$threads "${run[@]}" --evaluate --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" \
+      2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
     echo "$name: evaluation failed"; return 1
   fi
   echo $(( $(date +%s) - start )) > "$OUT/log/$name/done"
@@ -107,7 +108,8 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
-echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each${WIDE:+; alone on $CORES with $WIDE_WORKERS loader workers: $WIDE})"
+alone=${WIDE:+; alone on $CORES with $WIDE_WORKERS loader workers: $WIDE}
+echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each$alone)"
 for name in "${runs[@]}"; do
   cfg=${name%_s*} seed=${name##*_s}
   [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && [ -f "$OUT/log/$name/done" ] && continue

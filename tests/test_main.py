@@ -130,7 +130,8 @@ def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data
     cases = {name: bad_inputs[name] for name in ('missing_list', 'other_arch')}
     flags, names = bad_inputs['missing_frame']  # raised in a loader worker, which re-raises its traceback
     cases['missing_frame_in_a_worker'] = ([*flags, '-j', '1'], names)
-    procs = {name: start(run_args(data, tmp_path / name, '--epochs', '1', *flags)) for name, (flags, _) in cases.items()}
+    procs = {name: start(run_args(data, tmp_path / name, '--epochs', '1', *flags))
+             for name, (flags, _) in cases.items()}
     for name, proc in procs.items():
         done = finish(proc)
         last = done.stderr.splitlines()[-1]  # literally the last line, not the last non-blank one
