@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ops import mean_backward
+
 METHODS = ('uniform', 'slope', 'cumulative')
 _PACK_MSB_FIRST = sum(2 ** (63 - 9 * j) for j in range(8)) - 2 ** 64  # 0x8040201008040201 as int64
 
@@ -83,18 +85,29 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
     Returns:
         ``(N, T-1)`` float32 fraction of differing sign bits in [0, 1]; 0 where ``k >= L-1``.
     """
-    if fused and not _COMPILED.get('failed'):
-        try:
-            counts = _compiled_differing_signs()(x)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as err:  # a compiler that is missing or fails: say so once, then stay eager (process-wide)
-            _COMPILED['failed'] = True
-            warnings.warn(f"ops/clustering.py: torch.compile of the sign distances failed ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''}); computing them eagerly (same values)")
-        else:
+    if fused:
+        counts = _run_compiled('differing_signs', differing_signs, 'the sign distances', x)
+        if counts is not None:
             return _normalise(counts, math.prod(x.shape[2:]), lengths)
     return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
+
+
+def _run_compiled(key: str, fn, what: str, *args):
+    """``torch.compile(fn)(*args)``, compiled once per process; None once compiling failed in this process (a
+    compiler that is missing or fails: one warning, then the caller's eager path, process-wide)."""
+    if _COMPILED.get('failed'):
+        return None
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn)
+    try:
+        return _COMPILED[key](*args)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as err:
+        _COMPILED['failed'] = True
+        warnings.warn(f"ops/clustering.py: torch.compile of {what} failed ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0] if str(err) else ''}); running the clustering eagerly (same values)")
+        return None
 
 
 def fused_failed() -> bool:
@@ -113,14 +126,7 @@ def differing_signs(x: Tensor) -> Tensor:
     return (signs[:, 1:] != signs[:, :-1]).sum(-1)
 
 
-_COMPILED: dict = {}
-
-
-def _compiled_differing_signs():
-    """``differing_signs`` compiled once per process (shapes that change, e.g. a last batch, recompile)."""
-    if 'differing_signs' not in _COMPILED:
-        _COMPILED['differing_signs'] = torch.compile(differing_signs)
-    return _COMPILED['differing_signs']
+_COMPILED: dict = {}  # compiled functions by name (shapes that change, e.g. a last batch, recompile), 'failed'
 
 
 def fused_by_default(x: Tensor) -> bool:
@@ -271,7 +277,22 @@ def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
     return _assign_from_boundaries(cuts.sort(dim=1).values + 1, length, t, G)
 
 
-def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
+    """``cumulative_assign`` or ``slope_assign`` by name; with ``fused`` as one ``torch.compile``d graph.
+
+    Compiled, the rule's ~40 small kernels become a few: it has no division and its float64 sums of float32
+    distances are exact, so the assignment is the same as eager (``tests/test_clustering.py``).
+    """
+    rule = cumulative_assign if method == 'cumulative' else slope_assign
+    if fused:
+        assign = _run_compiled(f'{method}_assign', rule, f'the {method} rule', dist, G, lengths)
+        if assign is not None:
+            return assign
+    return rule(dist, G, lengths)
+
+
+def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None, backward: str = 'matmul',
+              full: bool = False) -> Tensor:
     """Mean of the raw activations of each cluster's frames (paper Sec. 3.3, Eq. 4).
 
     Padding frames get weight 0 (so no gradient; they must be finite, as 0 * inf = nan). A
@@ -283,13 +304,23 @@ def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None) 
         assign: ``(N, T)`` int64 cluster ids in [0, G).
         G: number of clusters.
         lengths: ``(N,)`` int64 real frames per video, or None.
+        backward: how the gradient reaches the frames (``ops/mean_backward.py``: matmul, gather, compiled).
+        full: every cluster has a real frame (lets the gather skip the empty clusters' term).
 
     Returns:
         ``(N, G, ...)`` cluster means, in ``x``'s dtype, differentiable w.r.t. ``x``.
     """
     n, t = x.shape[:2]
     weight = cluster_weights(assign, G, lengths)
-    out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
+    if backward == 'matmul' or not (torch.is_grad_enabled() and x.requires_grad):
+        out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
+    elif backward in mean_backward.BACKWARDS:
+        if torch.is_autocast_enabled(x.device.type):  # as autocast would run the bmm
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        out = mean_backward.ClusterMean.apply(x.reshape(n, t, -1), weight, assign, backward, full)
+    else:
+        raise ValueError(f"ops/clustering.py: unknown mean backward {backward!r}, expected one of "
+                         f"{mean_backward.BACKWARDS}")
     return out.reshape(n, G, *x.shape[2:])
 
 
@@ -309,16 +340,26 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     return torch.where(count > 0, member / count.clamp(min=1), repeat.float())
 
 
+CUDA_BACKWARD = 'matmul'  # the mean's backward on CUDA by default (docs/PERFORMANCE.md has the measurements)
+
+
+def backward_by_default(x: Tensor) -> str:
+    """``TemporalClustering(backward=None)``: ``CUDA_BACKWARD`` on CUDA, the batched matmul elsewhere (on the
+    CPU the matmul was the fastest)."""
+    return CUDA_BACKWARD if x.is_cuda else 'matmul'
+
+
 class TemporalClustering(nn.Module):
     """Clusters N*T frames into N*G (paper Fig. 2): ``(N*T, C, H, W) -> (N*G, C, H, W)``.
 
     The assignment is computed without gradient; the mean carries gradient to every real
     frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
-    per call (``fused_by_default``: on CUDA when Triton is installed).
+    per call (``fused_by_default``: on CUDA when Triton is installed). ``backward`` is how the mean's
+    gradient reaches the frames (``ops/mean_backward.py``); None decides per call (``backward_by_default``).
     ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
     """
 
-    def __init__(self, method: str, num_clusters: int, fused: bool | None = None):
+    def __init__(self, method: str, num_clusters: int, fused: bool | None = None, backward: str | None = None):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
@@ -327,7 +368,12 @@ class TemporalClustering(nn.Module):
             raise ValueError(f"ops/clustering.py: num_clusters must be >= 1, got {num_clusters}")
         self.method = method
         self.num_clusters = num_clusters
+        if backward is not None and backward not in mean_backward.BACKWARDS:
+            raise ValueError(f"ops/clustering.py: unknown mean backward {backward!r}, expected one of "
+                             f"{mean_backward.BACKWARDS}")
         self.fused = fused
+        self.fuse_rule = True  # with fused: the rule compiled too (False: distances only; for benchmarks)
+        self.backward = backward
         self.last_assign: Tensor | None = None
 
     def _split(self, x: Tensor, num_frames: int) -> Tensor:
@@ -346,16 +392,18 @@ class TemporalClustering(nn.Module):
             else:
                 fused = fused_by_default(video) if self.fused is None else self.fused
                 dist = neighbour_hamming(video, lengths, fused=fused)
-                rule = cumulative_assign if self.method == 'cumulative' else slope_assign
-                assign = rule(dist, g, lengths)
+                assign = assign_rule(dist, g, self.method, lengths, fused=fused and self.fuse_rule)
         self.last_assign = assign.detach()
         return assign
 
     def forward(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
         """``(N*T, C, H, W)`` -> ``(N*G, C, H, W)``: each cluster replaced by its mean."""
         assign = self.assign(x, num_frames, lengths)
-        out = aggregate(self._split(x, num_frames), assign, self.num_clusters, lengths)
+        backward = self.backward or backward_by_default(x)
+        full = lengths is None and num_frames >= self.num_clusters  # the rules leave no cluster empty
+        out = aggregate(self._split(x, num_frames), assign, self.num_clusters, lengths, backward, full)
         return out.reshape(-1, *x.shape[1:])
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"
+        return (f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}, "
+                f"backward={self.backward}")

@@ -1,7 +1,7 @@
 """tools/benchmark.py: every configuration name builds, and a tiny run produces the table and its keys."""
 import pytest
 
-from tools.benchmark import build_parser, config_argv, config_names, run
+from tools.benchmark import build_parser, config_argv, config_names, is_config, run
 from tools.profile_model import frames_per_input, parse_profile_args
 
 KEYS = ('name', 'frames', 'clusters', 'activation_mb', 'saved_mb', 'recompute_mb', 'input_mb', 'step_ms',
@@ -16,13 +16,17 @@ def test_every_config_name_parses_as_a_training_command():
         args = parse_profile_args(config_argv(name, opts))
         assert frames_per_input(args) == {'tsm-8': 8, 'tsm-16': 16}.get(name, 24)
         assert args.chunk_frames == (8 if name.endswith('+chunk') else 0)
-    variants = sorted(set(config_names(8, fused=True)) - set(names))
-    assert variants == sorted(f'{m}-{g}+{v}' for m in ('slope', 'cumulative') for g in (8, 16)
-                              for v in ('fused', 'eager'))
-    for name in variants:
+    for name in ('slope-8+fused', 'cumulative-16+eager', 'uniform-8+gather', 'cumulative-8+chunk+compiled',
+                 'slope-16+fused+norule+matmul'):
+        assert is_config(name), name
         args = parse_profile_args(config_argv(name, opts))
-        assert args.fused_assign == ('on' if name.endswith('fused') else 'off')
-        assert args.cluster == name.split('-')[0] and args.chunk_frames == 0
+        assert args.fused_assign == {'fused': 'on', 'eager': 'off'}.get(name.split('+')[1], 'auto')
+        assert args.cluster == name.split('-')[0] and args.chunk_frames == (8 if '+chunk' in name else 0)
+    for name in ('tsm-8+gather', 'slope-8+fused+eager', 'cumulative-8+gather+compiled', 'slope-8+fast',
+                 'slope-8+fused+fused', 'slope-12'):
+        assert not is_config(name), name
+    # the mean's backward and norule are set on the built model, not by a flag
+    assert config_argv('slope-8+fused+norule+gather', opts) == config_argv('slope-8+fused', opts)
     assert parse_profile_args(config_argv('slope-8', opts)).fused_assign == 'auto'
 
 
@@ -59,3 +63,31 @@ def test_reference_is_measured_when_not_chosen():
     assert ref['name'] == 'tsm-all' and ref['step_ms'] is None  # memory only
     assert tsm8['activation_mb'] == pytest.approx(ref['activation_mb'] / 2, rel=1e-3)  # linear in frames
     assert '| tsm-8 |' in res['markdown']
+
+
+def test_backward_rows_use_their_way(monkeypatch):
+    """cumulative-8+gather measures the gather backward (and the plain row the device's default, the matmul)."""
+    from ops import mean_backward
+    calls = []
+    gather = mean_backward.spread_gather
+    monkeypatch.setattr(mean_backward, 'spread_gather', lambda *a, **k: calls.append(1) or gather(*a, **k))
+    res = run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+               '--configs', 'cumulative-8'])
+    assert not calls
+    res = run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+               '--configs', 'cumulative-8+gather'])
+    assert calls and res['rows'][0]['cluster_backward_ms'] > 0
+
+
+def test_norule_compiles_only_the_distances(monkeypatch):
+    from ops import clustering
+    calls = []
+    rule = clustering.assign_rule
+    monkeypatch.setattr(clustering, 'assign_rule', lambda *a, **k: calls.append(k['fused']) or rule(*a, **k))
+    run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+         '--configs', 'cumulative-8+fused+norule'])
+    assert calls and not any(calls)
+    calls.clear()
+    run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+         '--configs', 'cumulative-8+fused'])
+    assert calls and all(calls) and not clustering.fused_failed()

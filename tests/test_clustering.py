@@ -252,6 +252,31 @@ def test_fused_distances_equal_the_packed_codes():
     assert not clustering.fused_failed()
 
 
+@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.parametrize('method', ['cumulative', 'slope'])
+def test_fused_rule_equals_the_eager_rule(method):
+    """The compiled rule gives the same assignment, ties, padding, short videos and zero distances included."""
+    gen = torch.Generator().manual_seed(8)
+    T, G = 12, 4
+    lengths = torch.tensor([12, 9, 3, 1, 12, 4])
+    counts = torch.randint(0, 6, (6, T - 1), generator=gen)  # few values: many ties
+    counts[4] = 0  # all distances zero: uniform
+    counts[0, 3:6] = torch.tensor([5, 0, 5])  # exact share boundaries
+    D = torch.tensor(45.)
+    dist = counts.float() / D
+    for lens in (None, lengths):
+        got = clustering.assign_rule(dist, G, method, lens, fused=True)
+        assert torch.equal(got, clustering.assign_rule(dist, G, method, lens)), lens
+    short = torch.rand(2, 2, generator=gen)  # T = 3 < G
+    assert torch.equal(clustering.assign_rule(short, G, method, torch.tensor([3, 2]), fused=True),
+                       clustering.assign_rule(short, G, method, torch.tensor([3, 2])))
+    module = TemporalClustering(method, G, fused=True)
+    frames = torch.randn(6 * T, 3, 2, 2, generator=gen)
+    assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G)(frames, T, lengths))
+    assert not clustering.fused_failed()
+
+
 def test_fused_is_off_on_the_cpu_by_default_and_a_failing_compiler_falls_back(monkeypatch):
     x = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(6))
     assert not clustering.fused_by_default(x)

@@ -33,6 +33,7 @@ import torch
 if __package__ in (None, ''):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ops import clustering  # noqa: E402
+from ops.mean_backward import BACKWARDS, compiled_failed  # noqa: E402
 from ops.runtime import select_device  # noqa: E402
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
     parse_profile_args, train_step  # noqa: E402
@@ -41,14 +42,31 @@ METHODS = ('uniform', 'slope', 'cumulative')
 LONG_FRAMES = (32, 128, 512, 1024)
 
 
-def config_names(chunk: int, fused: bool = False) -> List[str]:
-    """Configuration names: tsm-8, tsm-16, tsm-all, <method>-<G>, with chunk > 0 <method>-<G>+chunk, and with
-    ``fused`` (not run by default) <method>-<G>+fused and +eager (main.py --fused_assign on / off; the plain
-    name is main.py's default, auto: fused on CUDA when Triton is installed)."""
+VARIANTS = {'chunk': "--chunk_frames K", 'fused': "--fused_assign on", 'eager': "--fused_assign off",
+            'matmul': "the mean's backward (ops/mean_backward.py)", 'gather': "the mean's backward",
+            'compiled': "the mean's backward", 'norule': "with fused: the distances compiled, the rule eager"}
+
+
+def config_names(chunk: int) -> List[str]:
+    """The default configurations: tsm-8, tsm-16, tsm-all, <method>-<G>, and with chunk > 0 <method>-<G>+chunk.
+
+    Any of ours also takes other ``+variant`` suffixes (``VARIANTS``, ``is_config``): +fused / +eager are
+    main.py --fused_assign on / off (the plain name is main.py's default, auto: fused on CUDA when Triton is
+    installed); +matmul / +gather / +compiled the mean's backward (plain: the device's default); +norule
+    compiles only the distances of a fused assignment, not its rule.
+    """
     ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
-    distances = [o for o in ours if o.split('-')[0] != 'uniform']
-    return (['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
-            + ([f'{o}+{v}' for o in distances for v in ('fused', 'eager')] if fused else []))
+    return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
+
+
+def is_config(name: str) -> bool:
+    """A default name, or one of ours with any ``VARIANTS`` (at most one each of chunk, fused/eager, the
+    backward)."""
+    base, *variants = name.split('+')
+    groups = [{'chunk'}, {'fused', 'eager'}, {'matmul', 'gather', 'compiled'}, {'norule'}]
+    return (base in config_names(0) and (not variants or not base.startswith('tsm'))
+            and all(v in VARIANTS for v in variants) and len(set(variants)) == len(variants)
+            and all(len(g & set(variants)) <= 1 for g in groups))
 
 
 def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
@@ -56,16 +74,16 @@ def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = Non
     f = frames or opts.frames
     argv = ['move4mnist', 'RGB', '--arch', opts.arch, '--img_size', str(opts.img_size), '--shift',
             '--pretrain', 'scratch', '--device', opts.device, '--amp', opts.amp, '-b', str(opts.batch)]
-    base, _, variant = name.partition('+')
+    base, *variants = name.split('+')
     kind, _, g = base.partition('-')
     if kind == 'tsm':
         argv += ['--num_segments', str(f if g == 'all' else int(g))]
     else:
         argv += ['--cluster', kind, '--num_segments', g, '--frames', str(f)]
-        if variant == 'chunk':
+        if 'chunk' in variants:
             argv += ['--chunk_frames', str(opts.chunk_frames)]
-        if variant in ('fused', 'eager'):
-            argv += ['--fused_assign', 'on' if variant == 'fused' else 'off']
+        for v in {'fused', 'eager'} & set(variants):
+            argv += ['--fused_assign', 'on' if v == 'fused' else 'off']
     return argv + shlex.split(opts.model_args)
 
 
@@ -164,6 +182,11 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
     args = parse_profile_args(argv)
     device = select_device(args.device)
     model, x, lengths = make_model_and_input(args, device)
+    for variant in name.split('+')[1:]:  # variants that no main.py flag sets
+        if variant in BACKWARDS:
+            model.clustering.backward = variant
+        if variant == 'norule':
+            model.clustering.fuse_rule = False
     n = x.shape[0]
     mem = activation_memory(model, x, lengths, args.amp)
     row: Dict[str, object] = {'name': name, 'frames': x.shape[1] // model.sample_len,
@@ -247,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'])
     p.add_argument('--configs', nargs='+', default=None, metavar='NAME',
-                   help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk; "
-                        "slope-8+fused, cumulative-8+eager ...: --fused_assign on/off, only when named)")
+                   help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk; only when named: "
+                        "+fused/+eager: --fused_assign on/off; +matmul/+gather/+compiled: the mean's backward; "
+                        "+norule: the fused rule eager; e.g. cumulative-8+fused+gather)")
     p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
     p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
     p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))
@@ -266,10 +290,11 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
         print("--loader: not benchmarked by this tool (data loading has its own benchmark)")
     names = config_names(opts.chunk_frames)
     chosen = opts.configs or names
-    unknown = [c for c in chosen if c not in config_names(opts.chunk_frames, fused=True)]
+    unknown = [c for c in chosen if not is_config(c)]
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
-                         f"{' '.join(config_names(opts.chunk_frames, fused=True))}")
+                         f"{' '.join(config_names(8))}, each of ours with +variant suffixes from "
+                         f"{' '.join(VARIANTS)} (e.g. cumulative-8+fused+gather)")
     device = select_device(opts.device)
     print(f"{opts.arch}, {opts.img_size} px, batch {opts.batch}, F = {opts.frames}, {device}, amp {opts.amp}",
           flush=True)
@@ -298,6 +323,9 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if clustering.fused_failed():
         tables.append("WARNING: torch.compile of the sign distances failed in this run: every +fused row (and, on "
                       "CUDA, every default row) measured the eager path")
+    if compiled_failed():
+        tables.append("WARNING: torch.compile of the mean's backward failed in this run: every +compiled row "
+                      "measured the batched matmul")
     text = '\n\n'.join(tables)
     print(text)
     if opts.out:
