@@ -36,8 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ops import mean_backward
-
 METHODS = ('uniform', 'slope', 'cumulative')
 _PACK_MSB_FIRST = sum(2 ** (63 - 9 * j) for j in range(8)) - 2 ** 64  # 0x8040201008040201 as int64
 
@@ -291,36 +289,31 @@ def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None
     return rule(dist, G, lengths)
 
 
-def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None, backward: str = 'matmul',
-              full: bool = False) -> Tensor:
+def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
     """Mean of the raw activations of each cluster's frames (paper Sec. 3.3, Eq. 4).
 
     Padding frames get weight 0 (so no gradient; they must be finite, as 0 * inf = nan). A
     cluster with no frame, which only happens for L < G, takes frame ``floor(g * L / G)``.
-    Computed as one batched matmul with the ``(N, G, T)`` averaging weights.
+    Computed as one batched matmul with the ``(N, G, T)`` averaging weights (``fused``: the weights
+    from one compiled graph, the same values).
 
     Args:
         x: ``(N, T, ...)`` activations.
         assign: ``(N, T)`` int64 cluster ids in [0, G).
         G: number of clusters.
         lengths: ``(N,)`` int64 real frames per video, or None.
-        backward: how the gradient reaches the frames (``ops/mean_backward.py``: matmul, gather, compiled).
-        full: every cluster has a real frame (lets the gather skip the empty clusters' term).
+        fused: compile the weights (``cluster_weights``).
 
     Returns:
         ``(N, G, ...)`` cluster means, in ``x``'s dtype, differentiable w.r.t. ``x``.
     """
     n, t = x.shape[:2]
-    weight = cluster_weights(assign, G, lengths)
-    if backward == 'matmul' or not (torch.is_grad_enabled() and x.requires_grad):
-        out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
-    elif backward in mean_backward.BACKWARDS:
-        if torch.is_autocast_enabled(x.device.type):  # as autocast would run the bmm
-            x = x.to(torch.get_autocast_dtype(x.device.type))
-        out = mean_backward.ClusterMean.apply(x.reshape(n, t, -1), weight, assign, backward, full)
-    else:
-        raise ValueError(f"ops/clustering.py: unknown mean backward {backward!r}, expected one of "
-                         f"{mean_backward.BACKWARDS}")
+    weight = None
+    if fused:
+        weight = _run_compiled('cluster_weights', cluster_weights, 'the mean weights', assign, G, lengths)
+    if weight is None:
+        weight = cluster_weights(assign, G, lengths)
+    out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
     return out.reshape(n, G, *x.shape[2:])
 
 
@@ -328,7 +321,9 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     """The averaging weights of ``aggregate``: ``(N, T)`` assignment -> ``(N, G, T)`` float32.
 
     Row g holds 1/|cluster g| on the cluster's real frames (0 on padding); an empty cluster
-    (only for L < G) holds 1 on frame ``floor(g * L / G)``.
+    (only for L < G) holds 1 on frame ``floor(g * L / G)``. The division is in float64, rounded once
+    more to float32: the correctly rounded float32 quotient, also where a compiler's float32 division
+    is not (Triton's ``/``), since 1/|cluster| for |cluster| < 2**24 never lies on a float32 midpoint.
     """
     n, t = assign.shape
     length = _lengths_or_full(lengths, n, t, assign.device)
@@ -337,16 +332,8 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     member = (assign[:, None, :] == g[None, :, None]) & (i < length[:, None])[:, None, :]
     count = member.sum(-1, keepdim=True)
     repeat = i[None, None, :] == (g[None, :] * length[:, None] // G)[:, :, None]
-    return torch.where(count > 0, member / count.clamp(min=1), repeat.float())
-
-
-CUDA_BACKWARD = 'matmul'  # the mean's backward on CUDA by default (docs/PERFORMANCE.md has the measurements)
-
-
-def backward_by_default(x: Tensor) -> str:
-    """``TemporalClustering(backward=None)``: ``CUDA_BACKWARD`` on CUDA, the batched matmul elsewhere (on the
-    CPU the matmul was the fastest)."""
-    return CUDA_BACKWARD if x.is_cuda else 'matmul'
+    mean = (member.double() / count.clamp(min=1).double()).float()
+    return torch.where(count > 0, mean, repeat.float())
 
 
 class TemporalClustering(nn.Module):
@@ -354,12 +341,11 @@ class TemporalClustering(nn.Module):
 
     The assignment is computed without gradient; the mean carries gradient to every real
     frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
-    per call (``fused_by_default``: on CUDA when Triton is installed). ``backward`` is how the mean's
-    gradient reaches the frames (``ops/mean_backward.py``); None decides per call (``backward_by_default``).
-    ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
+    per call (``fused_by_default``: on CUDA when Triton is installed); fused, the rule (``assign_rule``) and
+    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
     """
 
-    def __init__(self, method: str, num_clusters: int, fused: bool | None = None, backward: str | None = None):
+    def __init__(self, method: str, num_clusters: int, fused: bool | None = None):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
@@ -368,12 +354,8 @@ class TemporalClustering(nn.Module):
             raise ValueError(f"ops/clustering.py: num_clusters must be >= 1, got {num_clusters}")
         self.method = method
         self.num_clusters = num_clusters
-        if backward is not None and backward not in mean_backward.BACKWARDS:
-            raise ValueError(f"ops/clustering.py: unknown mean backward {backward!r}, expected one of "
-                             f"{mean_backward.BACKWARDS}")
         self.fused = fused
-        self.fuse_rule = True  # with fused: the rule compiled too (False: distances only; for benchmarks)
-        self.backward = backward
+        self.fuse_rule = True  # with fused: the rule and the weights compiled too (False: the distances only)
         self.last_assign: Tensor | None = None
 
     def _split(self, x: Tensor, num_frames: int) -> Tensor:
@@ -381,6 +363,9 @@ class TemporalClustering(nn.Module):
             raise ValueError(f"ops/clustering.py: batch of {x.shape[0]} frames is not a "
                              f"multiple of num_frames={num_frames}")
         return x.reshape(x.shape[0] // num_frames, num_frames, *x.shape[1:])
+
+    def _fused(self, x: Tensor) -> bool:
+        return fused_by_default(x) if self.fused is None else self.fused
 
     def assign(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
         """``(N*T, C, H, W)`` activations -> ``(N, T)`` int64 cluster ids, without gradient."""
@@ -390,7 +375,7 @@ class TemporalClustering(nn.Module):
             if self.method == 'uniform':
                 assign = uniform_assign(n, t, g, lengths, device=x.device)
             else:
-                fused = fused_by_default(video) if self.fused is None else self.fused
+                fused = self._fused(video)
                 dist = neighbour_hamming(video, lengths, fused=fused)
                 assign = assign_rule(dist, g, self.method, lengths, fused=fused and self.fuse_rule)
         self.last_assign = assign.detach()
@@ -399,11 +384,9 @@ class TemporalClustering(nn.Module):
     def forward(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
         """``(N*T, C, H, W)`` -> ``(N*G, C, H, W)``: each cluster replaced by its mean."""
         assign = self.assign(x, num_frames, lengths)
-        backward = self.backward or backward_by_default(x)
-        full = lengths is None and num_frames >= self.num_clusters  # the rules leave no cluster empty
-        out = aggregate(self._split(x, num_frames), assign, self.num_clusters, lengths, backward, full)
+        out = aggregate(self._split(x, num_frames), assign, self.num_clusters, lengths,
+                        fused=self._fused(x) and self.fuse_rule)
         return out.reshape(-1, *x.shape[1:])
 
     def extra_repr(self) -> str:
-        return (f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}, "
-                f"backward={self.backward}")
+        return f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"

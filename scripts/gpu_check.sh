@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # The device check: one prepared run for a lent GPU (H100/H200), writing everything under $OUT.
-#  1. the clustering's pieces on CUDA, eager and --fused_assign, and the mean's three backwards
-#     (tools/benchmark_clustering.py)
+#  1. the clustering's pieces on CUDA, eager and --fused_assign (tools/benchmark_clustering.py)
 #  2. ResNet-50 224 px fp16 training steps (tools/benchmark.py): TSM-8, TSM-all, ours-cumulative-8 (eager,
-#     only the distances compiled, distances and rule compiled, and each backward of the mean), then
-#     ours-cumulative-8 chunked on 32, 512 and 1024-frame videos
+#     only the distances compiled, and the default: distances, rule and mean weights compiled), ours-slope-8
+#     and ours-uniform-8; then (LONG=0 skips it) ours-cumulative-8 chunked on 32, 512 and 1024-frame videos
 #  3. the Move4MNIST study at the paper's data size (scripts/repro_move4mnist_gpu.sh) until STUDY_S seconds,
 #     and meanwhile every CUDA path of main.py once: AMP fp16/bf16, channels-last, chunking, --fused_assign, and
 #     DDP with NCCL through torchrun with --on_bad_video skip and a deleted video
-# STUDY_S=0 skips 3's study; DEADLINE_S=N instead gives the study what is left of N seconds from the start.
+# STUDY_S=0 skips 3's study, LONG=0 the long videos; DEADLINE_S=N instead gives the study what is left of N seconds from the start.
 # About 5 minutes plus STUDY_S on an H200.
 #   OUT=/tmp/gpu_check STUDY_S=300 bash scripts/gpu_check.sh
 #   DEADLINE_S=560 bash scripts/gpu_check.sh
@@ -30,14 +29,14 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/card.txt"
 
 echo "== 1. clustering pieces ($((SECONDS - t0)) s)"
 timeout 150 python3 tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8 --repeat 20 --fused \
-    --backwards gather compiled 2>&1 | tee "$OUT/benchmark_clustering_fp16.md"
+    2>&1 | tee "$OUT/benchmark_clustering_fp16.md"
 
 echo "== 2. training steps ($((SECONDS - t0)) s)"
 timeout 240 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 8 \
-    --warmup 3 --configs tsm-8 tsm-all cumulative-8+eager cumulative-8+norule cumulative-8 cumulative-8+gather \
-    cumulative-8+compiled slope-8+gather --out "$OUT/benchmark_r50_fp16.md" 2>&1 | tail -n 18
+    --warmup 3 --configs tsm-8 tsm-all cumulative-8+eager cumulative-8+norule cumulative-8 slope-8 uniform-8 \
+    --out "$OUT/benchmark_r50_fp16.md" 2>&1 | tail -n 18
 echo "== 2b. long videos, chunked ($((SECONDS - t0)) s)"
-timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 3 \
+[ "${LONG:-1}" = 0 ] || timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 3 \
     --warmup 1 --configs tsm-8 --long --long_frames 32 512 1024 --time_long --out "$OUT/benchmark_r50_fp16_long.md" \
     2>&1 | tail -n 8
 

@@ -256,7 +256,8 @@ def test_fused_distances_equal_the_packed_codes():
                     reason="torch.compile on the CPU needs a C++ compiler")
 @pytest.mark.parametrize('method', ['cumulative', 'slope'])
 def test_fused_rule_equals_the_eager_rule(method):
-    """The compiled rule gives the same assignment, ties, padding, short videos and zero distances included."""
+    """The compiled rule gives the same assignment, ties, padding, short videos and zero distances included, and
+    the compiled mean weights the same means."""
     gen = torch.Generator().manual_seed(8)
     T, G = 12, 4
     lengths = torch.tensor([12, 9, 3, 1, 12, 4])
@@ -271,6 +272,10 @@ def test_fused_rule_equals_the_eager_rule(method):
     short = torch.rand(2, 2, generator=gen)  # T = 3 < G
     assert torch.equal(clustering.assign_rule(short, G, method, torch.tensor([3, 2]), fused=True),
                        clustering.assign_rule(short, G, method, torch.tensor([3, 2])))
+    x = torch.randn(6, T, 3, generator=gen)
+    for lens in (None, lengths):  # the compiled mean weights, empty clusters of short videos included
+        a = clustering.assign_rule(dist, G, method, lens)
+        assert torch.equal(aggregate(x, a, G, lens, fused=True), aggregate(x, a, G, lens))
     module = TemporalClustering(method, G, fused=True)
     frames = torch.randn(6 * T, 3, 2, 2, generator=gen)
     assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G)(frames, T, lengths))

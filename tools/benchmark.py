@@ -33,7 +33,6 @@ import torch
 if __package__ in (None, ''):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ops import clustering  # noqa: E402
-from ops.mean_backward import BACKWARDS, compiled_failed  # noqa: E402
 from ops.runtime import select_device  # noqa: E402
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
     parse_profile_args, train_step  # noqa: E402
@@ -43,8 +42,7 @@ LONG_FRAMES = (32, 128, 512, 1024)
 
 
 VARIANTS = {'chunk': "--chunk_frames K", 'fused': "--fused_assign on", 'eager': "--fused_assign off",
-            'matmul': "the mean's backward (ops/mean_backward.py)", 'gather': "the mean's backward",
-            'compiled': "the mean's backward", 'norule': "with fused: the distances compiled, the rule eager"}
+            'norule': "fused: only the distances compiled, the rule and the mean's weights eager"}
 
 
 def config_names(chunk: int) -> List[str]:
@@ -52,18 +50,16 @@ def config_names(chunk: int) -> List[str]:
 
     Any of ours also takes other ``+variant`` suffixes (``VARIANTS``, ``is_config``): +fused / +eager are
     main.py --fused_assign on / off (the plain name is main.py's default, auto: fused on CUDA when Triton is
-    installed); +matmul / +gather / +compiled the mean's backward (plain: the device's default); +norule
-    compiles only the distances of a fused assignment, not its rule.
+    installed); +norule compiles only the distances of a fused clustering, not its rule and mean weights.
     """
     ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
     return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
 
 
 def is_config(name: str) -> bool:
-    """A default name, or one of ours with any ``VARIANTS`` (at most one each of chunk, fused/eager, the
-    backward)."""
+    """A default name, or one of ours with ``VARIANTS`` (each at most once; not both fused and eager)."""
     base, *variants = name.split('+')
-    groups = [{'chunk'}, {'fused', 'eager'}, {'matmul', 'gather', 'compiled'}, {'norule'}]
+    groups = [{'fused', 'eager'}]
     return (base in config_names(0) and (not variants or not base.startswith('tsm'))
             and all(v in VARIANTS for v in variants) and len(set(variants)) == len(variants)
             and all(len(g & set(variants)) <= 1 for g in groups))
@@ -182,11 +178,8 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
     args = parse_profile_args(argv)
     device = select_device(args.device)
     model, x, lengths = make_model_and_input(args, device)
-    for variant in name.split('+')[1:]:  # variants that no main.py flag sets
-        if variant in BACKWARDS:
-            model.clustering.backward = variant
-        if variant == 'norule':
-            model.clustering.fuse_rule = False
+    if 'norule' in name.split('+'):  # no main.py flag sets it
+        model.clustering.fuse_rule = False
     n = x.shape[0]
     mem = activation_memory(model, x, lengths, args.amp)
     row: Dict[str, object] = {'name': name, 'frames': x.shape[1] // model.sample_len,
@@ -271,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'])
     p.add_argument('--configs', nargs='+', default=None, metavar='NAME',
                    help="subset by name (tsm-8 tsm-16 tsm-all uniform-8 ... cumulative-16+chunk; only when named: "
-                        "+fused/+eager: --fused_assign on/off; +matmul/+gather/+compiled: the mean's backward; "
-                        "+norule: the fused rule eager; e.g. cumulative-8+fused+gather)")
+                        "+fused/+eager: --fused_assign on/off; +norule: only the distances fused; e.g. "
+                        "cumulative-8+fused+norule)")
     p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
     p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
     p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))
@@ -294,7 +287,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
                          f"{' '.join(config_names(8))}, each of ours with +variant suffixes from "
-                         f"{' '.join(VARIANTS)} (e.g. cumulative-8+fused+gather)")
+                         f"{' '.join(VARIANTS)} (e.g. cumulative-8+fused+norule)")
     device = select_device(opts.device)
     print(f"{opts.arch}, {opts.img_size} px, batch {opts.batch}, F = {opts.frames}, {device}, amp {opts.amp}",
           flush=True)
@@ -321,11 +314,8 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
         tables.append(markdown_table(long_rows, long_rows[0], f"long videos: G=8, K={k} "
                                      f"(ratios x: to F={opts.long_frames[0]}; activation MB excludes the input)"))
     if clustering.fused_failed():
-        tables.append("WARNING: torch.compile of the sign distances failed in this run: every +fused row (and, on "
+        tables.append("WARNING: torch.compile of the clustering failed in this run: every +fused row (and, on "
                       "CUDA, every default row) measured the eager path")
-    if compiled_failed():
-        tables.append("WARNING: torch.compile of the mean's backward failed in this run: every +compiled row "
-                      "measured the batched matmul")
     text = '\n\n'.join(tables)
     print(text)
     if opts.out:

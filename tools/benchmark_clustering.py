@@ -8,8 +8,7 @@ Each row is the time per call after one warm-up (CPU: median of --repeat calls; 
 back to back, then one sync): sign codes, Hamming distances from the codes, the cumulative and slope rules,
 the mean (``aggregate``) forward and forward + backward, and the whole clustering forward + backward
 (``TemporalClustering``, whose assignment has no gradient) for each method; with --fused also the compiled
-distances and rules (main.py --fused_assign), and with --backwards the mean's other backwards. Random ReLU-like
-activations (half zeros). It prints figures and asserts nothing.
+distances, rules and mean weights (main.py --fused_assign). Random ReLU-like activations (half zeros). It prints figures and asserts nothing.
 """
 from __future__ import annotations
 
@@ -65,8 +64,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--step_ms', type=float, default=None, help="a training step's time, for the share column")
     p.add_argument('--fused', action='store_true',
                    help="also time the torch.compile'd distances and rules (main.py --fused_assign); the warm-up compiles")
-    p.add_argument('--backwards', nargs='*', default=[], choices=['gather', 'compiled'],
-                   help="also time the mean with these backwards (ops/mean_backward.py; the plain rows: matmul)")
     return p.parse_args(argv)
 
 
@@ -84,14 +81,15 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
     leaf = x.clone().requires_grad_()
     upstream = torch.randn(n, g, *x.shape[2:], generator=gen).to(device, dtype)  # a dense gradient, as layer2's
 
-    def mean_forward_backward(way: str = 'matmul') -> Callable[[], None]:
+    def mean_forward_backward(fused: bool = False) -> Callable[[], None]:
         def run():
             leaf.grad = None  # as a training step after zero_grad(set_to_none=True): no accumulation pass timed
-            C.aggregate(leaf, assign, g, backward=way, full=True).backward(upstream)
+            C.aggregate(leaf, assign, g, fused=fused).backward(upstream)
         return run
 
-    def whole(method: str, fused: bool = False, way: str = 'matmul') -> Callable[[], None]:
-        module = C.TemporalClustering(method, g, fused=fused, backward=way)
+    def whole(method: str, fused: bool = False, rule: bool = True) -> Callable[[], None]:
+        module = C.TemporalClustering(method, g, fused=fused)
+        module.fuse_rule = rule
         frames = leaf.reshape(n * t, *x.shape[2:])
 
         def run():
@@ -105,8 +103,6 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
             ('slope_assign', ms_per_call(lambda: C.slope_assign(dist, g), args.repeat, device)),
             ('aggregate forward', ms_per_call(lambda: C.aggregate(x, assign, g), args.repeat, device)),
             ('aggregate forward + backward', ms_per_call(mean_forward_backward(), args.repeat, device))]
-    rows += [(f'aggregate forward + backward, {way}', ms_per_call(mean_forward_backward(way), args.repeat, device))
-             for way in args.backwards]
     rows += [(f'{m} clustering forward + backward', ms_per_call(whole(m), args.repeat, device)) for m in C.METHODS]
     if args.fused:
         rows += [(f'{m}_assign, fused', ms_per_call(lambda m=m: C.assign_rule(dist, g, m, fused=True), args.repeat,
@@ -116,8 +112,10 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
                  ('neighbour_hamming, eager', ms_per_call(lambda: C.neighbour_hamming(x), args.repeat, device))]
         rows += [(f'{m} clustering forward + backward, fused', ms_per_call(whole(m, True), args.repeat, device))
                  for m in ('slope', 'cumulative')]
-        rows += [(f'cumulative clustering forward + backward, fused, {way}',
-                  ms_per_call(whole('cumulative', True, way), args.repeat, device)) for way in args.backwards]
+        rows += [('aggregate forward + backward, fused weights', ms_per_call(mean_forward_backward(True), args.repeat,
+                                                                            device)),
+                 ('cumulative clustering forward + backward, fused distances only',
+                  ms_per_call(whole('cumulative', True, rule=False), args.repeat, device))]
     print(f"{n} video(s) x {t} frames x {args.channels}x{args.size}x{args.size} {args.dtype} on {device}, "
           f"{g} clusters, {torch.get_num_threads()} CPU threads; "
           + (f"mean of {args.repeat} queued calls" if device.type == 'cuda' else f"median of {args.repeat}"))
@@ -126,10 +124,8 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
     for name, ms in rows:
         share = f' {100 * ms / args.step_ms:.2f}% |' if args.step_ms else ''
         print(f'| {name} | {ms:.2f} |{share}')
-    if C.mean_backward.compiled_failed():
-        print("WARNING: torch.compile of the mean's backward failed: the compiled rows measured the matmul")
     if C.fused_failed():
-        print("WARNING: torch.compile of the sign distances failed: the fused rows measured the eager path")
+        print("WARNING: torch.compile of the clustering failed: the fused rows measured the eager path")
     return rows
 
 
