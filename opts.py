@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--chunk_frames', default=0, type=int,
                         help="run the layers before clustering in chunks of K frames with recomputation")
     parser.add_argument('--fused_assign', default='auto', choices=['auto', 'on', 'off'],
-                        help="compute the sign Hamming distances in one torch.compile'd pass over the activations "
-                             "(the first step compiles; not used with --chunk_frames); auto: on for CUDA "
-                             "activations when Triton is installed, off on the CPU")
+                        help="torch.compile the clustering: the sign Hamming distances in one pass over the "
+                             "activations, the rule and the mean weights (same values; the first step compiles; "
+                             "not used with --chunk_frames); auto: on for CUDA activations when Triton is "
+                             "installed, off on the CPU")
     parser.add_argument('--img_size', default=224, type=int, help="crop size")
     parser.add_argument('--scale_size', default=None, type=int, help="test-time short side (default img_size*256/224)")
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])

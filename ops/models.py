@@ -33,8 +33,8 @@ class TSN(nn.Module):
     Args (ours): cluster ('none'|'uniform'|'slope'|'cumulative'), num_frames (frames per video entering
         the stem when clustering: an int, 'all' or None), cluster_after ('layer1'|'layer2'|'layer3'),
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
-        recomputation; 0 = off), fused_assign (sign distances in one torch.compile'd pass; None: on CUDA
-        when Triton is installed).
+        recomputation; 0 = off), fused_assign (the clustering's distances, rule and mean weights
+        torch.compile'd; None: on CUDA when Triton is installed).
     """
 
     def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
