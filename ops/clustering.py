@@ -342,7 +342,8 @@ class TemporalClustering(nn.Module):
     The assignment is computed without gradient; the mean carries gradient to every real
     frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
     per call (``fused_by_default``: on CUDA when Triton is installed); fused, the rule (``assign_rule``) and
-    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
+    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``last_assign`` keeps the latest
+    ``(N, T)`` assignment (detached) for analysis.
     """
 
     def __init__(self, method: str, num_clusters: int, fused: bool | None = None):

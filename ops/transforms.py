@@ -98,6 +98,11 @@ class GroupNormalize:
         return (tensor - mean) / std
 
 
+def short_side_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """``(w, h)`` with the short side resized to ``size``, the long one rounded down (TSM's GroupScale)."""
+    return (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+
+
 class GroupScale:
     """Resize every frame so that its short side is ``size`` (aspect kept), or to ``(w, h)``."""
 
@@ -108,8 +113,7 @@ class GroupScale:
     def _target(self, w: int, h: int) -> tuple[int, int]:
         if not isinstance(self.size, (int, float)):
             return _pair(self.size)
-        s = int(self.size)
-        return (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+        return short_side_size(w, h, int(self.size))
 
     def __call__(self, img_group: list[Image.Image]) -> list[Image.Image]:
         out = []

@@ -216,7 +216,7 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
                 total = step()
             parts.append(dict(acc))  # complete only here: CUDA events are read on leaving the block
             shares.append((acc['cluster'] + acc['cluster_backward'] or acc['assign']) / total)
-        for key in ('cluster', 'cluster_backward', 'assign', 'assign_pass'):  # None: that part does not run in this path
+        for key in ('cluster', 'cluster_backward', 'assign', 'assign_pass'):  # None: the part is not in this path
             ms = 1e3 * statistics.median(p[key] for p in parts)
             row[f'{key}_ms'] = ms if ms > 0 else None
         row['cluster_share'] = statistics.median(shares)
@@ -230,8 +230,8 @@ def _fmt(value, spec: str) -> str:
 def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object]], title: str) -> str:
     """Rows as a markdown table with each configuration's ratio to ``ref`` (TSM-all)."""
     head = ['config', 'F', 'G', 'K', 'step ms', 'videos/s', 'speed x', 'act. MB/video', 'mem x',
-            'saved MB', 'recompute MB', 'input MB', 'CUDA peak MB', 'peak x', 'cluster ms', 'cluster bwd ms', 'assign ms',
-            'assign pass ms', 'cluster share']
+            'saved MB', 'recompute MB', 'input MB', 'CUDA peak MB', 'peak x', 'cluster ms', 'cluster bwd ms',
+            'assign ms', 'assign pass ms', 'cluster share']
     lines = [f'### {title}', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
 
     def ratio(row, key):
@@ -245,7 +245,8 @@ def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object
                  _fmt(r['activation_mb'], '.1f'), _fmt(ratio(r, 'activation_mb'), '.2f'),
                  _fmt(r['saved_mb'], '.1f'), _fmt(r['recompute_mb'], '.1f'), _fmt(r['input_mb'], '.1f'),
                  _fmt(r['cuda_peak_mb'], '.1f'), _fmt(ratio(r, 'cuda_peak_mb'), '.2f'),
-                 _fmt(r['cluster_ms'], '.2f'), _fmt(r['cluster_backward_ms'], '.2f'), _fmt(r['assign_ms'], '.2f'), _fmt(r['assign_pass_ms'], '.1f'),
+                 _fmt(r['cluster_ms'], '.2f'), _fmt(r['cluster_backward_ms'], '.2f'), _fmt(r['assign_ms'], '.2f'),
+                 _fmt(r['assign_pass_ms'], '.1f'),
                  _fmt(share, '.1f') + ('%' if share is not None else '')]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -8,7 +8,8 @@ Each row is the time per call after one warm-up (CPU: median of --repeat calls; 
 back to back, then one sync): sign codes, Hamming distances from the codes, the cumulative and slope rules,
 the mean (``aggregate``) forward and forward + backward, and the whole clustering forward + backward
 (``TemporalClustering``, whose assignment has no gradient) for each method; with --fused also the compiled
-distances, rules and mean weights (main.py --fused_assign). Random ReLU-like activations (half zeros). It prints figures and asserts nothing.
+distances, rules and mean weights (main.py --fused_assign). Random ReLU-like activations (half zeros).
+It prints figures and asserts nothing.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
     p.add_argument('--step_ms', type=float, default=None, help="a training step's time, for the share column")
     p.add_argument('--fused', action='store_true',
-                   help="also time the torch.compile'd distances and rules (main.py --fused_assign); the warm-up compiles")
+                   help="also time the torch.compile'd distances and rules (main.py --fused_assign); "
+                        "the warm-up compiles")
     return p.parse_args(argv)
 
 

@@ -14,8 +14,9 @@ absolute difference of the two results (0-255 scale); (c) a validation run's pip
 ``ops.runtime.build_dataset``) with full-size and with reduced decoding, 1 and ``-j`` workers;
 (d) ``--clip_frames`` frames of a ``--clip_size`` clip through the training pipeline
 (``decode_size=train_decode_size(img_size)``) vs a ResNet-50 TSM training step on 8 frames and a
-cumulative-clustering step on ``--clip_frames`` frames. Decoder figures are the best of ``--repeat``
-passes; pipeline figures the second pass of persistent workers. Asserts nothing about speed.
+cumulative-clustering step on ``--clip_frames`` frames. Decoder figures are medians of ``--repeat``
+rounds of interleaved passes; pipeline figures the second pass of persistent workers. Asserts nothing
+about speed.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ if __package__ in (None, ''):  # run as a script: make the project's packages im
 from ops import transforms as T  # noqa: E402
 import ops.dataset as dataset_module  # noqa: E402
 from ops.dataset import VideoDataset, collate_videos, load_image  # noqa: E402
+from ops.transforms import short_side_size  # noqa: E402
 
 TMPL = 'img_{:05d}.jpg'
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # TSN's RGB normalisation
@@ -51,11 +53,6 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, e.g. 320x240, got {text!r}') from None
     return w, h
-
-
-def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
-    """``(w, h)`` with the short side resized to ``short``, rounded as ``transforms.GroupScale``."""
-    return (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
 
 
 def synthetic_frame(w: int, h: int, t: int, rng: np.random.RandomState, scene: dict) -> Image.Image:
@@ -138,30 +135,41 @@ def our_decode(path: str, target: int) -> Image.Image:
     return img.resize(short_side_size(*img.size, target), Image.Resampling.BILINEAR)
 
 
-def best_fps(fn: Callable[[str, int], Image.Image], paths: list[str], target: int, repeat: int) -> float:
-    """Frames/s of the fastest of ``repeat`` passes (the least disturbed by other load on the machine)."""
-    best = float('inf')
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for p in paths:
-            fn(p, target)
-        best = min(best, time.perf_counter() - start)
-    return len(paths) / best
+def pass_fps(fn: Callable[[str, int], Image.Image], paths: list[str], target: int) -> float:
+    """Frames/s of one pass of ``fn`` over ``paths``."""
+    start = time.perf_counter()
+    for p in paths:
+        fn(p, target)
+    return len(paths) / (time.perf_counter() - start)
 
 
 def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
-    """(a) plain vs (b) ours on the same frames: frames/s, speed-up, output sizes and mean |difference|."""
+    """(a) plain vs (b) ours on the same frames: frames/s, speed-up, output sizes and mean |difference|.
+
+    ``repeat`` rounds, each one pass of every decoder in turn, so that a slower or faster stretch of the
+    machine falls on all of them alike; frames/s are the medians over the rounds, the speed-up the median of
+    the rounds' ratios (each round's figures are kept too)."""
     for p in paths:  # read once so both decoders find the files in the OS cache
         Path(p).read_bytes()
-    plain_fps = best_fps(plain_decode, paths, target, repeat)
-    ours_fps = best_fps(our_decode, paths, target, repeat)
-    draft_fps = None  # ours with Pillow's draft mode alone, when simplejpeg is what ours used
-    if dataset_module.simplejpeg is not None:
+
+    def draft_decode(path: str, size: int) -> Image.Image:  # ours with Pillow's draft mode alone
         fast, dataset_module.simplejpeg = dataset_module.simplejpeg, None
         try:
-            draft_fps = best_fps(our_decode, paths, target, repeat)
+            return our_decode(path, size)
         finally:
             dataset_module.simplejpeg = fast
+    decoders = {'plain': plain_decode, 'ours': our_decode}
+    if dataset_module.simplejpeg is not None:  # ours used simplejpeg: time Pillow's draft path beside it
+        decoders['draft'] = draft_decode
+    rounds = {name: [] for name in decoders}
+    for name, fn in decoders.items():  # warm-up
+        fn(paths[0], target)
+    for _ in range(repeat):
+        for name, fn in decoders.items():
+            rounds[name].append(pass_fps(fn, paths, target))
+    plain_fps, ours_fps = statistics.median(rounds['plain']), statistics.median(rounds['ours'])
+    draft_fps = statistics.median(rounds['draft']) if 'draft' in rounds else None
+    speedups = [o / p for o, p in zip(rounds['ours'], rounds['plain'])]
     sample = paths[:: max(1, len(paths) // 16)]
     pairs = [(np.asarray(plain_decode(p, target), np.float32), np.asarray(our_decode(p, target), np.float32))
              for p in sample]
@@ -172,8 +180,8 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
     return {'frames': len(paths), 'src': f'{src[0]}x{src[1]}', 'target': target,
             'decoded': f'{reduced[0]}x{reduced[1]}', 'plain_fps': plain_fps, 'ours_fps': ours_fps,
             'decoder': 'simplejpeg' if dataset_module.simplejpeg is not None else 'Pillow draft',
-            'draft_fps': draft_fps,
-            'speedup': ours_fps / plain_fps, 'plain_size': list(pairs[0][0].shape[1::-1]),
+            'draft_fps': draft_fps, 'speedup': statistics.median(speedups), 'speedups': speedups,
+            'rounds': repeat, 'plain_size': list(pairs[0][0].shape[1::-1]),
             'ours_size': list(pairs[0][1].shape[1::-1]), 'same_size': same,
             'mean_abs_diff': float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if same else None}
 
@@ -270,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--target', type=int, default=112, help='short side the frames are read at (img_size)')
     p.add_argument('--scale_size', type=int, default=None, help='validation short side (default target*256//224)')
     p.add_argument('-j', '--workers', type=int, default=2, help='N of the 1- and N-worker pipeline runs')
-    p.add_argument('--repeat', type=int, default=3, help='decoder passes (best kept) and clip loads (median)')
+    p.add_argument('--repeat', type=int, default=5,
+                   help='decoder rounds (one pass of each decoder in turn; medians) and clip loads (median)')
     p.add_argument('--clip_size', type=parse_size, default=(340, 256), help='frame size WxH of the training clip')
     p.add_argument('--clip_frames', type=int, default=32)
     p.add_argument('--img_size', type=int, default=224, help='training crop of the clip and the model input')
@@ -287,7 +296,7 @@ def format_table(res: dict) -> str:
            f"(ours decodes at {d['decoded']})",
            f"  plain Pillow open+convert+resize  {d['plain_fps']:8.0f} frames/s",
            f"  load_image(decode_size) + resize  {d['ours_fps']:8.0f} frames/s   x{d['speedup']:.2f}"
-           f"   ({d['decoder']})",
+           f"   ({d['decoder']}; rounds: {' '.join(f'x{r:.2f}' for r in d['speedups'])})",
            *([f"  the same with Pillow's draft only {d['draft_fps']:8.0f} frames/s   "
               f"x{d['draft_fps'] / d['plain_fps']:.2f}"] if d['draft_fps'] else []),
            f"  output {d['ours_size'][0]}x{d['ours_size'][1]} (same size: {d['same_size']}), "
