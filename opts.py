@@ -125,6 +125,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.chunk_frames < 0:
         parser.error("--chunk_frames must be >= 0")
     if args.fused_assign == 'on' and args.chunk_frames and args.cluster != 'none':
-        print("note: --fused_assign on does not apply with --chunk_frames (the chunks' distances come from packed "
-              "sign codes)")
+        print("note: --fused_assign on does not apply with --chunk_frames (the chunked path computes its distances "
+              "from packed sign codes, and its rule and mean weights, eagerly)")
     return args

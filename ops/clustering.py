@@ -91,12 +91,15 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
 
 
 def _run_compiled(key: str, fn, what: str, *args):
-    """``torch.compile(fn)(*args)``, compiled once per process; None once compiling failed in this process (a
-    compiler that is missing or fails: one warning, then the caller's eager path, process-wide)."""
+    """``torch.compile(fn)(*args)`` (wrapped once per process; new shapes recompile); None once it failed.
+
+    Any error of the compiled call (a compiler that is missing or fails, but also one the eager code would
+    raise too) gives one warning and turns every compiled piece of the clustering off for the process: the
+    callers then run eagerly, which computes the same values or raises that error itself."""
     if _COMPILED.get('failed'):
         return None
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn)
+    if key not in _COMPILED:  # static shapes: each new batch shape gets its own graph (a dynamic-shape
+        _COMPILED[key] = torch.compile(fn, dynamic=False)  # recompile of the rule failed in Inductor on CUDA)
     try:
         return _COMPILED[key](*args)
     except torch.cuda.OutOfMemoryError:
@@ -109,7 +112,7 @@ def _run_compiled(key: str, fn, what: str, *args):
 
 
 def fused_failed() -> bool:
-    """True once the compiled distances failed in this process (every later fused call is eager)."""
+    """True once a compiled piece of the clustering failed in this process (every later fused call is eager)."""
     return bool(_COMPILED.get('failed'))
 
 
@@ -124,7 +127,7 @@ def differing_signs(x: Tensor) -> Tensor:
     return (signs[:, 1:] != signs[:, :-1]).sum(-1)
 
 
-_COMPILED: dict = {}  # compiled functions by name (shapes that change, e.g. a last batch, recompile), 'failed'
+_COMPILED: dict = {}  # compiled functions by name, 'failed' (see _run_compiled), 'triton' (fused_by_default)
 
 
 def fused_by_default(x: Tensor) -> bool:
@@ -278,8 +281,11 @@ def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
 def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
     """``cumulative_assign`` or ``slope_assign`` by name; with ``fused`` as one ``torch.compile``d graph.
 
-    Compiled, the rule's ~40 small kernels become a few: it has no division and its float64 sums of float32
-    distances are exact, so the assignment is the same as eager (``tests/test_clustering.py``).
+    Compiled, the rule's ~40 small kernels become a few, with the same assignment as eager
+    (``tests/test_clustering.py``, on the CPU and on CUDA): it has no floating-point division, and its float64
+    sums of float32 distances are exact in any order while T * 2**(23 + ceil(log2 D)) <= 2**53 (every
+    distance is a multiple of 2**-(23 + ceil(log2 D)) below 1), e.g. up to 1024 frames for ResNet-50's
+    ``layer1`` at 224 px (D = 802816). Beyond that bound compiled and eager may round a sum differently.
     """
     rule = cumulative_assign if method == 'cumulative' else slope_assign
     if fused:
@@ -321,9 +327,10 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     """The averaging weights of ``aggregate``: ``(N, T)`` assignment -> ``(N, G, T)`` float32.
 
     Row g holds 1/|cluster g| on the cluster's real frames (0 on padding); an empty cluster
-    (only for L < G) holds 1 on frame ``floor(g * L / G)``. The division is in float64, rounded once
-    more to float32: the correctly rounded float32 quotient, also where a compiler's float32 division
-    is not (Triton's ``/``), since 1/|cluster| for |cluster| < 2**24 never lies on a float32 midpoint.
+    (only for L < G) holds 1 on frame ``floor(g * L / G)``. The division is in float64, then rounded to
+    float32: with 53 >= 2 * 24 + 2 bits this double rounding gives the correctly rounded float32 quotient,
+    so the compiled weights equal the eager ones whether or not the compiler's float32 division is exact
+    (Triton's ``/`` need not be: triton-lang/triton#10661).
     """
     n, t = assign.shape
     length = _lengths_or_full(lengths, n, t, assign.device)
@@ -356,7 +363,7 @@ class TemporalClustering(nn.Module):
         self.method = method
         self.num_clusters = num_clusters
         self.fused = fused
-        self.fuse_rule = True  # with fused: the rule and the weights compiled too (False: the distances only)
+        self.fuse_rule = True  # with fused: the rule and the mean weights compiled too (False: the distances only)
         self.last_assign: Tensor | None = None
 
     def _split(self, x: Tensor, num_frames: int) -> Tensor:
@@ -390,4 +397,5 @@ class TemporalClustering(nn.Module):
         return out.reshape(-1, *x.shape[1:])
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"
+        return (f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"
+                + ("" if self.fuse_rule else ", fuse_rule=False"))

@@ -7,8 +7,8 @@
 #  3. the Move4MNIST study at the paper's data size (scripts/repro_move4mnist_gpu.sh) until STUDY_S seconds,
 #     and meanwhile every CUDA path of main.py once: AMP fp16/bf16, channels-last, chunking, --fused_assign, and
 #     DDP with NCCL through torchrun with --on_bad_video skip and a deleted video
-# STUDY_S=0 skips 3's study, LONG=0 the long videos; DEADLINE_S=N instead gives the study what is left of N seconds from the start.
-# About 5 minutes plus STUDY_S on an H200.
+# STUDY_S=0 skips 3's study, LONG=0 the long videos; DEADLINE_S=N instead gives the study what is left of N
+# seconds from the start. About 3 minutes plus STUDY_S on an H200.
 #   OUT=/tmp/gpu_check STUDY_S=300 bash scripts/gpu_check.sh
 #   DEADLINE_S=560 bash scripts/gpu_check.sh
 set -uo pipefail
@@ -36,9 +36,9 @@ timeout 240 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 
     --warmup 3 --configs tsm-8 tsm-all cumulative-8+eager cumulative-8+norule cumulative-8 slope-8 uniform-8 \
     --out "$OUT/benchmark_r50_fp16.md" 2>&1 | tail -n 18
 echo "== 2b. long videos, chunked ($((SECONDS - t0)) s)"
-[ "${LONG:-1}" = 0 ] || timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 --amp fp16 --device cuda --iters 3 \
-    --warmup 1 --configs tsm-8 --long --long_frames 32 512 1024 --time_long --out "$OUT/benchmark_r50_fp16_long.md" \
-    2>&1 | tail -n 8
+[ "${LONG:-1}" = 0 ] || timeout 200 python3 tools/benchmark.py --arch resnet50 --img_size 224 --batch 8 \
+    --amp fp16 --device cuda --iters 3 --warmup 1 --configs tsm-8 --long --long_frames 32 512 1024 --time_long \
+    --out "$OUT/benchmark_r50_fp16_long.md" 2>&1 | tail -n 8
 
 [ -n "${DEADLINE_S:-}" ] && STUDY_S=$(( DEADLINE_S - (SECONDS - t0) - 30 ))
 echo "== 3. study for $STUDY_S s, and main.py's CUDA paths beside it ($((SECONDS - t0)) s)"

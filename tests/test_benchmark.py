@@ -1,4 +1,6 @@
 """tools/benchmark.py: every configuration name builds, and a tiny run produces the table and its keys."""
+import shutil
+
 import pytest
 
 from tools.benchmark import build_parser, config_argv, config_names, is_config, run
@@ -25,6 +27,7 @@ def test_every_config_name_parses_as_a_training_command():
         assert args.cluster == name.split('-')[0] and args.chunk_frames == (8 if '+chunk' in name else 0)
     for name in ('tsm-8+fused', 'slope-8+fused+eager', 'slope-8+fast', 'slope-8+fused+fused', 'slope-12'):
         assert not is_config(name), name
+    assert is_config('slope-8+chunk', chunk=8) and not is_config('slope-8+chunk', chunk=0)  # K = 0: no chunking
     assert config_argv('slope-8+fused+norule', opts) == config_argv('slope-8+fused', opts)  # set on the model
     assert parse_profile_args(config_argv('slope-8', opts)).fused_assign == 'auto'
 
@@ -64,15 +67,15 @@ def test_reference_is_measured_when_not_chosen():
     assert '| tsm-8 |' in res['markdown']
 
 
+@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_norule_compiles_only_the_distances(monkeypatch):
+    """+fused compiles the distances, the rule and the mean weights; +fused+norule only the distances."""
     from ops import clustering
-    calls = []
-    rule = clustering.assign_rule
-    monkeypatch.setattr(clustering, 'assign_rule', lambda *a, **k: calls.append(k['fused']) or rule(*a, **k))
-    run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
-         '--configs', 'cumulative-8+fused+norule'])
-    assert calls and not any(calls)
-    calls.clear()
-    run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
-         '--configs', 'cumulative-8+fused'])
-    assert calls and all(calls) and not clustering.fused_failed()
+    for name, compiled in (('cumulative-8+fused+norule', {'differing_signs'}),
+                           ('cumulative-8+fused', {'differing_signs', 'cumulative_assign', 'cluster_weights'})):
+        monkeypatch.setattr(clustering, '_COMPILED', {})
+        run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
+             '--configs', name])
+        assert set(clustering._COMPILED) - {'triton'} == compiled, name
+        assert not clustering.fused_failed()

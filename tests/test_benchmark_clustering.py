@@ -21,7 +21,7 @@ def test_every_piece_is_timed_and_the_share_is_its_fraction_of_the_step(capsys):
 
 @pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
-def test_fused_rows_when_asked():
+def test_fused_rows_when_asked(capsys):
     rows = dict(main(['--frames', '5', '--channels', '3', '--size', '4', '--clusters', '2', '--repeat', '1',
                       '--fused']))
     assert {'neighbour_hamming, fused', 'neighbour_hamming, eager', 'cumulative clustering forward + backward, '
@@ -30,3 +30,4 @@ def test_fused_rows_when_asked():
     assert {'aggregate forward + backward, fused weights',
             'cumulative clustering forward + backward, fused distances only'} <= set(rows)
     assert not clustering.fused_failed()
+    assert 'compiled == eager (distances, both rules, means): yes' in capsys.readouterr().out

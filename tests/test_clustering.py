@@ -2,6 +2,7 @@
 import itertools
 import math
 import shutil
+import warnings
 from collections import Counter
 from fractions import Fraction
 
@@ -228,19 +229,29 @@ def test_neighbour_hamming_is_fraction_of_differing_signs():
     assert ((got >= 0) & (got <= 1)).all()
 
 
-@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
-def test_fused_distances_equal_the_packed_codes():
+def _compile_or_skip(device: str) -> None:
+    if device == 'cpu' and shutil.which('g++') is None and shutil.which('c++') is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    if device == 'cuda' and not clustering.fused_by_default(torch.zeros(1, device='cuda')):
+        pytest.skip("torch.compile on CUDA needs Triton")
+
+
+COMPILE_DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize('device', COMPILE_DEVICES)
+def test_fused_distances_equal_the_packed_codes(device):
     """--fused_assign: the compiled pass gives bit-identical distances, so the same clusters."""
+    _compile_or_skip(device)
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(3, 7, 5, 3, 3, generator=gen).relu()  # D = 45: not a whole number of bytes
+    x = torch.randn(3, 7, 5, 3, 3, generator=gen).relu().to(device)  # D = 45: not a whole number of bytes
     x[0, 2] = x[0, 3]  # a zero distance
-    lengths = torch.tensor([7, 4, 1])
+    lengths = torch.tensor([7, 4, 1], device=device)
     for lens in (None, lengths):
         assert torch.equal(neighbour_hamming(x, lens, fused=True), neighbour_hamming(x, lens))
     s = x.reshape(3, 7, -1) > 0
     assert torch.equal(differing_signs(x), (s[:, 1:] != s[:, :-1]).sum(-1))  # the function compiled, eager
-    fused, plain = TemporalClustering('cumulative', 3, fused=True), TemporalClustering('cumulative', 3)
+    fused, plain = TemporalClustering('cumulative', 3, fused=True), TemporalClustering('cumulative', 3, fused=False)
     frames = x.reshape(21, 5, 3, 3)
     assert torch.equal(fused(frames, 7, lengths), plain(frames, 7, lengths))
     assert torch.equal(fused.last_assign, plain.last_assign)
@@ -252,34 +263,63 @@ def test_fused_distances_equal_the_packed_codes():
     assert not clustering.fused_failed()
 
 
-@pytest.mark.skipif(shutil.which('g++') is None and shutil.which('c++') is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.parametrize('device', COMPILE_DEVICES)
 @pytest.mark.parametrize('method', ['cumulative', 'slope'])
-def test_fused_rule_equals_the_eager_rule(method):
+def test_fused_rule_equals_the_eager_rule(method, device):
     """The compiled rule gives the same assignment, ties, padding, short videos and zero distances included, and
-    the compiled mean weights the same means."""
+    the compiled mean weights the same means (on CUDA: Triton's kernels, whose float32 division may be inexact)."""
+    _compile_or_skip(device)
     gen = torch.Generator().manual_seed(8)
     T, G = 12, 4
-    lengths = torch.tensor([12, 9, 3, 1, 12, 4])
+    lengths = torch.tensor([12, 9, 3, 1, 12, 4], device=device)
     counts = torch.randint(0, 6, (6, T - 1), generator=gen)  # few values: many ties
     counts[4] = 0  # all distances zero: uniform
     counts[0, 3:6] = torch.tensor([5, 0, 5])  # exact share boundaries
-    D = torch.tensor(45.)
-    dist = counts.float() / D
+    dist = (counts.float() / torch.tensor(45.)).to(device)
     for lens in (None, lengths):
         got = clustering.assign_rule(dist, G, method, lens, fused=True)
         assert torch.equal(got, clustering.assign_rule(dist, G, method, lens)), lens
-    short = torch.rand(2, 2, generator=gen)  # T = 3 < G
-    assert torch.equal(clustering.assign_rule(short, G, method, torch.tensor([3, 2]), fused=True),
-                       clustering.assign_rule(short, G, method, torch.tensor([3, 2])))
-    x = torch.randn(6, T, 3, generator=gen)
+    short = torch.rand(2, 2, generator=gen).to(device)  # T = 3 < G
+    two = torch.tensor([3, 2], device=device)
+    assert torch.equal(clustering.assign_rule(short, G, method, two, fused=True),
+                       clustering.assign_rule(short, G, method, two))
+    for seed in range(3):  # ResNet-50's layer1 at 224 px: D = 802816 (~2**19.6), 32 frames into 8 and 16
+        g = torch.Generator().manual_seed(seed)
+        counts = torch.randint(0, 802816 // 2, (16, 31), generator=g)
+        counts[:, ::3] = counts[:, :1]  # repeated values: ties between jumps
+        dist = (counts.float() / torch.tensor(802816.)).to(device)
+        for k in (8, 16):
+            assert torch.equal(clustering.assign_rule(dist, k, method, fused=True),
+                               clustering.assign_rule(dist, k, method)), (seed, k)
+    x = torch.randn(6, T, 3, generator=gen).to(device)
     for lens in (None, lengths):  # the compiled mean weights, empty clusters of short videos included
-        a = clustering.assign_rule(dist, G, method, lens)
+        a = clustering.assign_rule(dist[:6, :T - 1], G, method, lens)
+        w = clustering._run_compiled('cluster_weights', clustering.cluster_weights, 'the weights', a, G, lens)
+        assert torch.equal(w, clustering.cluster_weights(a, G, lens))
         assert torch.equal(aggregate(x, a, G, lens, fused=True), aggregate(x, a, G, lens))
     module = TemporalClustering(method, G, fused=True)
-    frames = torch.randn(6 * T, 3, 2, 2, generator=gen)
-    assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G)(frames, T, lengths))
+    frames = torch.randn(6 * T, 3, 2, 2, generator=gen).to(device)
+    assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G, fused=False)(frames, T, lengths))
     assert not clustering.fused_failed()
+
+
+def test_a_failing_compiled_rule_or_weights_fall_back(monkeypatch):
+    """A compiled rule or weights that fail: one warning, the eager values, and nothing compiled afterwards."""
+    dist = torch.rand(3, 9, generator=torch.Generator().manual_seed(9))
+    x = torch.randn(3, 10, 4)
+
+    def broken(*args):
+        raise RuntimeError("no compiler")
+    for key in ('cumulative_assign', 'cluster_weights'):
+        monkeypatch.setattr(clustering, '_COMPILED', {key: broken})
+        with pytest.warns(UserWarning, match='torch.compile of the .* failed .RuntimeError: no compiler.'):
+            got = (clustering.assign_rule(dist, 4, 'cumulative', fused=True) if key == 'cumulative_assign'
+                   else aggregate(x, cumulative_assign(dist, 4), 4, fused=True))
+        want = cumulative_assign(dist, 4) if key == 'cumulative_assign' else aggregate(x, cumulative_assign(dist, 4), 4)
+        assert torch.equal(got, want) and clustering.fused_failed()
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # eager from now on, without a second warning
+            assert torch.equal(clustering.neighbour_hamming(x, fused=True), clustering.neighbour_hamming(x))
 
 
 def test_fused_is_off_on_the_cpu_by_default_and_a_failing_compiler_falls_back(monkeypatch):

@@ -56,11 +56,13 @@ def config_names(chunk: int) -> List[str]:
     return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
 
 
-def is_config(name: str) -> bool:
-    """A default name, or one of ours with ``VARIANTS`` (each at most once; not both fused and eager)."""
+def is_config(name: str, chunk: int = 8) -> bool:
+    """A default name, or one of ours with ``VARIANTS`` (each at most once; not both fused and eager; chunk
+    only when --chunk_frames ``chunk`` > 0)."""
     base, *variants = name.split('+')
     groups = [{'fused', 'eager'}]
     return (base in config_names(0) and (not variants or not base.startswith('tsm'))
+            and (chunk > 0 or 'chunk' not in variants)
             and all(v in VARIANTS for v in variants) and len(set(variants)) == len(variants)
             and all(len(g & set(variants)) <= 1 for g in groups))
 
@@ -284,7 +286,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
         print("--loader: not benchmarked by this tool (data loading has its own benchmark)")
     names = config_names(opts.chunk_frames)
     chosen = opts.configs or names
-    unknown = [c for c in chosen if not is_config(c)]
+    unknown = [c for c in chosen if not is_config(c, opts.chunk_frames)]
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
                          f"{' '.join(config_names(8))}, each of ours with +variant suffixes from "

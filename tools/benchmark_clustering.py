@@ -64,7 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
     p.add_argument('--step_ms', type=float, default=None, help="a training step's time, for the share column")
     p.add_argument('--fused', action='store_true',
-                   help="also time the torch.compile'd distances and rules (main.py --fused_assign); "
+                   help="also time the torch.compile'd distances, rules and mean weights (main.py --fused_assign); "
                         "the warm-up compiles")
     return p.parse_args(argv)
 
@@ -126,6 +126,12 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
     for name, ms in rows:
         share = f' {100 * ms / args.step_ms:.2f}% |' if args.step_ms else ''
         print(f'| {name} | {ms:.2f} |{share}')
+    if args.fused:  # the compiled pieces give the eager values on these tensors too (the clusters depend on it)
+        same = (torch.equal(C.neighbour_hamming(x, fused=True), dist)
+                and all(torch.equal(C.assign_rule(dist, g, m, fused=True), C.assign_rule(dist, g, m))
+                        for m in ('cumulative', 'slope'))
+                and torch.equal(C.aggregate(x, assign, g, fused=True), C.aggregate(x, assign, g)))
+        print(f"compiled == eager (distances, both rules, means): {'yes' if same else 'NO'}")
     if C.fused_failed():
         print("WARNING: torch.compile of the clustering failed: the fused rows measured the eager path")
     return rows
