@@ -137,4 +137,5 @@ def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, tra
         twice_sample=args.twice_sample and not train,
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
         video_source=config.video_source, on_bad_video=args.on_bad_video,
-        decode_size=train_decode_size(args.img_size) if train else args.scale_size)
+        decode_size=train_decode_size(args.img_size) if train else args.scale_size,
+        resize_short=None if train else args.scale_size)  # validation begins with GroupScale(scale_size)

@@ -18,7 +18,7 @@ def test_tiny_run_reports_every_section_and_both_decoders_agree(tmp_path, capsys
     dec = res['decode']
     assert dec['frames'] == 8 and dec['src'] == '64x48' and dec['decoded'] == '32x24'  # 48 >= 2*16: 1/2 scale
     assert dec['same_size'] and dec['plain_size'] == dec['ours_size'] == [21, 16]
-    assert dec['plain_fps'] > 0 and dec['ours_fps'] > 0 and dec['speedup'] > 0
+    assert dec['plain_fps'] > 0 and dec['ours_fps'] > 0 and dec['speedup'] > 0 and dec['pillow_resize_fps'] > 0
     assert len(dec['speedups']) == dec['rounds'] and min(dec['speedups']) <= dec['speedup'] <= max(dec['speedups'])
     try:  # with simplejpeg installed, ours uses it, and Pillow's draft path is timed beside it
         import simplejpeg  # noqa: F401

@@ -310,6 +310,47 @@ def test_jpeg_draft_decodes_reduced_but_correct(tmp_path):
     assert load_image(str(tmp_path / 'big.png'), 'RGB', decode_size=100).size == (640, 480)
 
 
+@pytest.mark.parametrize('size', [(320, 240), (251, 333), (200, 112)])
+def test_resize_at_load_is_groupscale(tmp_path, size):
+    """load_image(resize_short=S) gives GroupScale(S)'s size and, within one grey level, its pixels (Pillow's
+    bilinear resize), for RGB and L, with and without reduced decoding; then GroupScale has nothing to do."""
+    from ops.transforms import GroupScale
+    rng = np.random.RandomState(2)
+    img = Image.fromarray(rng.randint(0, 255, (24, 32, 3), dtype=np.uint8)).resize(size, Image.BILINEAR)
+    path = str(tmp_path / 'f.jpg')
+    img.save(path, quality=90)
+    for mode in ('RGB', 'L'):
+        for short in (112, 64, 128):
+            decoded = load_image(path, mode, decode_size=short)
+            expected = GroupScale(short)([decoded])[0]
+            got = load_image(path, mode, resize_short=short)
+            assert got.mode == mode and got.size == expected.size, (mode, short)
+            diff = np.abs(np.asarray(got, int) - np.asarray(expected, int))
+            assert diff.max() <= 1 and diff.mean() < 0.1, (mode, short, diff.max(), diff.mean())
+            assert GroupScale(short)([got])[0].size == got.size
+    png = str(tmp_path / 'f.png')
+    img.save(png)
+    assert load_image(png, 'RGB', resize_short=100).size == GroupScale(100)([img])[0].size
+
+
+def test_dataset_resizes_at_load_for_a_groupscale_transform(tmp_path, monkeypatch):
+    """VideoDataset(resize_short=S) with val_transform(S, crop): the same clip within one grey level, and
+    GroupScale finds the frames already at their size (so it does no second resize)."""
+    from ops.transforms import GroupScale, val_transform
+    make_video(tmp_path, 'v', 6, size=(320, 240))
+    seen = []
+    scale = GroupScale.__call__
+    plain = dataset(tmp_path, ['v 6 0'], num_segments=3, random_shift=False, transform=val_transform(128, 112))
+    fused = dataset(tmp_path, ['v 6 0'], num_segments=3, random_shift=False, transform=val_transform(128, 112),
+                    decode_size=128, resize_short=128)
+    a, b = (np.stack([np.asarray(img, int) for img in d[0][0]]) for d in (plain, fused))
+    monkeypatch.setattr(GroupScale, '__call__',
+                        lambda self, group: seen.extend(i.size for i in group) or scale(self, group))
+    fused[0]
+    assert seen == [(170, 128)] * 3
+    assert a.shape == b.shape == (3, 112, 112, 3) and np.abs(a - b).max() <= 1
+
+
 @pytest.mark.parametrize('size', [(640, 480), (333, 251)])
 def test_simplejpeg_path_gives_pillows_pixels(tmp_path, monkeypatch, size):
     """With simplejpeg installed, frames decode faster but to the very pixels of Pillow's path."""
@@ -325,13 +366,14 @@ def test_simplejpeg_path_gives_pillows_pixels(tmp_path, monkeypatch, size):
     monkeypatch.setattr(D, '_decode_jpeg', lambda *a: calls.append(a[0]) or fast(*a))
     for name in files:
         for mode in ('RGB', 'L'):
-            for decode_size in (None, 40, 100, 200, 400):
+            for decode_size, resize in ((None, None), (40, None), (100, None), (200, None), (400, None),
+                                        (None, 112), (None, 300), (40, 90)):
                 path = str(tmp_path / name)
-                ours = np.asarray(load_image(path, mode, decode_size))
+                ours = np.asarray(load_image(path, mode, decode_size, resize))
                 with monkeypatch.context() as m:
                     m.setattr(D, 'simplejpeg', None)
-                    pillow = np.asarray(load_image(path, mode, decode_size))
-                assert ours.shape == pillow.shape and (ours == pillow).all(), (name, mode, decode_size)
+                    pillow = np.asarray(load_image(path, mode, decode_size, resize))
+                assert ours.shape == pillow.shape and (ours == pillow).all(), (name, mode, decode_size, resize)
     assert calls and all(c.endswith('.jpg') for c in calls)
     for name, mode in (('colour.jpg', 'RGB'), ('gray.jpg', 'L'), ('gray.jpg', 'RGB')):  # the fast path decodes these
         assert fast(str(tmp_path / name), mode, 100) is not None

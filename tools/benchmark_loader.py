@@ -1,4 +1,4 @@
-"""Frame-loading speed: plain Pillow against ``ops.dataset.load_image`` (draft-mode JPEG decoding) and the
+"""Frame-loading speed: plain Pillow against ``ops.dataset.load_image`` (reduced JPEG decoding) and the
 full ``VideoDataset`` + DataLoader pipeline, and one 224 px training clip against a ResNet-50 step.
 
     python tools/benchmark_loader.py                          # 320x240 JPEGs read at 112 px, -j 2
@@ -7,11 +7,12 @@ full ``VideoDataset`` + DataLoader pipeline, and one 224 px training clip agains
 
 Synthetic frame folders (smooth gradients + noise + moving shapes, JPEG quality 90) are written once
 into ``--cache`` and reused. Sections: (a) ``Image.open(p).convert('RGB').resize(...)`` to a short side
-of ``--target`` vs (b) ``load_image(p, 'RGB', decode_size=target)`` + the same resize (simplejpeg when it
-is installed, and then also timed with Pillow's draft mode alone), with the mean
-absolute difference of the two results (0-255 scale); (c) a validation run's pipeline
-(``val_transform(scale_size, target)``, stack, normalise; ``decode_size=scale_size`` as
-``ops.runtime.build_dataset``) with full-size and with reduced decoding, 1 and ``-j`` workers;
+of ``--target`` vs (b) ``load_image(p, 'RGB', resize_short=target)``: reduced decoding (simplejpeg when it
+is installed, and then also timed with Pillow's draft mode alone) and torch's resize of the decoded array;
+also the same decoding followed by Pillow's resize; with the mean absolute difference of (a) and (b) (0-255
+scale); (c) a validation run's pipeline (``val_transform(scale_size, target)``, stack, normalise;
+``decode_size=resize_short=scale_size`` as ``ops.runtime.build_dataset``) against full-size decoding and
+Pillow's resize, 1 and ``-j`` workers;
 (d) ``--clip_frames`` frames of a ``--clip_size`` clip through the training pipeline
 (``decode_size=train_decode_size(img_size)``) vs a ResNet-50 TSM training step on 8 frames and a
 cumulative-clustering step on ``--clip_frames`` frames. Decoder figures are medians of ``--repeat``
@@ -40,7 +41,6 @@ if __package__ in (None, ''):  # run as a script: make the project's packages im
 from ops import transforms as T  # noqa: E402
 import ops.dataset as dataset_module  # noqa: E402
 from ops.dataset import VideoDataset, collate_videos, load_image  # noqa: E402
-from ops.transforms import short_side_size  # noqa: E402
 
 TMPL = 'img_{:05d}.jpg'
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # TSN's RGB normalisation
@@ -126,13 +126,18 @@ def frame_paths(root: str, list_file: str) -> list[str]:
 def plain_decode(path: str, target: int) -> Image.Image:
     """The baseline: full-size decode, convert, resize the short side to ``target``."""
     img = Image.open(path).convert('RGB')
-    return img.resize(short_side_size(*img.size, target), Image.Resampling.BILINEAR)
+    return img.resize(T.short_side_size(*img.size, target), Image.Resampling.BILINEAR)
 
 
 def our_decode(path: str, target: int) -> Image.Image:
-    """``load_image`` with ``decode_size=target`` (reduced JPEG decoding), then the same resize."""
+    """``load_image`` with ``resize_short=target``: reduced JPEG decoding and the resize on the decoded array."""
+    return load_image(path, 'RGB', resize_short=target)
+
+
+def our_decode_pillow_resize(path: str, target: int) -> Image.Image:
+    """``load_image`` with ``decode_size=target`` (reduced JPEG decoding), then Pillow's resize."""
     img = load_image(path, 'RGB', decode_size=target)
-    return img.resize(short_side_size(*img.size, target), Image.Resampling.BILINEAR)
+    return img.resize(T.short_side_size(*img.size, target), Image.Resampling.BILINEAR)
 
 
 def pass_fps(fn: Callable[[str, int], Image.Image], paths: list[str], target: int) -> float:
@@ -146,9 +151,9 @@ def pass_fps(fn: Callable[[str, int], Image.Image], paths: list[str], target: in
 def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
     """(a) plain vs (b) ours on the same frames: frames/s, speed-up, output sizes and mean |difference|.
 
-    ``repeat`` rounds, each one pass of every decoder in turn, so that a slower or faster stretch of the
-    machine falls on all of them alike; frames/s are the medians over the rounds, the speed-up the median of
-    the rounds' ratios (each round's figures are kept too)."""
+    ``repeat`` rounds, each one pass of every decoder in turn (the order alternating), so that a slower or
+    faster stretch of the machine falls on all of them alike; frames/s are the medians over the rounds, the
+    speed-up the median of the rounds' ratios (each round's figures are kept too)."""
     for p in paths:  # read once so both decoders find the files in the OS cache
         Path(p).read_bytes()
 
@@ -158,17 +163,18 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
             return our_decode(path, size)
         finally:
             dataset_module.simplejpeg = fast
-    decoders = {'plain': plain_decode, 'ours': our_decode}
+    decoders = {'plain': plain_decode, 'ours': our_decode, 'pillow_resize': our_decode_pillow_resize}
     if dataset_module.simplejpeg is not None:  # ours used simplejpeg: time Pillow's draft path beside it
         decoders['draft'] = draft_decode
     rounds = {name: [] for name in decoders}
     for name, fn in decoders.items():  # warm-up
         fn(paths[0], target)
-    for _ in range(repeat):
-        for name, fn in decoders.items():
+    for r in range(repeat):  # the order alternates, so that no decoder always follows the same one
+        for name, fn in (list(decoders.items()) if r % 2 == 0 else reversed(decoders.items())):
             rounds[name].append(pass_fps(fn, paths, target))
     plain_fps, ours_fps = statistics.median(rounds['plain']), statistics.median(rounds['ours'])
     draft_fps = statistics.median(rounds['draft']) if 'draft' in rounds else None
+    pillow_resize_fps = statistics.median(rounds['pillow_resize'])
     speedups = [o / p for o, p in zip(rounds['ours'], rounds['plain'])]
     sample = paths[:: max(1, len(paths) // 16)]
     pairs = [(np.asarray(plain_decode(p, target), np.float32), np.asarray(our_decode(p, target), np.float32))
@@ -180,17 +186,18 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
     return {'frames': len(paths), 'src': f'{src[0]}x{src[1]}', 'target': target,
             'decoded': f'{reduced[0]}x{reduced[1]}', 'plain_fps': plain_fps, 'ours_fps': ours_fps,
             'decoder': 'simplejpeg' if dataset_module.simplejpeg is not None else 'Pillow draft',
-            'draft_fps': draft_fps, 'speedup': statistics.median(speedups), 'speedups': speedups,
-            'rounds': repeat, 'plain_size': list(pairs[0][0].shape[1::-1]),
-            'ours_size': list(pairs[0][1].shape[1::-1]), 'same_size': same,
+            'draft_fps': draft_fps, 'pillow_resize_fps': pillow_resize_fps,
+            'speedup': statistics.median(speedups), 'speedups': speedups, 'rounds': repeat,
+            'plain_size': list(pairs[0][0].shape[1::-1]), 'ours_size': list(pairs[0][1].shape[1::-1]), 'same_size': same,
             'mean_abs_diff': float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if same else None}
 
 
 def pipeline_seconds(root: str, list_file: str, frames: int, transform, decode_size: int | None,
                      workers: int) -> float:
-    """Seconds of one pass over the data set by a warmed-up DataLoader (batch 1, persistent workers)."""
+    """Seconds of one pass over the data set by a warmed-up DataLoader (batch 1, persistent workers); with
+    ``decode_size`` the frames are also resized at load to it (``resize_short``), as main.py's validation."""
     ds = VideoDataset(root, list_file, frames=frames, random_shift=False, transform=transform,
-                      decode_size=decode_size)
+                      decode_size=decode_size, resize_short=decode_size)
     loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate_videos,
                                          persistent_workers=workers > 0)
     for _ in loader:  # first pass: worker start-up, imports, file cache
@@ -295,9 +302,11 @@ def format_table(res: dict) -> str:
     out = [f"(a, b) {d['frames']} JPEG frames of {d['src']} read at short side {d['target']} "
            f"(ours decodes at {d['decoded']})",
            f"  plain Pillow open+convert+resize  {d['plain_fps']:8.0f} frames/s",
-           f"  load_image(decode_size) + resize  {d['ours_fps']:8.0f} frames/s   x{d['speedup']:.2f}"
+           f"  load_image(resize_short)          {d['ours_fps']:8.0f} frames/s   x{d['speedup']:.2f}"
            f"   ({d['decoder']}; rounds: {' '.join(f'x{r:.2f}' for r in d['speedups'])})",
-           *([f"  the same with Pillow's draft only {d['draft_fps']:8.0f} frames/s   "
+           f"  its decoding, then Pillow's resize {d['pillow_resize_fps']:7.0f} frames/s   "
+           f"x{d['pillow_resize_fps'] / d['plain_fps']:.2f}",
+           *([f"  ours with Pillow's draft only     {d['draft_fps']:8.0f} frames/s   "
               f"x{d['draft_fps'] / d['plain_fps']:.2f}"] if d['draft_fps'] else []),
            f"  output {d['ours_size'][0]}x{d['ours_size'][1]} (same size: {d['same_size']}), "
            f"mean |plain - ours| = {d['mean_abs_diff'] if d['mean_abs_diff'] is None else round(d['mean_abs_diff'], 2)}"

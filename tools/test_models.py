@@ -235,7 +235,8 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
         transform=test_transform(args, cli.test_crops, cli.full_res, model.input_mean, model.input_std),
         random_shift=False, test_mode=True, dense_sample=args.dense_sample, twice_sample=cli.twice_sample,
         num_clips=1 if cli.twice_sample else clips, frames=args.frames if clustering else None,
-        num_class=config.num_class, video_source=config.video_source, decode_size=args.scale_size)
+        num_class=config.num_class, video_source=config.video_source, decode_size=args.scale_size,
+        resize_short=args.scale_size)  # every test_transform begins with GroupScale(scale_size)
     if cli.max_num > 0:
         dataset.video_list = dataset.video_list[:cli.max_num]
     loader = torch.utils.data.DataLoader(
