@@ -91,15 +91,31 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
 
 
 def _run_compiled(key: str, fn, what: str, *args):
-    """``torch.compile(fn)(*args)`` (wrapped once per process; new shapes recompile); None once it failed.
+    """``torch.compile(fn)(*args)`` (wrapped once per process); None where the caller must run eagerly.
 
-    Any error of the compiled call (a compiler that is missing or fails, but also one the eager code would
-    raise too) gives one warning and turns every compiled piece of the clustering off for the process: the
-    callers then run eagerly, which computes the same values or raises that error itself."""
+    Shapes are static: each new input signature (shapes, dtypes, device, ``G``) compiles its own graph (a
+    dynamic-shape recompile of the rule raised an ``InductorError`` on CUDA). torch keeps at most
+    ``recompile_limit`` graphs per function and would then run it eagerly without a word, so past that many
+    signatures the new ones run eagerly here, with one warning per function (e.g. ``--frames all``, whose
+    padded length changes from batch to batch). Any error of the compiled call (a compiler that is missing
+    or fails, but also one the eager code would raise too) gives one warning and turns every compiled piece
+    of the clustering off for the process: the callers then run eagerly, which computes the same values or
+    raises that error itself."""
     if _COMPILED.get('failed'):
         return None
-    if key not in _COMPILED:  # static shapes: each new batch shape gets its own graph (a dynamic-shape
-        _COMPILED[key] = torch.compile(fn, dynamic=False)  # recompile of the rule failed in Inductor on CUDA)
+    signature = tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, Tensor) else a for a in args)
+    seen = _COMPILED.setdefault(f'{key} signatures', set())
+    if signature not in seen:
+        limit = torch._dynamo.config.recompile_limit
+        if len(seen) >= limit:
+            if not _COMPILED.get(f'{key} warned'):
+                _COMPILED[f'{key} warned'] = True
+                warnings.warn(f"ops/clustering.py: {what} met more than {limit} input shapes; compiled only for "
+                              f"the first {limit}, eager for the others (same values)")
+            return None
+        seen.add(signature)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn, dynamic=False)
     try:
         return _COMPILED[key](*args)
     except torch.cuda.OutOfMemoryError:
@@ -127,7 +143,7 @@ def differing_signs(x: Tensor) -> Tensor:
     return (signs[:, 1:] != signs[:, :-1]).sum(-1)
 
 
-_COMPILED: dict = {}  # compiled functions by name, 'failed' (see _run_compiled), 'triton' (fused_by_default)
+_COMPILED: dict = {}  # compiled functions by name and their signatures (_run_compiled), 'failed', 'triton'
 
 
 def fused_by_default(x: Tensor) -> bool:

@@ -203,10 +203,10 @@ def load_image(path: str, mode: str, decode_size: int | None = None,
     A JPEG whose short side is at least twice ``decode_size`` is decoded at a reduced scale
     (1/2, 1/4 or 1/8) that keeps its short side >= ``decode_size``: with ``simplejpeg`` when it is
     installed (``_decode_jpeg``), else with Pillow's ``Image.draft``; both give the same pixels.
-    ``resize_short`` (``decode_size`` then defaults to it) resizes the short side to that size as
+    ``resize_short`` (``decode_size`` is then at least that) resizes the short side to that size as
     ``transforms.GroupScale(resize_short)`` would, on the decoded array (``_resize_short``).
     """
-    decode_size = decode_size or resize_short
+    decode_size = max(decode_size or 0, resize_short or 0) or None  # never decode below the resize's size
     if decode_size and simplejpeg is not None and mode in ('RGB', 'L'):
         array = _decode_jpeg(path, mode, decode_size)
         if array is not None:
@@ -305,7 +305,8 @@ class VideoDataset(data.Dataset):
             None (default): full size.
         resize_short: resize each frame's short side to this at load, on the decoded array
             (``load_image``): for transforms that begin with ``GroupScale(resize_short)``, which then
-            finds the frames at their size (evaluation: ``scale_size``). Frame folders only.
+            finds the frames at their size (evaluation: ``scale_size``). Ignored for video files, whose
+            frames the transform's ``GroupScale`` resizes.
 
     ``num_skipped`` counts skipped samples in this process only (with ``-j 0`` all of them; each
     DataLoader worker counts in its own copy): count them per batch with

@@ -127,8 +127,10 @@ def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, tra
     """The training or validation ``VideoDataset`` of a run (frames per video as the flags say)."""
     from ops.dataset import VideoDataset
     from ops.transforms import train_decode_size
+    resize_short = None  # frames resized at load only for our validation transform, which starts with it
     if transform is None:
         transform = build_transform(args, model, train, flip=not config.direction_sensitive)
+        resize_short = None if train else args.scale_size
     return VideoDataset(
         config.root_path, config.train_list if train else config.val_list,
         num_segments=args.num_segments, new_length=model.new_length, modality=args.modality,
@@ -138,4 +140,4 @@ def build_dataset(args: argparse.Namespace, config, model: TSN, train: bool, tra
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
         video_source=config.video_source, on_bad_video=args.on_bad_video,
         decode_size=train_decode_size(args.img_size) if train else args.scale_size,
-        resize_short=None if train else args.scale_size)  # validation begins with GroupScale(scale_size)
+        resize_short=resize_short)

@@ -77,5 +77,5 @@ def test_norule_compiles_only_the_distances(monkeypatch):
         monkeypatch.setattr(clustering, '_COMPILED', {})
         run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
              '--configs', name])
-        assert set(clustering._COMPILED) - {'triton'} == compiled, name
+        assert {k for k in clustering._COMPILED if k in clustering.__dict__} == compiled, name  # compiled functions
         assert not clustering.fused_failed()

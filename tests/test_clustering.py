@@ -239,8 +239,19 @@ def _compile_or_skip(device: str) -> None:
 COMPILE_DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture
+def fresh_compile(monkeypatch):
+    """Nothing compiled yet, and torch raising (not quietly running eagerly) if it ever keeps too many graphs:
+    so every fused call of the test really runs compiled code."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(clustering, '_COMPILED', {})
+    monkeypatch.setattr(torch._dynamo.config, 'fail_on_recompile_limit_hit', True)
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize('device', COMPILE_DEVICES)
-def test_fused_distances_equal_the_packed_codes(device):
+def test_fused_distances_equal_the_packed_codes(device, fresh_compile):
     """--fused_assign: the compiled pass gives bit-identical distances, so the same clusters."""
     _compile_or_skip(device)
     gen = torch.Generator().manual_seed(5)
@@ -265,7 +276,7 @@ def test_fused_distances_equal_the_packed_codes(device):
 
 @pytest.mark.parametrize('device', COMPILE_DEVICES)
 @pytest.mark.parametrize('method', ['cumulative', 'slope'])
-def test_fused_rule_equals_the_eager_rule(method, device):
+def test_fused_rule_equals_the_eager_rule(method, device, fresh_compile):
     """The compiled rule gives the same assignment, ties, padding, short videos and zero distances included, and
     the compiled mean weights the same means (on CUDA: Triton's kernels, whose float32 division may be inexact)."""
     _compile_or_skip(device)
@@ -301,6 +312,27 @@ def test_fused_rule_equals_the_eager_rule(method, device):
     frames = torch.randn(6 * T, 3, 2, 2, generator=gen).to(device)
     assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G, fused=False)(frames, T, lengths))
     assert not clustering.fused_failed()
+
+
+def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fresh_compile, monkeypatch):
+    """Past recompile_limit input signatures the new ones run eagerly (same values), with one warning, and the
+    compiled ones stay compiled (torch would otherwise run them all eagerly without a word)."""
+    _compile_or_skip('cpu')
+    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 2)
+    gen = torch.Generator().manual_seed(10)
+    dists = [torch.rand(2, t, generator=gen) for t in (7, 8, 9, 7)]
+    rule = clustering.cumulative_assign
+    for i, d in enumerate(dists):
+        if i == 2:
+            with pytest.warns(UserWarning, match='more than 2 input shapes'):
+                got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter('error')  # one warning only, and none for the shapes already compiled
+                got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
+        assert torch.equal(got, rule(d, 3))
+    # two graphs kept, the third shape eager, and the first shape again compiled (a recompile would raise here)
+    assert not clustering.fused_failed() and len(clustering._COMPILED['cumulative_assign signatures']) == 2
 
 
 def test_a_failing_compiled_rule_or_weights_fall_back(monkeypatch):

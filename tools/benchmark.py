@@ -290,7 +290,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
                          f"{' '.join(config_names(8))}, each of ours with +variant suffixes from "
-                         f"{' '.join(VARIANTS)} (e.g. cumulative-8+fused+norule)")
+                         f"{' '.join(VARIANTS)} (e.g. cumulative-8+fused+norule; +chunk needs --chunk_frames > 0)")
     device = select_device(opts.device)
     print(f"{opts.arch}, {opts.img_size} px, batch {opts.batch}, F = {opts.frames}, {device}, amp {opts.amp}",
           flush=True)

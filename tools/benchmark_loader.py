@@ -188,7 +188,8 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
             'decoder': 'simplejpeg' if dataset_module.simplejpeg is not None else 'Pillow draft',
             'draft_fps': draft_fps, 'pillow_resize_fps': pillow_resize_fps,
             'speedup': statistics.median(speedups), 'speedups': speedups, 'rounds': repeat,
-            'plain_size': list(pairs[0][0].shape[1::-1]), 'ours_size': list(pairs[0][1].shape[1::-1]), 'same_size': same,
+            'plain_size': list(pairs[0][0].shape[1::-1]), 'ours_size': list(pairs[0][1].shape[1::-1]),
+            'same_size': same,
             'mean_abs_diff': float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if same else None}
 
 
@@ -210,7 +211,8 @@ def pipeline_seconds(root: str, list_file: str, frames: int, transform, decode_s
 
 def pipeline_section(root: str, list_file: str, frames: int, target: int, scale_size: int,
                      workers: list[int]) -> dict:
-    """(c) a validation run's loading, full-size decode vs ``decode_size=scale_size``, per worker count."""
+    """(c) a validation run's loading, full-size decode (plain) vs ours (``decode_size=resize_short=scale_size``:
+    reduced decoding where it applies and the resize at load), per worker count."""
     transform = torchvision.transforms.Compose([
         T.val_transform(scale_size, target), T.Stack(), T.ToTorchFormatTensor(), T.GroupNormalize(MEAN, STD)])
     with open(list_file, encoding='utf-8') as f:
