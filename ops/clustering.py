@@ -93,8 +93,9 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
 def _run_compiled(key: str, fn, what: str, *args):
     """``torch.compile(fn)(*args)`` (wrapped once per process); None where the caller must run eagerly.
 
-    Shapes are static: each new input signature (shapes, dtypes, device, ``G``) compiles its own graph (a
-    dynamic-shape recompile of the rule raised an ``InductorError`` on CUDA). torch keeps at most
+    Shapes are static: each new input signature (shapes, strides, dtypes, device, ``G``, grad and autocast
+    modes: what torch's guards check) compiles its own graph (a dynamic-shape recompile of the rule raised
+    an ``InductorError`` on CUDA). torch keeps at most
     ``recompile_limit`` graphs per function and would then run it eagerly without a word, so past that many
     signatures the new ones run eagerly here, with one warning per function (e.g. ``--frames all``, whose
     padded length changes from batch to batch). Any error of the compiled call (a compiler that is missing
@@ -103,7 +104,8 @@ def _run_compiled(key: str, fn, what: str, *args):
     raises that error itself."""
     if _COMPILED.get('failed'):
         return None
-    signature = tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, Tensor) else a for a in args)
+    signature = (torch.is_grad_enabled(), torch.is_autocast_enabled('cpu'), torch.is_autocast_enabled('cuda'),
+                 *((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, Tensor) else a for a in args))
     seen = _COMPILED.setdefault(f'{key} signatures', set())
     if signature not in seen:
         limit = torch._dynamo.config.recompile_limit

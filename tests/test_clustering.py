@@ -333,6 +333,13 @@ def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fres
         assert torch.equal(got, rule(d, 3))
     # two graphs kept, the third shape eager, and the first shape again compiled (a recompile would raise here)
     assert not clustering.fused_failed() and len(clustering._COMPILED['cumulative_assign signatures']) == 2
+    # the grad mode is part of a signature, as it is of torch's guards: one graph, the other mode eager
+    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 1)
+    x, a = torch.randn(2, 9, 3, requires_grad=True), rule(dists[1], 3)  # 9 frames: 8 distances
+    first = aggregate(x, a, 3, fused=True)
+    with torch.no_grad(), pytest.warns(UserWarning, match='more than 1 input shapes'):
+        second = aggregate(x, a, 3, fused=True)
+    assert torch.equal(first, second) and first.requires_grad and not clustering.fused_failed()
 
 
 def test_a_failing_compiled_rule_or_weights_fall_back(monkeypatch):
