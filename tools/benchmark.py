@@ -60,11 +60,10 @@ def is_config(name: str, chunk: int = 8) -> bool:
     """A default name, or one of ours with ``VARIANTS`` (each at most once; not both fused and eager; chunk
     only when --chunk_frames ``chunk`` > 0)."""
     base, *variants = name.split('+')
-    groups = [{'fused', 'eager'}]
     return (base in config_names(0) and (not variants or not base.startswith('tsm'))
             and (chunk > 0 or 'chunk' not in variants)
             and all(v in VARIANTS for v in variants) and len(set(variants)) == len(variants)
-            and all(len(g & set(variants)) <= 1 for g in groups))
+            and not {'fused', 'eager'} <= set(variants))
 
 
 def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
