@@ -78,7 +78,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
     agree = dist_utils.is_distributed() and args.on_bad_video == 'skip'
     bar = tqdm(loader, desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
                disable=not log.file, dynamic_ncols=True)
+    steps = start_iter + len(loader)
     for i, batch in enumerate(bar, start=start_iter):
+        if epoch < args.warmup_epochs:  # the warm-up raises the rate every step (a function of epoch and i)
+            adjust_learning_rate(optimizer, args, epoch + (i + 1) / steps)
         skipped += int(batch[3])
         empty = batch[1].numel() == 0  # every video of the batch was skipped (--on_bad_video skip)
         if agree:

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='epochs at which the learning rate is divided by 10')
     parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
                         help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
+    parser.add_argument('--warmup_epochs', default=0, type=float,
+                        help="linear learning-rate warm-up over the first N epochs, raised every step (0: none)")
+    parser.add_argument('--zero_init_residual', default=False, action='store_true',
+                        help="from scratch: the last BatchNorm of each residual block starts at zero")
     parser.add_argument('--momentum', default=0.9, type=float, metavar='M')
     parser.add_argument('--weight-decay', '--wd', default=5e-4, type=float, metavar='W')
     parser.add_argument('--clip-gradient', '--gd', default=20, type=float, metavar='W',

@@ -15,15 +15,19 @@ RESNETS = {
 }
 
 
-def build_resnet(arch: str, pretrain: str = 'imagenet') -> nn.Module:
-    """A torchvision ResNet, ImageNet-initialised when ``pretrain == 'imagenet'``, random when ``'scratch'``."""
+def build_resnet(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool = False) -> nn.Module:
+    """A torchvision ResNet, ImageNet-initialised when ``pretrain == 'imagenet'``, random when ``'scratch'``.
+
+    ``zero_init_residual`` (from scratch only) starts the last BatchNorm of every residual block at zero, so each
+    block begins as the identity (Goyal et al. 2017); ImageNet weights overwrite it.
+    """
     if arch not in RESNETS:
         raise ValueError(f"unknown --arch {arch!r}: expected one of {sorted(RESNETS)}")
     if pretrain not in ('imagenet', 'scratch'):
         raise ValueError(f"unknown --pretrain {pretrain!r}: expected 'imagenet' or 'scratch'")
     fn_name, weights_name = RESNETS[arch]
     if pretrain == 'scratch':
-        return getattr(torchvision.models, fn_name)(weights=None)
+        return getattr(torchvision.models, fn_name)(weights=None, zero_init_residual=zero_init_residual)
     weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
     try:
         return getattr(torchvision.models, fn_name)(weights=weights)

@@ -45,7 +45,7 @@ class TSN(nn.Module):
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
                  cluster_after: str = 'layer1', chunk_frames: int = 0,
-                 fused_assign: Optional[bool] = None) -> None:
+                 fused_assign: Optional[bool] = None, zero_init_residual: bool = False) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
@@ -79,6 +79,7 @@ class TSN(nn.Module):
         self.cluster_after = cluster_after
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn
+        self.zero_init_residual = zero_init_residual
         self.channels_last = False  # set by the caller that converts the weights (main.py --channels_last)
 
         self._prepare_base_model(base_model)
@@ -105,7 +106,7 @@ class TSN(nn.Module):
 
     # ----------------------------------------------------------------------------------- construction
     def _prepare_base_model(self, base_model: str) -> None:
-        self.base_model = build_resnet(base_model, self.pretrain)
+        self.base_model = build_resnet(base_model, self.pretrain, self.zero_init_residual)
         if self.is_shift:
             make_temporal_shift(self.base_model, self.num_segments, n_div=self.shift_div,
                                 place=self.shift_place, temporal_pool=self.temporal_pool)

@@ -75,7 +75,7 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
                non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
                cluster_after=args.cluster_after, chunk_frames=args.chunk_frames,
                fused_assign={'on': True, 'off': False}.get(getattr(args, 'fused_assign', 'auto')),
-               print_spec=print_spec)
+               zero_init_residual=getattr(args, 'zero_init_residual', False), print_spec=print_spec)
 
 
 def build_optimizer(args: argparse.Namespace, model: TSN) -> torch.optim.Optimizer:
@@ -87,10 +87,17 @@ def build_optimizer(args: argparse.Namespace, model: TSN) -> torch.optim.Optimiz
 
 
 def learning_rate(args: argparse.Namespace, epoch: float) -> float:
-    """TSM's schedule: ``step`` divides by 10 at each of ``lr_steps``; ``cos`` anneals to 0 over ``epochs``."""
+    """TSM's schedule: ``step`` divides by 10 at each of ``lr_steps``; ``cos`` anneals to 0 over ``epochs``.
+
+    With ``--warmup_epochs W`` the rate is scaled by ``epoch / W`` while ``epoch < W`` (linear warm-up, Goyal et
+    al. 2017); the training loop then passes the fraction of the epoch done, so the rate rises every step.
+    """
     if args.lr_type == 'step':
-        return args.lr * 0.1 ** sum(epoch >= s for s in args.lr_steps)
-    return 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
+        lr = args.lr * 0.1 ** sum(epoch >= s for s in args.lr_steps)
+    else:
+        lr = 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
+    warmup = getattr(args, 'warmup_epochs', 0)
+    return lr * epoch / warmup if epoch < warmup else lr
 
 
 def adjust_learning_rate(optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: float) -> float:

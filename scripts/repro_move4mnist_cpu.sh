@@ -9,7 +9,10 @@
 # once; each run's output is in $OUT/<run>.out), THREADS (each run's intra-op threads, OMP_NUM_THREADS;
 # default: the cores over PARALLEL), WIDE="tsmall" (configurations that run alone on all the cores, with
 # WIDE_WORKERS=2 loader workers, also with PARALLEL=1, whatever THREADS says; "" for none, e.g. on a GPU),
-# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile).
+# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile),
+# RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos" (the optimizer and schedule flags of every run),
+# WARM="" (a configuration, e.g. tsm2, trained first for each seed, for WARM_EPOCHS epochs; every other run of
+# that seed then starts from its best checkpoint with --tune_from: a starting point made from this data).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
@@ -47,17 +50,22 @@ export OMP_NUM_THREADS=$THREADS
 BATCH=${BATCH:-16}
 EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
+DEFAULT_RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos"
+RECIPE=${RECIPE:-$DEFAULT_RECIPE}
 DATA="$OUT/data"
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
 # (loader workers change the augmentation's random stream, so WIDE and WIDE_WORKERS are among them when WIDE
 # runs load otherwise than the others; thread counts are not recorded)
 SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH=$BATCH EVAL_FREQ=$EVAL_FREQ WORKERS=$WORKERS EXTRA=$EXTRA"
 [ -n "$WIDE" ] && (( WIDE_WORKERS != WORKERS )) && SETTINGS="$SETTINGS WIDE=$WIDE WIDE_WORKERS=$WIDE_WORKERS"
+[ "$RECIPE" != "$DEFAULT_RECIPE" ] && SETTINGS="$SETTINGS RECIPE=$RECIPE"  # old study folders hold the default
+WARM=${WARM:-}
+WARM_EPOCHS=${WARM_EPOCHS:-$EPOCHS}
+[ -n "$WARM" ] && SETTINGS="$SETTINGS WARM=$WARM WARM_EPOCHS=$WARM_EPOCHS"
 flags() {  # the model flags of a configuration name
   case $1 in
-    tsm8) echo "--num_segments 8" ;;
-    tsm16) echo "--num_segments 16" ;;
     tsmall) echo "--num_segments 32" ;;
+    tsm2|tsm4|tsm8|tsm16) echo "--num_segments ${1#tsm}" ;;
     uniform8|slope8|cumulative8|uniform16|slope16|cumulative16)
       echo "--cluster ${1%%[0-9]*} --frames 32 --num_segments ${1##*[a-z]}" ;;
     *) echo "unknown configuration $1" >&2; exit 2 ;;
@@ -68,7 +76,7 @@ cost() {  # rank by training time, longest first (frames through the whole netwo
     tsmall) echo 0 ;; uniform16|slope16|cumulative16) echo 1 ;; tsm16) echo 3 ;; tsm8) echo 4 ;; *) echo 2 ;;
   esac
 }
-for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
+for cfg in $WARM $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
 if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
   echo "$OUT/settings.txt: this folder holds a study made with $(cat "$OUT/settings.txt");" \
        "asked for $SETTINGS: choose another OUT" >&2
@@ -79,11 +87,17 @@ start=$(date +%s)
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
     --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
 COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
-        --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" --optimizer adamw --lr 0.001 --wd 1e-4
-        --lr_type cos --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
+        --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" $RECIPE --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ"
+        --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads, $4: workers
-  local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} workers=${4:-$WORKERS} start
-  local run=(python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") $EXTRA --seed "$seed" --store_name "$name")
+  local cfg=$1 seed=$2 name="${1}_s${2}" threads=${3:-$THREADS} workers=${4:-$WORKERS} start warm=()
+  if [ "$cfg" = "$WARM" ]; then
+    warm=(--epochs "$WARM_EPOCHS")
+  elif [ -n "$WARM" ]; then
+    warm=(--tune_from "$OUT/checkpoint/${WARM}_s${seed}/ckpt.best.pth.tar")
+  fi
+  local run=(python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") "${warm[@]}" $EXTRA --seed "$seed"
+             --store_name "$name")
   start=$(date +%s)
   if ! OMP_NUM_THREADS=$threads "${run[@]}" \
       $( [ -f "$OUT/checkpoint/$name/ckpt.pth.tar" ] && echo --resume "$OUT/checkpoint/$name/ckpt.pth.tar" ) \
@@ -108,6 +122,20 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
+if [ -n "$WARM" ]; then  # the starting points first, the seeds side by side, sharing the cores
+  seeds=($SEEDS)
+  slots=$(( ${#seeds[@]} < PARALLEL ? ${#seeds[@]} : PARALLEL ))
+  warm_threads=$(( CORES / slots > 1 ? CORES / slots : 1 ))
+  echo "warm start: ${WARM} for ${WARM_EPOCHS} epochs, seeds ${SEEDS} ($warm_threads threads each)"
+  for seed in $SEEDS; do
+    [ -f "$OUT/checkpoint/${WARM}_s$seed/ckpt.pth.tar" ] && [ -f "$OUT/log/${WARM}_s$seed/done" ] && continue
+    while (( $(jobs -rp | wc -l) >= slots )); do wait -n || true; done
+    one "$WARM" "$seed" "$warm_threads" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "a warm start failed: no run can start from it" >&2; exit 1; }; done
+  pids=()
+fi
 alone=${WIDE:+; alone on $CORES with $WIDE_WORKERS loader workers: $WIDE}
 echo "runs: ${runs[*]} (PARALLEL=$PARALLEL, $THREADS threads each$alone)"
 for name in "${runs[@]}"; do
@@ -125,7 +153,7 @@ for name in "${runs[@]}"; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done  # every run's own exit status, however early it ended
-python tools/summarize_study.py "$OUT" $CONFIGS $SUMMARY_FLAGS > "$OUT/results.md"
+python tools/summarize_study.py "$OUT" $WARM $CONFIGS $SUMMARY_FLAGS ${WARM:+--warm $WARM} > "$OUT/results.md"
 cat "$OUT/results.md"
 echo "wall: $(( $(date +%s) - start )) s for this call, data generation included"
 exit $failed

@@ -242,11 +242,12 @@ COMPILE_DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 @pytest.fixture
 def fresh_compile(monkeypatch):
     """Nothing compiled yet, and torch raising (not quietly running eagerly) if it ever keeps too many graphs:
-    so every fused call of the test really runs compiled code."""
+    so every fused call of the test really runs compiled code. torch's settings are patched with torch's own
+    ``config.patch``: pytest >= 9.2's ``monkeypatch.undo`` deletes a config attribute instead of restoring it."""
     torch._dynamo.reset()
     monkeypatch.setattr(clustering, '_COMPILED', {})
-    monkeypatch.setattr(torch._dynamo.config, 'fail_on_recompile_limit_hit', True)
-    yield
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        yield
     torch._dynamo.reset()
 
 
@@ -314,31 +315,31 @@ def test_fused_rule_equals_the_eager_rule(method, device, fresh_compile):
     assert not clustering.fused_failed()
 
 
-def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fresh_compile, monkeypatch):
+def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fresh_compile):
     """Past recompile_limit input signatures the new ones run eagerly (same values), with one warning, and the
     compiled ones stay compiled (torch would otherwise run them all eagerly without a word)."""
     _compile_or_skip('cpu')
-    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 2)
-    gen = torch.Generator().manual_seed(10)
-    dists = [torch.rand(2, t, generator=gen) for t in (7, 8, 9, 7)]
-    rule = clustering.cumulative_assign
-    for i, d in enumerate(dists):
-        if i == 2:
-            with pytest.warns(UserWarning, match='more than 2 input shapes'):
-                got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter('error')  # one warning only, and none for the shapes already compiled
-                got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
-        assert torch.equal(got, rule(d, 3))
-    # two graphs kept, the third shape eager, and the first shape again compiled (a recompile would raise here)
-    assert not clustering.fused_failed() and len(clustering._COMPILED['cumulative_assign signatures']) == 2
+    with torch._dynamo.config.patch(recompile_limit=2):
+        gen = torch.Generator().manual_seed(10)
+        dists = [torch.rand(2, t, generator=gen) for t in (7, 8, 9, 7)]
+        rule = clustering.cumulative_assign
+        for i, d in enumerate(dists):
+            if i == 2:
+                with pytest.warns(UserWarning, match='more than 2 input shapes'):
+                    got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('error')  # one warning only, and none for the shapes already compiled
+                    got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
+            assert torch.equal(got, rule(d, 3))
+        # two graphs kept, the third shape eager, and the first shape again compiled (a recompile would raise here)
+        assert not clustering.fused_failed() and len(clustering._COMPILED['cumulative_assign signatures']) == 2
     # the grad mode is part of a signature, as it is of torch's guards: one graph, the other mode eager
-    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 1)
     x, a = torch.randn(2, 9, 3, requires_grad=True), rule(dists[1], 3)  # 9 frames: 8 distances
-    first = aggregate(x, a, 3, fused=True)
-    with torch.no_grad(), pytest.warns(UserWarning, match='more than 1 input shapes'):
-        second = aggregate(x, a, 3, fused=True)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        first = aggregate(x, a, 3, fused=True)
+        with torch.no_grad(), pytest.warns(UserWarning, match='more than 1 input shapes'):
+            second = aggregate(x, a, 3, fused=True)
     assert torch.equal(first, second) and first.requires_grad and not clustering.fused_failed()
 
 

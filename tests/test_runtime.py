@@ -1,4 +1,9 @@
 """ops/runtime.py: the data sets a run builds resize evaluation frames at load, and only for our own transform."""
+import math
+
+import pytest
+import torch
+
 import ops.dataset
 import opts
 from ops.dataset_config import return_dataset
@@ -21,3 +26,26 @@ def test_validation_frames_are_resized_at_load_only_with_our_transform(tmp_path,
     assert train['resize_short'] is None and train['decode_size'] == 49  # ceil(32 / 0.66)
     own = build_dataset(args, config, model, train=False, transform=lambda images: images)
     assert own['resize_short'] is None and len(seen) == 3
+
+
+def test_learning_rate_warm_up_rises_linearly_then_follows_the_schedule():
+    """--warmup_epochs W: the rate is the schedule's times epoch / W before W, the schedule itself after."""
+    from ops.runtime import learning_rate
+    args = opts.parse_args(['move4mnist', 'RGB', '--lr', '0.01', '--lr_type', 'cos', '--epochs', '10',
+                            '--warmup_epochs', '2'])
+    cos = lambda e: 0.5 * 0.01 * (1 + math.cos(math.pi * e / 10))  # noqa: E731
+    assert learning_rate(args, 0.5) == pytest.approx(cos(0.5) * 0.25)
+    assert learning_rate(args, 1.0) == pytest.approx(cos(1.0) * 0.5)
+    assert learning_rate(args, 2.0) == pytest.approx(cos(2.0)) and learning_rate(args, 7) == pytest.approx(cos(7))
+    args.warmup_epochs = 0
+    assert learning_rate(args, 0) == pytest.approx(0.01)  # no warm-up: the schedule from the first step
+
+
+def test_zero_init_residual_starts_every_block_as_the_identity():
+    """--zero_init_residual: the last BatchNorm of each residual block is zero; without it, it is one."""
+    for flag, value in ((['--zero_init_residual'], 0.0), ([], 1.0)):
+        args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'resnet18', '--pretrain', 'scratch', '--shift', *flag])
+        model = build_model(args, 4, print_spec=False)
+        last_bns = [block.bn2.weight for name in ('layer1', 'layer2', 'layer3', 'layer4')
+                    for block in getattr(model.base_model, name)]
+        assert len(last_bns) == 8 and all(torch.all(w == value) for w in last_bns), flag

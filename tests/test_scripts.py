@@ -67,3 +67,30 @@ def test_a_failed_parallel_run_fails_the_study_and_other_settings_are_refused(tm
     assert not (out / 'log' / 'tsm8_s0' / 'done').exists()
     other = run_study(out, expect=2, EPOCHS='2', **bad_flag)  # the folder's runs were made with EPOCHS=1
     assert 'settings.txt' in other.stderr and 'EPOCHS=1' in other.stderr and 'choose another OUT' in other.stderr
+
+
+def test_quickstart_warm_starts_both_models_and_ends_with_the_short_table(tmp_path):
+    """scripts/quickstart.sh: TSM-2 first, ours-cumulative-8 and TSM-8 fine-tuned from its best checkpoint, each
+    evaluated from disk, then the short table with the clustering model's top-1 and where the runs are."""
+    out = tmp_path / 'quick'
+    env = {**os.environ, 'OUT': str(out), 'EPOCHS': '1', 'WARM_EPOCHS': '2', 'NTRAIN': '8', 'NVAL': '4',
+           'EXTRA': '--device cpu', 'SUMMARY_FLAGS': '--brief --no_profile',
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    proc = subprocess.run(['bash', 'scripts/quickstart.sh'], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    commands = {name: [line for line in (out / 'log' / name / 'log.csv').read_text().splitlines()
+                       if line.startswith('main.py ')][0] for name in ('tsm2_s0', 'cumulative8_s0', 'tsm8_s0')}
+    assert '--num_segments 2 --epochs 2' in commands['tsm2_s0'] and '--tune_from' not in commands['tsm2_s0']
+    for name in ('cumulative8_s0', 'tsm8_s0'):
+        assert f"--tune_from {out / 'checkpoint' / 'tsm2_s0' / 'ckpt.best.pth.tar'}" in commands[name]
+        assert '--epochs 1 ' in commands[name]
+    assert '--cluster cumulative --frames 32 --num_segments 8' in commands['cumulative8_s0']
+    lines = proc.stdout.splitlines()
+    table = [line for line in lines if line.startswith('| ')]
+    assert table[1].startswith('| tsm2 (the others start from it) | 2 sampled frames |')  # table[0]: the header
+    assert table[2].startswith('| cumulative8 | all 32 frames -> 8 cumulative clusters |')
+    assert table[3].startswith('| tsm8 | 8 sampled frames |')
+    top1 = float(table[2].split('|')[4])
+    assert 0 <= top1 <= 100
+    assert lines[-1].startswith('wall: ') and lines[-2].startswith('TensorBoard: tensorboard --logdir')

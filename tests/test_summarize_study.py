@@ -47,3 +47,22 @@ def test_curve_with_eval_freq_2_names_its_epochs(tmp_path):
                                             for e, v in enumerate([0, 25.0, 0, 75.0, 0, 90.0])))
     curves = main([str(tmp_path), 'tsm8', '--no_profile']).split('\n\n')[1]
     assert '| tsm8_s0 | 3 | 1:25 3:75 5:90 |' in curves
+
+
+def test_brief_table_names_each_model_its_frames_top1_and_where_the_runs_are(tmp_path):
+    """The quickstart's closing table: one row a model, the frames it sees, each seed's top-1 and minutes."""
+    write_run(tmp_path, 'cumulative8_s0', 96.25, 300)
+    write_run(tmp_path, 'tsm8_s0', 91.5, 150)
+    lines = main([str(tmp_path), 'cumulative8', 'tsm8', '--no_profile', '--brief']).splitlines()
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in lines[2:4]}
+    assert rows['cumulative8'] == ['all 32 frames -> 8 cumulative clusters', '—', '96.2', '5.0']
+    assert rows['tsm8'] == ['8 sampled frames', '—', '91.5', '2.5']
+    assert lines[-2] == f"checkpoints: {tmp_path / 'checkpoint' / '<model>_s<seed>' / 'ckpt.best.pth.tar'}"
+    assert lines[-1] == f"TensorBoard: tensorboard --logdir {tmp_path / 'log'}"
+    assert len(lines) <= 8  # readable without scrolling
+
+
+def test_frames_seen():
+    from tools.summarize_study import frames_seen
+    assert frames_seen('tsmall') == 'all 32 frames' and frames_seen('tsm16') == '16 sampled frames'
+    assert frames_seen('slope16') == 'all 32 frames -> 16 slope clusters'

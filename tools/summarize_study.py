@@ -5,7 +5,9 @@ the evaluated top-1 (``eval.txt``: main.py's ``Testing Results`` line), the wall
 epochs (``args.txt``); profiles each configuration at the paper's size (ResNet-18, 224 px, 32 frames) with
 ``tools/profile_model.py``; prints the table (top-1 mean ± std over seeds, and each seed's), a table of each
 run's validation top-1 by epoch (``log.csv``) with the epoch it first passes 50%, and writes
-``OUT/top1_vs_gmacs.png`` (mean top-1 as a dot and each seed as a cross, against GMACs).
+``OUT/top1_vs_gmacs.png`` (mean top-1 as a dot and each seed as a cross, against GMACs). ``--brief`` prints
+only a short table (each model, the frames it sees, GMACs, top-1 and time) and where the runs are
+(``scripts/quickstart.sh``).
 """
 import argparse
 import json
@@ -37,6 +39,32 @@ def profile(config: str) -> Dict[str, float]:
            '--img_size', '224', '--shift', '--pretrain', 'scratch', '--device', 'cpu', '--json', *model_flags(config)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def frames_seen(config: str) -> str:
+    """What a configuration's network sees of a 32-frame video, in words."""
+    if config.startswith('tsm'):
+        n = 32 if config == 'tsmall' else int(config[3:])
+        return 'all 32 frames' if n == 32 else f'{n} sampled frames'
+    method = config.rstrip('0123456789')
+    return f'all 32 frames -> {config[len(method):]} {method} clusters'
+
+
+def brief(out: str, configs: List[str], no_profile: bool, warm: Optional[str] = None) -> str:
+    """The short table of a few runs: model, frames it sees, GMACs, top-1 (each seed), minutes; then paths.
+    ``warm`` names the configuration the others started from (scripts/repro_move4mnist_cpu.sh's WARM)."""
+    lines = ['| model | frames per video | GMACs/video (224 px) | top-1 % (best checkpoint, re-evaluated) | min |',
+             '|---|---|---|---|---|']
+    for config in configs:
+        runs = runs_of(out, config)
+        gmacs = None if no_profile else profile(config).get('gmacs_per_video')
+        top1 = ', '.join(f"{r['top1']:.1f}" for r in runs) or 'not finished'
+        minutes = ', '.join(f"{r['wall'] / 60:.1f}" for r in runs) or '—'
+        name = f'{config} (the others start from it)' if config == warm else config
+        lines.append(f"| {name} | {frames_seen(config)} | {f'{gmacs:.2f}' if gmacs else '—'} | {top1} | {minutes} |")
+    lines += ['', f"checkpoints: {os.path.join(out, 'checkpoint', '<model>_s<seed>', 'ckpt.best.pth.tar')}",
+              f"TensorBoard: tensorboard --logdir {os.path.join(out, 'log')}"]
+    return '\n'.join(lines)
 
 
 def runs_of(out: str, config: str) -> List[Dict[str, float]]:
@@ -108,7 +136,13 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('out')
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--no_profile', action='store_true', help='skip the GMACs / memory columns')
+    parser.add_argument('--brief', action='store_true', help='only a short table of the runs and where they are')
+    parser.add_argument('--warm', default=None, help="the configuration the others started from (WARM)")
     args = parser.parse_args(argv)
+    if args.brief:
+        table = brief(args.out, args.configs, args.no_profile, args.warm)
+        print(table)
+        return table
     lines = ['| model | seeds | top-1 (%) | per seed | paper top-1 | GMACs/video (224 px) | activation MB/video | '
              's/epoch |', '|---|---|---|---|---|---|---|---|']
     curves = ['| run | epoch top-1 first passes 50% | validation top-1 by epoch |', '|---|---|---|']
