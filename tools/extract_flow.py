@@ -88,7 +88,8 @@ def encode_flow(flow: np.ndarray, bound: float = 20.0) -> tuple[np.ndarray, np.n
 def decode_flow(x: np.ndarray, y: np.ndarray, bound: float = 20.0) -> np.ndarray:
     """The inverse of ``encode_flow``: two ``(H, W)`` uint8 images -> ``(H, W, 2)`` float32 pixels.
 
-    128 decodes to exactly 0; inside ``+-bound`` the round trip is within ``bound / 255`` pixels.
+    128 decodes to exactly 0; inside ``+-bound`` the round trip is within one grey level, ``2 * bound / 255``
+    pixels (the encoding's centre 127.5 is rounded to 128, so the levels are half a level off elsewhere).
     """
     step = 2 * bound / 255.0
     return np.stack([(x.astype(np.float32) - 128) * step, (y.astype(np.float32) - 128) * step], axis=-1)
@@ -110,7 +111,7 @@ def flow_algorithm(algo: str):
 
 def compute_flow(algorithm, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     """``(H, W, 2)`` float32 flow from ``prev`` to ``nxt`` (two ``(H, W)`` uint8 grey images)."""
-    return algorithm.calc(prev, nxt, None)
+    return algorithm.calc(np.ascontiguousarray(prev), np.ascontiguousarray(nxt), None)  # DIS asserts contiguity
 
 
 # ---------------------------------------------------------------- inputs
