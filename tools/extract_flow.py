@@ -221,14 +221,18 @@ def _finish(tmp: str, dst_dir: str, last_name: str) -> None:
         os.rmdir(dst_dir)
     if not os.path.exists(dst_dir):
         os.makedirs(os.path.dirname(dst_dir) or '.', exist_ok=True)
-        os.rename(tmp, dst_dir)
-        return
+        try:
+            os.rename(tmp, dst_dir)
+            return
+        except OSError:
+            if not os.path.isdir(dst_dir):
+                raise  # else a concurrent run made the folder first: merge into it
     for name in sorted(n for n in os.listdir(tmp) if n != last_name) + [last_name]:
         os.replace(os.path.join(tmp, name), os.path.join(dst_dir, name))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _first_y(dst_dir: str, rel_src: str, opt: Options, from_frames: bool, src_root: str) -> str | None:
+def _first_y(rel_src: str, opt: Options, from_frames: bool, src_root: str) -> str | None:
     """Name of the first y image of ``dst_dir``'s flow (the completion mark); None when unknown yet."""
     if opt.start_index is not None or not from_frames:
         return opt.template.format('y', 1 if opt.start_index is None else opt.start_index)
@@ -247,7 +251,7 @@ def extract_one(rel: str, src_root: str, dst_root: str, opt: Options, from_frame
     """
     src = os.path.join(src_root, rel)
     dst_dir = os.path.normpath(os.path.join(dst_root, rel if from_frames else os.path.splitext(rel)[0]))
-    mark = _first_y(dst_dir, rel, opt, from_frames, src_root)
+    mark = _first_y(rel, opt, from_frames, src_root)
     if mark and os.path.exists(os.path.join(dst_dir, mark)):
         return rel, 'skipped', ''
     tmp = f'{dst_dir}.tmp-{os.getpid()}'
