@@ -21,3 +21,25 @@ def test_validation_frames_are_resized_at_load_only_with_our_transform(tmp_path,
     assert train['resize_short'] is None and train['decode_size'] == 49  # ceil(32 / 0.66)
     own = build_dataset(args, config, model, train=False, transform=lambda images: images)
     assert own['resize_short'] is None and len(seen) == 3
+
+
+def test_flow_training_flip_inverts_the_x_images():
+    """A mirrored flow stack must also negate x (TSN): x' = 255 - x, y unchanged."""
+    import random
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from ops.runtime import build_transform
+    args = opts.parse_args(['ucf101', 'Flow', '--img_size', '32', '--pretrain', 'scratch'])
+    model = SimpleNamespace(input_mean=[0.5], input_std=[0.226])
+    transform = build_transform(args, model, train=True, flip=True)
+    x, y = Image.new('L', (40, 40), 200), Image.new('L', (40, 40), 60)
+    seen = set()
+    random.seed(0)
+    for _ in range(20):
+        out = transform([x, y])  # (2, 32, 32), normalised
+        levels = (out.mean(dim=(1, 2)) * 0.226 + 0.5) * 255
+        seen.add(round(levels[0].item()))
+        assert round(levels[1].item()) == 60
+    assert seen == {200, 55}
