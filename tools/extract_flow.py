@@ -233,7 +233,7 @@ def _finish(tmp: str, dst_dir: str, last_name: str) -> None:
 
 
 def _first_y(rel_src: str, opt: Options, from_frames: bool, src_root: str) -> str | None:
-    """Name of the first y image of ``dst_dir``'s flow (the completion mark); None when unknown yet."""
+    """Name of the video's first y image, written last (the completion mark); None when unknown yet."""
     if opt.start_index is not None or not from_frames:
         return opt.template.format('y', 1 if opt.start_index is None else opt.start_index)
     try:
