@@ -167,6 +167,20 @@ def test_corrupt_frame_and_gap_in_frame_folders(tmp_path, capsys):
     assert names(tmp_path / 'bad', 'x') == [] and names(tmp_path / 'gap', 'x') == []
 
 
+def test_two_frame_templates_need_frame_template(tmp_path, capsys):
+    tex = texture()
+    (tmp_path / 'v').mkdir()
+    for i in (1, 2, 3):
+        Image.fromarray(moved(tex, i, 0)).save(tmp_path / 'v' / f'img_{i:05d}.jpg')
+        Image.fromarray(moved(tex, 0, i)).save(tmp_path / 'v' / f'{i:05d}.jpg')
+    assert extract_flow.main([str(tmp_path), str(tmp_path), '--from', 'frames', '--algo', 'dis']) == 1
+    assert 'give --frame_template' in capsys.readouterr().err and names(tmp_path / 'v', 'x') == []
+    argv = [str(tmp_path), str(tmp_path), '--from', 'frames', '--algo', 'dis', '--frame_template', '{:05d}.jpg']
+    assert extract_flow.main(argv) == 0
+    flow = decode_flow(*(np.asarray(Image.open(tmp_path / 'v' / f'flow_{c}_00001.jpg')) for c in 'xy'))
+    assert np.abs(np.median(flow[12:-12, 12:-12].reshape(-1, 2), axis=0) - [0, 1]).max() < 0.4  # the down-moving set
+
+
 def test_command_line_parallel(src, tmp_path):
     dst = tmp_path / 'dst'
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'extract_flow.py'), str(src), str(dst),
