@@ -290,7 +290,8 @@ class VideoDataset(data.Dataset):
         list_file: the list (see ``parse_list``).
         num_segments: positions per clip when sampling (``frames=None``).
         new_length: consecutive frames per position (TSM: 1 for RGB, 5 for Flow).
-        modality: 'RGB' (grayscale frames become 3-channel) or 'Flow' (``image_tmpl.format('x'|'y', i)``).
+        modality: 'RGB' (grayscale frames become 3-channel) or 'Flow' (``image_tmpl.format('x'|'y', i)``,
+            the flow from frame i to i + 1: a list line of N frames gives N - 1 flow positions).
         transform: maps the list of PIL images to a tensor; None: stack to ``(T*C, H, W)`` in [0, 1].
         random_shift: training sampling; False: segment centres (validation).
         test_mode: test sampling (``num_clips``, ``twice_sample``, 10-clip dense with ``num_clips=10``).
@@ -401,6 +402,10 @@ class VideoDataset(data.Dataset):
     def _load_sample(self, record: VideoRecord) -> tuple[list[Image.Image], int]:
         """The PIL images of one sample (position-major, ``new_length`` per position) and its length."""
         num_frames = self._num_frames(record)
+        if self.modality == 'Flow':  # the list counts the video's frames: N frames give N - 1 flow pairs
+            num_frames -= 1
+            if num_frames == 0:
+                raise BadVideoError(f'{record.path} ({record.where}): one frame, no flow pair')
         positions, length = self._positions(num_frames)
         # a position takes new_length consecutive frames, the last repeated at the video's end (TSM)
         frame_ids = [min(p + k, num_frames - 1) for p in positions.tolist() for k in range(self.new_length)]

@@ -35,14 +35,12 @@ class _Spec:
     rgb_tmpl: str
     flow_tmpl: str | None
     start_index: int
-    lists: tuple[str, str]                 # RGB (train, val)
-    flow_lists: tuple[str, str] | None     # Flow (train, val)
+    lists: tuple[str, str]                 # (train, val), for RGB and Flow alike
     class_file: str | None
     direction_sensitive: bool = False
 
 
 _VIDEOFOLDER = ('train_videofolder.txt', 'val_videofolder.txt')
-_VIDEOFOLDER_FLOW = ('train_videofolder_flow.txt', 'val_videofolder_flow.txt')
 
 
 def _split_lists(name: str, kind: str) -> tuple[str, str]:
@@ -51,24 +49,26 @@ def _split_lists(name: str, kind: str) -> tuple[str, str]:
 
 # Templates and start indices follow TSM. Flow is TSM's x/y image pairs; for Something v1 TSM's
 # '{:06d}-{}_{:05d}.jpg' layout (a differently named folder) is replaced by the common x/y template.
+# Flow pair k (frames k, k+1) lies beside frame k, numbered as the frames (tools/extract_flow.py), and
+# Flow reads the RGB lists: their num_frames counts the frames, N frames give N - 1 pairs (ops/dataset.py).
 SPECS: dict[str, _Spec] = {
     'ucf101': _Spec(101, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('ucf101', 'rgb'),
-                    _split_lists('ucf101', 'flow'), 'classInd.txt'),
+                    'classInd.txt'),
     'hmdb51': _Spec(51, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('hmdb51', 'rgb'),
-                    _split_lists('hmdb51', 'flow'), 'classInd.txt'),
-    'something': _Spec(174, '{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER, _VIDEOFOLDER_FLOW,
+                    'classInd.txt'),
+    'something': _Spec(174, '{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER,
                        'category.txt', direction_sensitive=True),
-    'somethingv2': _Spec(174, '{:06d}.jpg', 'flow_{}_{:06d}.jpg', 1, _VIDEOFOLDER, _VIDEOFOLDER_FLOW,
+    'somethingv2': _Spec(174, '{:06d}.jpg', 'flow_{}_{:06d}.jpg', 1, _VIDEOFOLDER,
                          'category.txt', direction_sensitive=True),
-    'jester': _Spec(27, '{:05d}.jpg', None, 1, _VIDEOFOLDER, None, 'category.txt', direction_sensitive=True),
-    'kinetics': _Spec(400, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER, _VIDEOFOLDER_FLOW,
+    'jester': _Spec(27, '{:05d}.jpg', None, 1, _VIDEOFOLDER, 'category.txt', direction_sensitive=True),
+    'kinetics': _Spec(400, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER,
                       'category.txt'),
     'breakfast': _Spec(10, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('breakfast', 'rgb'),
-                       _split_lists('breakfast', 'flow'), 'classInd.txt'),
-    'move4mnist': _Spec(4, '{}.jpg', None, 0, _VIDEOFOLDER, None, 'classInd.txt', direction_sensitive=True),
+                       'classInd.txt'),
+    'move4mnist': _Spec(4, '{}.jpg', 'flow_{}_{:05d}.jpg', 0, _VIDEOFOLDER, 'classInd.txt', direction_sensitive=True),
     # custom: the names tools/gen_lists.py writes; meant to be set by the flags
     'custom': _Spec(None, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, ('custom_train.txt', 'custom_val.txt'),
-                    ('custom_train.txt', 'custom_val.txt'), 'classInd.txt'),
+                    'classInd.txt'),
 }
 _OTHER_CLASS_FILES = ('classInd.txt', 'category.txt')  # also looked for by `custom`
 
@@ -134,10 +134,8 @@ def return_dataset(dataset: str, modality: str, root_path: str | None = None, tr
     default_tmpl = spec.rgb_tmpl if modality == 'RGB' else spec.flow_tmpl
     if image_tmpl is None and default_tmpl is None:
         raise ValueError(f'{name} has no {modality} frames by default; give --image_tmpl')
-    # a set without flow lists (given --image_tmpl for Flow) uses its image lists
-    default_lists = (spec.flow_lists if modality == 'Flow' else None) or spec.lists
-    train = _in_root(root, train_list or default_lists[0])
-    val = _in_root(root, val_list or default_lists[1])
+    train = _in_root(root, train_list or spec.lists[0])
+    val = _in_root(root, val_list or spec.lists[1])
     source = video_source or 'frames'
     if source not in ('frames', 'video'):
         raise ValueError(f"video_source must be 'frames' or 'video', got {source!r}")

@@ -122,7 +122,7 @@ def build_transform(args: argparse.Namespace, model: TSN, train: bool, flip: boo
 
     from ops import transforms as T
     if train:
-        crop = T.train_augmentation(args.img_size, flip=flip)
+        crop = T.train_augmentation(args.img_size, flip=flip, is_flow=args.modality == 'Flow')  # flow x inverted on flip
     else:
         crop = T.val_transform(args.scale_size, args.img_size)
     return torchvision.transforms.Compose([

@@ -285,7 +285,8 @@ def test_flow_loads_x_y_pairs_with_new_length(tmp_path):
     for i in range(10):
         for c, off in (('x', 0), ('y', 100)):
             Image.new('L', (W, H), level(i) + off).save(folder / f'flow_{c}_{i + 1:05d}.jpg')
-    ds = dataset(tmp_path, ['f 10 0'], num_segments=2, new_length=3, modality='Flow',
+    # the list counts the video's 11 frames, which give the 10 pairs
+    ds = dataset(tmp_path, ['f 11 0'], num_segments=2, new_length=3, modality='Flow',
                  image_tmpl='flow_{}_{:05d}.jpg', random_shift=False)
     frames, _, length = ds[0]
     assert frames.shape == (2 * 3 * 2, H, W) and length == 2
@@ -293,7 +294,25 @@ def test_flow_loads_x_y_pairs_with_new_length(tmp_path):
     expect = [level(i) + off for p in val_indices(10, 2, 3).tolist() for i in range(p, p + 3) for off in (0, 100)]
     assert np.allclose(means, expect, atol=2)
     with pytest.raises(ValueError, match='x'):
-        dataset(tmp_path, ['f 10 0'], modality='Flow', image_tmpl='img_{:05d}.jpg')
+        dataset(tmp_path, ['f 11 0'], modality='Flow', image_tmpl='img_{:05d}.jpg')
+
+
+def test_flow_of_n_frames_reads_n_minus_1_pairs(tmp_path):
+    """A list line of N frames: Flow positions 0..N-2 (pair N-1 does not exist), at every sampling."""
+    folder = tmp_path / 'f'
+    folder.mkdir()
+    for i in range(5):  # the pairs of 6 frames, numbered from 0 as Move4MNIST's frames
+        for c in 'xy':
+            Image.new('L', (W, H), level(i)).save(folder / f'flow_{c}_{i:05d}.jpg')
+    common = dict(modality='Flow', image_tmpl='flow_{}_{:05d}.jpg', start_index=0)
+    frames, _, length = dataset(tmp_path, ['f 6 0'], frames='all', **common)[0]
+    assert length == 5 and frames.shape == (5 * 2, H, W)
+    assert np.allclose((frames[::2].mean(dim=(1, 2)) * 255).round().tolist(), [level(i) for i in range(5)], atol=2)
+    for shift in (True, False):  # 5-pair stacks and 8 segments never run past the last pair
+        frames, _, _ = dataset(tmp_path, ['f 6 0'], num_segments=8, new_length=5, random_shift=shift, **common)[0]
+        assert frames.shape == (8 * 5 * 2, H, W)
+    with pytest.raises(BadVideoError, match='no flow pair'):
+        dataset(tmp_path, ['f 1 0'], frames='all', **common)[0]
 
 
 def test_jpeg_draft_decodes_reduced_but_correct(tmp_path):

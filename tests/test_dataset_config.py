@@ -57,10 +57,13 @@ def test_flags_really_override(tmp_path):
 
 def test_flow_defaults_and_unsupported():
     cfg = return_dataset('ucf101', 'Flow')
-    assert cfg.image_tmpl == 'flow_{}_{:05d}.jpg' and 'flow' in cfg.train_list
+    # Flow reads the RGB lists (N frames give N - 1 pairs, ops/dataset.py)
+    assert cfg.image_tmpl == 'flow_{}_{:05d}.jpg' and cfg.train_list == return_dataset('ucf101', 'RGB').train_list
     assert return_dataset('somethingv2', 'Flow').image_tmpl == 'flow_{}_{:06d}.jpg'
+    m4 = return_dataset('move4mnist', 'Flow')  # tools/extract_flow.py numbers pairs from frame 0 as the frames
+    assert (m4.image_tmpl, m4.start_index) == ('flow_{}_{:05d}.jpg', 0)
     with pytest.raises(ValueError, match='image_tmpl'):
-        return_dataset('move4mnist', 'Flow')
+        return_dataset('jester', 'Flow')
     with pytest.raises(ValueError, match='modality'):
         return_dataset('ucf101', 'Depth')
     with pytest.raises(ValueError, match='unknown data set'):

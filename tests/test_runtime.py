@@ -1,4 +1,5 @@
-"""ops/runtime.py: the data sets a run builds resize evaluation frames at load, and only for our own transform."""
+"""ops/runtime.py: evaluation frames resized at load only for our own transform; the lr schedule's warm-up; the
+model's initialisation; the Flow crop's flip."""
 import math
 
 import pytest
@@ -49,3 +50,25 @@ def test_zero_init_residual_starts_every_block_as_the_identity():
         last_bns = [block.bn2.weight for name in ('layer1', 'layer2', 'layer3', 'layer4')
                     for block in getattr(model.base_model, name)]
         assert len(last_bns) == 8 and all(torch.all(w == value) for w in last_bns), flag
+
+
+def test_flow_training_flip_inverts_the_x_images():
+    """A mirrored flow stack must also negate x (TSN): x' = 255 - x, y unchanged."""
+    import random
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from ops.runtime import build_transform
+    args = opts.parse_args(['ucf101', 'Flow', '--img_size', '32', '--pretrain', 'scratch'])
+    model = SimpleNamespace(input_mean=[0.5], input_std=[0.226])
+    transform = build_transform(args, model, train=True, flip=True)
+    x, y = Image.new('L', (40, 40), 200), Image.new('L', (40, 40), 60)
+    seen = set()
+    random.seed(0)
+    for _ in range(20):
+        out = transform([x, y])  # (2, 32, 32), normalised
+        levels = (out.mean(dim=(1, 2)) * 0.226 + 0.5) * 255
+        seen.add(round(levels[0].item()))
+        assert round(levels[1].item()) == 60
+    assert seen == {200, 55}

@@ -21,6 +21,11 @@ A video whose folder is missing, empty, has a gap or whose path holds a space (l
 on white space) is skipped, counted in the summary and listed in `missing_<list>` next to the list;
 --strict makes that an error (exit 1).
 
+The same lists serve the Flow stream: tools/extract_flow.py writes the flow beside the frames
+(`flow_x_00001.jpg` ... for the pairs of frames 1-2, 2-3, ...), and for Flow a list line of N frames
+gives the N - 1 pairs (ops/dataset.py), so no Flow list is written. Make the lists from the RGB frames
+(the flow files do not match --template and are not counted).
+
     python tools/gen_lists.py ucf101 --ann_dir ucfTrainTestlist --frame_root data/ucf101 --split 1
     python tools/gen_lists.py custom --video --frame_root my_videos --val_fraction 0.2 -j 4
 """
