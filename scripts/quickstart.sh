@@ -23,5 +23,6 @@ export WARM_EPOCHS=${WARM_EPOCHS:-6}
 export CONFIGS=${CONFIGS:-"cumulative8 tsm8"}
 export EVAL_FREQ=${EVAL_FREQ:-1}
 export EXTRA=${EXTRA-}  # fp32 everywhere, so the figures are those of any CPU (bf16 pays only with AMX units)
+export WIDE=${WIDE-}  # no configuration here needs both cores alone
 export SUMMARY_FLAGS=${SUMMARY_FLAGS:-"--brief"}
 exec bash scripts/repro_move4mnist_cpu.sh

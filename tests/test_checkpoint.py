@@ -1,4 +1,5 @@
-"""ops/checkpoint.py and tools/convert_checkpoint.py: TSM compatibility, safe loading, crash safety (DESIGN §5)."""
+"""ops/checkpoint.py and tools/convert_checkpoint.py: TSM compatibility, safe loading, crash safety
+(docs/DESIGN.md §5)."""
 import argparse
 import os
 import signal

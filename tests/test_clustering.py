@@ -1,4 +1,4 @@
-"""Tests of ops/clustering.py against per-video Python references written from DESIGN.md §3."""
+"""Tests of ops/clustering.py against per-video Python references written from docs/DESIGN.md §3."""
 import itertools
 import math
 import shutil

@@ -1,4 +1,4 @@
-"""Turn a checkpoint into one that ``torch.load(weights_only=True)`` reads (DESIGN §5).
+"""Turn a checkpoint into one that ``torch.load(weights_only=True)`` reads (docs/DESIGN.md §5).
 
     python tools/convert_checkpoint.py IN OUT [--trust] [--module_prefix keep|strip|add]
 
