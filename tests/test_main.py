@@ -143,7 +143,7 @@ def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data
 @pytest.mark.parametrize('method,frames,extra', [
     ('uniform', '32', []),
     ('slope', '32', ['--optimizer', 'adamw', '--lr', '0.001']),
-    ('cumulative', 'all', ['--chunk_frames', '8']),
+    ('cumulative', 'all', ['--chunk_frames', '8', '--freeze_early_bn']),
 ])
 def test_each_clustering_method_trains_and_evaluates_through_main(method, frames, extra, data, tmp_path):
     argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a not in ('--store_name', 'run')]

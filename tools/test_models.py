@@ -126,11 +126,10 @@ def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: 
     args = opts.parse_args([dataset, modality] + extra)
     if saved:
         defaults = vars(opts.parse_args([dataset, modality]))
-        given = {k: v for k, v in vars(args).items() if v != defaults.get(k)}
-        for key, value in given.items():
-            if key in saved and saved[key] != value:
-                raise ValueError(f"{path} was trained with --{key} {saved[key]}, the command line says {value}: "
-                                 f"the checkpoint's own arguments decide the model (drop the flag)")
+        # main.py --evaluate's rule: a model flag given here must agree with the stored one (it raises)
+        given = {k: v for k, v in opts.explicit_flags([dataset, modality] + extra).items()
+                 if k not in ('dataset', 'modality')}
+        opts.stored_settings(saved, given, path, keys=given)
         args = argparse.Namespace(**{**defaults, **saved})
         if args.dataset != dataset:  # another data set: its own defaults, not the training run's paths
             for key in DATA_KEYS + ('train_list', 'val_list'):
@@ -205,6 +204,9 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     args = model_args(ckpt, path, cli, extra)
     if test_segments is not None:
         args.num_segments = test_segments
+    problem = opts.cluster_problem(args.cluster, args.num_segments, args.frames)
+    if problem:
+        raise ValueError(f"{path}: {problem} (--test_segments, --frames)")
     if test_list is not None:
         args.val_list = test_list
     config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,
