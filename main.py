@@ -230,9 +230,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                 scaler.load_state_dict(ckpt['scaler'])
             start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
             best_prec1 = float(ckpt.get('best_prec1', 0.0))
-            set_rng_state(ckpt.get('rng'))
-            if rank > 0:  # the file holds rank 0's random states: keep the ranks' streams apart
-                set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
+            per_rank = ckpt.get('rng_ranks') or [ckpt.get('rng')]
+            if len(per_rank) == world:  # every rank continues its own random streams: an exact resume
+                set_rng_state(per_rank[rank])
+            else:  # saved with another number of processes: rank 0's states, the others' streams kept apart
+                set_rng_state(ckpt.get('rng'))
+                if rank > 0:
+                    set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
+                if is_main:
+                    print(f"note: {args.resume} holds the random states of {len(per_rank)} process(es), this run "
+                          f"has {world}: the resumed run is not the uninterrupted one exactly")
         if is_main:
             print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
     net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if dist_utils.is_distributed() else model
@@ -264,11 +271,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, world, pad=True)
 
     def save(epoch: int, iteration: int, is_best: bool = False) -> None:
+        rngs = [rng_state()]  # every rank's random states (a collective: every rank calls save)
+        if world > 1:
+            rngs = [None] * world
+            torch.distributed.all_gather_object(rngs, rng_state())
         if not is_main:
             return
         state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
-                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rng_state()}
+                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rngs[0],
+                 'rng_ranks': rngs if world > 1 else None}
         save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
         LAST_SAVED['path'] = os.path.join(model_dir, 'ckpt.pth.tar')
         LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'

@@ -225,18 +225,7 @@ def test_ctrl_c_names_the_last_checkpoint_and_exits_130(data, tmp_path):
     assert last.startswith('interrupted: the last complete checkpoint is') and str(ckpt) in last, last
 
 
-KILLER = """
-import os, signal, sys
-import main
-save = main.save_checkpoint
-def save_then_die(state, path):  # SIGKILL right after the checkpoint of (epoch, iteration) is complete
-    save(state, path)
-    if (state['epoch'], state['iteration']) == ({epoch}, {iteration}):
-        os.kill(os.getpid(), signal.SIGKILL)
-main.save_checkpoint = save_then_die
-sys.argv = ['main.py', *sys.argv[1:]]
-main.main()
-"""
+KILLER = str(ROOT / 'tests' / 'kill_after_save.py')
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_figures(data, tmp_path):
@@ -249,7 +238,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_figures(data, tmp_p
     procs = {'whole': start(run_args(data, folders['whole'], *flags, '-j', '0'))}
     for name, workers in (('kill0', '0'), ('kill2', '2')):
         procs[name] = subprocess.Popen(
-            [sys.executable, '-c', KILLER.format(epoch=0, iteration=2), *run_args(data, folders[name], *flags),
+            [sys.executable, KILLER, '0', '2', *run_args(data, folders[name], *flags),
              '-j', workers], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for name, proc in procs.items():
         done = finish(proc)
