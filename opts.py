@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tune_from', type=str, default=None, help='fine-tune from local weights')
 
     # ========================= Learning Configs ==========================
-    parser.add_argument('--epochs', default=120, type=positive_int, metavar='N')
+    parser.add_argument('--epochs', default=120, type=nonneg_int, metavar='N')
     parser.add_argument('-b', '--batch-size', default=256, type=positive_int, metavar='N', help='mini-batch size')
     parser.add_argument('--lr', '--learning-rate', default=0.001, type=nonneg_float, metavar='LR')
     parser.add_argument('--lr_type', default='step', type=str, choices=['step', 'cos'], metavar='LRtype')

@@ -89,6 +89,26 @@ def _label(token: str, where: str, num_class: int | None) -> int:
     return value
 
 
+def _read_lines(list_file: str) -> list[str]:
+    """The lines of a UTF-8 list, a byte-order mark at its start dropped.
+
+    Raises:
+        ValueError: a line that is not UTF-8, named ``file:line``.
+    """
+    with open(list_file, 'rb') as f:
+        raw = f.read().splitlines()  # bytes: only \n, \r\n and \r end a line, as in an editor
+    if raw and raw[0].startswith(b'\xef\xbb\xbf'):
+        raw[0] = raw[0][3:]
+    lines = []
+    for number, data in enumerate(raw, start=1):
+        try:
+            lines.append(data.decode('utf-8'))
+        except UnicodeDecodeError as err:
+            raise ValueError(f'{list_file}:{number}: not UTF-8 text ({err.reason} at byte {err.start} of the '
+                             f'line): save the list as UTF-8') from None
+    return lines
+
+
 def parse_list(list_file: str, root: str, num_class: int | None,
                video_source: str = 'frames') -> list[VideoRecord]:
     """Read a list file of lines ``path num_frames label [label ...]``.
@@ -105,24 +125,25 @@ def parse_list(list_file: str, root: str, num_class: int | None,
         FileNotFoundError: ``list_file`` does not exist.
         ValueError: a malformed line (message ``file:line: what was expected``) or no videos at all.
     """
+    if os.path.isdir(list_file):
+        raise ValueError(f'{list_file} is a folder, not a list file')
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f'list file not found: {list_file}')
     records = []
-    with open(list_file, encoding='utf-8-sig') as f:
-        for line_no, text in enumerate(f, start=1):
-            fields = text.split()
-            if not fields or fields[0].startswith('#'):
-                continue
-            where = f'{list_file}:{line_no}'
-            if video_source == 'video' and len(fields) == 2:
-                count, label_tokens = None, fields[1:]
-            elif len(fields) < 3:
-                expected = "'path num_frames label [label ...]'" + (" or 'path label'" * (video_source == 'video'))
-                raise ValueError(f'{where}: expected {expected}, got {len(fields)} field(s): {text.strip()!r}')
-            else:
-                count, label_tokens = _positive_int(fields[1], where, fields), fields[2:]
-            labels = [_label(t, where, num_class) for t in label_tokens]
-            records.append(VideoRecord(os.path.join(root, fields[0]), count, labels, list_file, line_no))
+    for line_no, text in enumerate(_read_lines(list_file), start=1):
+        fields = text.split()
+        if not fields or fields[0].startswith('#'):
+            continue
+        where = f'{list_file}:{line_no}'
+        if video_source == 'video' and len(fields) == 2:
+            count, label_tokens = None, fields[1:]
+        elif len(fields) < 3:
+            expected = "'path num_frames label [label ...]'" + (" or 'path label'" * (video_source == 'video'))
+            raise ValueError(f'{where}: expected {expected}, got {len(fields)} field(s): {text.strip()!r}')
+        else:
+            count, label_tokens = _positive_int(fields[1], where, fields), fields[2:]
+        labels = [_label(t, where, num_class) for t in label_tokens]
+        records.append(VideoRecord(os.path.join(root, fields[0]), count, labels, list_file, line_no))
     if not records:
         raise ValueError(f'{list_file}: no videos listed (the file is empty or holds only comments)')
     first_line: dict[str, int] = {}

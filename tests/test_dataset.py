@@ -499,3 +499,14 @@ def test_sample_seed_makes_a_sample_independent_of_the_global_generators(tmp_pat
     assert np.array_equal(np.random.get_state()[1], state[1]) and torch.equal(torch.get_rng_state(), state[0])
     ds.set_sample_seed((5, 2))  # another epoch: other positions (30 frames, 4 segments: almost surely)
     assert frame_ids(ds[0][0]) != first
+
+
+def test_a_list_that_is_not_utf8_or_a_folder_is_named(tmp_path):
+    lst = tmp_path / 'latin1.txt'
+    lst.write_bytes('a 3 0\r\nvid\xe9o 3 1\r\n'.encode('latin-1'))
+    with pytest.raises(ValueError, match=f'{lst}:2: not UTF-8'):
+        parse_list(str(lst), 'root', 2)
+    with pytest.raises(ValueError, match='is a folder, not a list file'):
+        parse_list(str(tmp_path), 'root', 2)
+    lst.write_bytes('a 3 0\r\nb 3 1\r\n'.encode('latin-1'))  # CRLF lines are fine
+    assert [r.line for r in parse_list(str(lst), 'root', 2)] == [1, 2]

@@ -19,7 +19,7 @@ def exit_message(argv: List[str], capsys) -> str:
 @pytest.mark.parametrize('argv,flag', [
     (['--eval-freq', '0'], '--eval-freq'), (['-p', '0'], '--print-freq'), (['--shift_div', '0'], '--shift_div'),
     (['--img_size', '0'], '--img_size'), (['--scale_size', '-4'], '--scale_size'), (['-b', '0'], '--batch-size'),
-    (['--epochs', '0'], '--epochs'), (['--num_segments', '0'], '--num_segments'), (['--lr', '-0.1'], '--lr'),
+    (['--epochs', '-1'], '--epochs'), (['--num_segments', '0'], '--num_segments'), (['--lr', '-0.1'], '--lr'),
     (['--lr', 'nan'], '--lr'), (['--dropout', '1'], '--dropout'), (['--dropout', '-0.5'], '--dropout'),
     (['-j', '-1'], '--workers'), (['--save_freq', '-1'], '--save_freq'), (['--chunk_frames', '-2'], '--chunk_frames'),
     (['--momentum', '-1'], '--momentum'), (['--wd', 'inf'], '--weight-decay'), (['--lr_steps', '-3'], '--lr_steps'),
