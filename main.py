@@ -157,12 +157,25 @@ def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed:
         generator=torch.Generator().manual_seed(seed))
 
 
+def check_mid_epoch(ckpt: dict, args: argparse.Namespace, epoch: int, iteration: int, world: int) -> None:
+    """A mid-epoch checkpoint resumes by skipping ``iteration`` batches: only exact with its -b and process count."""
+    saved_b = (ckpt.get('args') or {}).get('batch_size', args.batch_size)
+    saved_world = len(ckpt.get('rng_ranks') or [None])
+    if iteration and (saved_b != args.batch_size or saved_world != world):
+        raise ValueError(f"{args.resume} was written after {iteration} batches of epoch {epoch} with -b {saved_b} on "
+                         f"{saved_world} process(es); this run has -b {args.batch_size} on {world}: the videos "
+                         f"already trained cannot be skipped exactly. Resume with the same -b and number of "
+                         f"processes, or from an epoch-end checkpoint")
+    if epoch >= args.epochs and int(os.environ.get('RANK', 0)) == 0:
+        print(f"note: {args.resume} is at epoch {epoch} and --epochs is {args.epochs}: nothing left to train")
+
+
 # Where the last complete checkpoint of this process is (for the line printed at Ctrl-C).
 LAST_SAVED: Dict[str, str] = {}
 
 
 def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> None:
-    """``--evaluate --resume CKPT``: take the model settings CKPT was trained with (``opts.MODEL_KEYS``).
+    """``--resume CKPT`` (evaluation or training): take the model settings CKPT was trained with (``opts.MODEL_KEYS``).
 
     A flag given on the command line that contradicts them is an error, unless ``--override_model_args``.
     A checkpoint without ``args`` (TSM's own) is evaluated with the command line's settings.
@@ -186,7 +199,7 @@ def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
-    if args.evaluate and args.resume:
+    if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
         use_stored_settings(args, argv)
     check_training(args)
     rank, world = dist_utils.init_from_env(args.device)
@@ -229,6 +242,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             if ckpt.get('scaler'):
                 scaler.load_state_dict(ckpt['scaler'])
             start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
+            check_mid_epoch(ckpt, args, start_epoch, start_iter, world)
             best_prec1 = float(ckpt.get('best_prec1', 0.0))
             per_rank = ckpt.get('rng_ranks') or [ckpt.get('rng')]
             if len(per_rank) == world:  # every rank continues its own random streams: an exact resume

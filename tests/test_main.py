@@ -259,3 +259,18 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_figures(data, tmp_p
                     for k, v in whole['state_dict'].items())
         assert worst <= 1e-6, f"{name}: weights differ by {worst}"
         assert logged_results(folders[name])[-1] == logged_results(folders['whole'])[-1], name
+
+
+def test_resume_refuses_what_would_not_continue_the_run(data, tmp_path):
+    """Training from a checkpoint: contradicting model flags are refused (as in evaluation), and a mid-epoch
+    checkpoint only resumes with its batch size (the videos already done are skipped by count)."""
+    path = tmp_path / 'mid.pth.tar'
+    args = opts.parse_args(run_args(data, tmp_path, '-b', '2'))
+    model = build_model(args, 4, print_spec=False)
+    save_checkpoint({'epoch': 0, 'iteration': 2, 'arch': 'resnet18', 'state_dict': model.state_dict(),
+                     'args': vars(args)}, str(path))
+    with pytest.raises(ValueError, match="--num_segments: trained with 4, the command line says 6"):
+        train_main.main(run_args(data, tmp_path, '-b', '2', '--num_segments', '6', '--resume', str(path)))
+    with pytest.raises(ValueError) as err:
+        train_main.main(run_args(data, tmp_path, '-b', '4', '--resume', str(path)))
+    assert str(path) in str(err.value) and '-b 2' in str(err.value) and '-b 4' in str(err.value), err.value
