@@ -43,7 +43,7 @@ def start(argv: List[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def finish(proc: subprocess.Popen, timeout: int = 120) -> subprocess.CompletedProcess:
+def finish(proc: subprocess.Popen, timeout: int = 300) -> subprocess.CompletedProcess:
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
