@@ -178,7 +178,7 @@ def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> 
     """``--resume CKPT`` (evaluation or training): take the model settings CKPT was trained with (``opts.MODEL_KEYS``).
 
     A flag given on the command line that contradicts them is an error, unless ``--override_model_args``.
-    A checkpoint without ``args`` (TSM's own) is evaluated with the command line's settings.
+    A checkpoint without ``args`` (TSM's own) is used with the command line's settings.
     """
     saved = load_checkpoint(args.resume).get('args')
     if not saved:
@@ -194,7 +194,7 @@ def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> 
         args.scale_size = None
     complete_args(args, build_parser())
     if changed and int(os.environ.get('RANK', 0)) == 0:
-        print(f"=> {args.resume}: evaluated with its stored settings {' '.join(changed)}")
+        print(f"=> {args.resume}: its stored model settings {' '.join(changed)} replace the defaults")
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
@@ -305,8 +305,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate(optimizer, args, epoch)
         train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
-        # augmentation draws and worker seeds are functions of (seed, epoch, rank, video) alone: a run resumed
-        # mid-epoch sees the batches, and the dropout stream, of the uninterrupted run (DESIGN: resume)
+        # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
+        # epoch): a run resumed mid-epoch sees the batches and dropout stream of the uninterrupted run
+        # (docs/ROBUSTNESS.md)
         train_set.set_sample_seed((args.seed, epoch))
         loader = make_loader(train_set, args, train_sampler, channels, (args.seed + rank) * 100003 + epoch)
         t0 = time.time()
