@@ -16,10 +16,11 @@ import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from opts import parse_args
+from opts import build_parser, check_training, complete_args, explicit_flags, parse_args, stored_settings
 from ops import distributed as dist_utils
-from ops.checkpoint import (load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state, save_checkpoint,
-                            set_rng_state)
+from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
+                            save_checkpoint, set_rng_state)
+from ops.chunked import freeze_early_batchnorm
 from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
 from ops.runtime import (adjust_learning_rate, build_dataset, build_model, build_optimizer, select_device,
@@ -71,6 +72,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
     """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume)."""
     criterion = nn.CrossEntropyLoss()
     model.train()
+    if args.freeze_early_bn:
+        freeze_early_batchnorm(getattr(model, 'module', model))
     losses, top1, top5 = AverageMeter(), AverageMeter(), AverageMeter()
     skipped, held_back = 0, 0
     # Under DDP every rank must take every step (backward all-reduces, SyncBN gathers): with --on_bad_video
@@ -146,16 +149,62 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
             'count': int(count)}
 
 
-def make_loader(dataset, args: argparse.Namespace, sampler, channels: int):
+def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int):
+    """A loader whose iterator draws its worker seeds from its own generator (seeded with ``seed``), never from
+    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume)."""
     return torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
         pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
         collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
-        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
+        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed))
+
+
+def check_mid_epoch(ckpt: dict, args: argparse.Namespace, epoch: int, iteration: int, world: int) -> None:
+    """A mid-epoch checkpoint resumes by skipping ``iteration`` batches: only exact with its -b and process count."""
+    saved_b = (ckpt.get('args') or {}).get('batch_size', args.batch_size)
+    saved_world = len(ckpt.get('rng_ranks') or [None])
+    if iteration and (saved_b != args.batch_size or saved_world != world):
+        raise ValueError(f"{args.resume} was written after {iteration} batches of epoch {epoch} with -b {saved_b} on "
+                         f"{saved_world} process(es); this run has -b {args.batch_size} on {world}: the videos "
+                         f"already trained cannot be skipped exactly. Resume with the same -b and number of "
+                         f"processes, or from an epoch-end checkpoint")
+    if epoch >= args.epochs and int(os.environ.get('RANK', 0)) == 0:
+        print(f"note: {args.resume} is at epoch {epoch} and --epochs is {args.epochs}: nothing left to train")
+
+
+# Where the last complete checkpoint of this process is (for the line printed at Ctrl-C).
+LAST_SAVED: Dict[str, str] = {}
+
+
+def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> None:
+    """``--resume CKPT`` (evaluation or training): take the model settings CKPT was trained with (``opts.MODEL_KEYS``).
+
+    A flag given on the command line that contradicts them is an error, unless ``--override_model_args``.
+    A checkpoint without ``args`` (TSM's own) is used with the command line's settings.
+    """
+    saved = load_checkpoint(args.resume).get('args')
+    if not saved:
+        return
+    given = explicit_flags(list(sys.argv[1:] if argv is None else argv))
+    settings = stored_settings(saved, given, args.resume, override=args.override_model_args)
+    changed = [f"--{k} {v}" for k, v in settings.items() if getattr(args, k) != v]
+    for key, value in settings.items():
+        setattr(args, key, value)
+    if args.cluster == 'none' and 'frames' not in given:
+        args.frames = None
+    if 'img_size' in given and 'scale_size' not in given and args.img_size != saved.get('img_size'):
+        args.scale_size = None
+    complete_args(args, build_parser())
+    if changed and int(os.environ.get('RANK', 0)) == 0:
+        print(f"=> {args.resume}: its stored model settings {' '.join(changed)} replace the defaults")
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
+    if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
+        use_stored_settings(args, argv)
+    check_training(args)
     rank, world = dist_utils.init_from_env(args.device)
     device = select_device(args.device)
     set_seed(args.seed + rank)
@@ -164,6 +213,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             video_source=args.video_source)
     args.store_name = store_name(args)
     is_main = rank == 0
+    log_dir = os.path.join(args.root_log, args.store_name)
+    model_dir = os.path.join(args.root_model, args.store_name)
+    if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save
+        check_writable(log_dir, '--root_log')
+        check_writable(model_dir, '--root_model')
     # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
     model = build_model(args, config.num_class, print_spec=is_main,
                         pretrain='scratch' if args.resume else None)
@@ -191,10 +245,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             if ckpt.get('scaler'):
                 scaler.load_state_dict(ckpt['scaler'])
             start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
+            check_mid_epoch(ckpt, args, start_epoch, start_iter, world)
             best_prec1 = float(ckpt.get('best_prec1', 0.0))
-            set_rng_state(ckpt.get('rng'))
-            if rank > 0:  # the file holds rank 0's random states: keep the ranks' streams apart
-                set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
+            per_rank = ckpt.get('rng_ranks') or [ckpt.get('rng')]
+            if len(per_rank) == world:  # every rank continues its own random streams: an exact resume
+                set_rng_state(per_rank[rank])
+            else:  # saved with another number of processes: rank 0's states, the others' streams kept apart
+                set_rng_state(ckpt.get('rng'))
+                if rank > 0:
+                    set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
+                if is_main:
+                    print(f"note: {args.resume} holds the random states of {len(per_rank)} process(es), this run "
+                          f"has {world}: the resumed run is not the uninterrupted one exactly")
         if is_main:
             print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
     net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if dist_utils.is_distributed() else model
@@ -204,7 +266,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     channels = model.sample_len
     val_set = build_dataset(args, config, model, train=False)
     val_loader = make_loader(val_set, args, dist_utils.EpochSampler(len(val_set), False, args.seed, rank, world,
-                                                                    pad=False), channels)
+                                                                    pad=False), channels, args.seed)
     # Validation runs the bare model: DDP's forward may start a collective, and ranks can hold different
     # numbers of validation batches. Rank 0's BatchNorm statistics are copied first (broadcast_buffers).
     if args.evaluate:
@@ -215,11 +277,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         dist_utils.cleanup()
         return result
 
-    log_dir = os.path.join(args.root_log, args.store_name)
-    model_dir = os.path.join(args.root_model, args.store_name)
     if is_main:
-        os.makedirs(log_dir, exist_ok=True)
-        os.makedirs(model_dir, exist_ok=True)
         for name in remove_stale_temporaries(model_dir):
             print(f"=> removed {os.path.join(model_dir, name)}, left by a save that was killed")
         with open(os.path.join(log_dir, 'args.txt'), 'w') as f:
@@ -230,12 +288,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, world, pad=True)
 
     def save(epoch: int, iteration: int, is_best: bool = False) -> None:
+        rngs = [rng_state()]  # every rank's random states (a collective: every rank calls save)
+        if world > 1:
+            rngs = [None] * world
+            torch.distributed.all_gather_object(rngs, rng_state())
         if not is_main:
             return
         state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
-                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rng_state()}
+                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rngs[0],
+                 'rng_ranks': rngs if world > 1 else None}
         save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
+        LAST_SAVED['path'] = os.path.join(model_dir, 'ckpt.pth.tar')
+        LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'
         if is_best:
             save_checkpoint(state, os.path.join(model_dir, 'ckpt.best.pth.tar'))
 
@@ -243,7 +308,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate(optimizer, args, epoch)
         train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
-        loader = make_loader(train_set, args, train_sampler, channels)
+        # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
+        # epoch): a run resumed mid-epoch sees the batches and dropout stream of the uninterrupted run
+        # (docs/ROBUSTNESS.md)
+        train_set.set_sample_seed((args.seed, epoch))
+        loader = make_loader(train_set, args, train_sampler, channels, (args.seed + rank) * 100003 + epoch)
         t0 = time.time()
         stats = train_one_epoch(net, loader, optimizer, scaler, epoch, start_iter, args, device, log,
                                 lambda e, it: save(e, it))
@@ -281,6 +350,12 @@ def culprit_line(err: BaseException) -> str:
 if __name__ == '__main__':
     try:
         main()
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; 130 = 128 + SIGINT, as a shell reports it
+        rank = f" (rank {os.environ['RANK']})" if 'RANK' in os.environ else ''
+        where = (f"the last complete checkpoint is {LAST_SAVED['path']} ({LAST_SAVED['at']}); resume with "
+                 f"--resume {LAST_SAVED['path']}") if LAST_SAVED else "no checkpoint was written by this run"
+        print(f"\ninterrupted{rank}: {where}", file=sys.stderr, flush=True)
+        sys.exit(130)
     except Exception as error:  # the full traceback, then one last line naming the bad file, list line or frame
         import traceback
         traceback.print_exc()

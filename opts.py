@@ -1,6 +1,35 @@
 """Command-line flags. TSM's flags keep their names and meanings; ours are grouped at the end (DESIGN §2)."""
 import argparse
-from typing import List, Optional, Union
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+# The settings that decide the model a checkpoint holds and the input it was trained on: evaluation
+# (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
+MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
+              'temporal_pool', 'non_local', 'cluster', 'frames', 'cluster_after', 'dense_sample', 'img_size',
+              'scale_size')
+
+
+def _checked(kind: str, test: Callable[[float], bool], cast: Callable[[str], Any] = int) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``cast`` the text, then refuse it unless ``test`` holds (argparse exits with
+    status 2 and names the flag: ``argument --eval-freq: invalid value '0': expected an integer >= 1``)."""
+    def convert(value: str) -> Any:
+        try:
+            number = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected {kind}") from None
+        if number != number or not test(number):  # NaN fails every test
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected {kind}")
+        return number
+    convert.__name__ = kind  # argparse names the type in some messages
+    return convert
+
+
+positive_int = _checked('an integer >= 1', lambda v: v >= 1)
+nonneg_int = _checked('an integer >= 0', lambda v: v >= 0)
+nonneg_float = _checked('a finite number >= 0', lambda v: 0 <= v < float('inf'), float)
+positive_float = _checked('a finite number > 0', lambda v: 0 < v < float('inf'), float)
+fraction = _checked('a number in [0, 1)', lambda v: 0 <= v < 1, float)
 
 
 def frames_type(value: str) -> Union[int, str]:
@@ -30,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     # ========================= Model Configs ==========================
     parser.add_argument('--arch', type=str, default="resnet50",
                         choices=['resnet18', 'resnet34', 'resnet50', 'resnet101'])
-    parser.add_argument('--num_segments', type=int, default=8,
+    parser.add_argument('--num_segments', type=positive_int, default=8,
                         help="frames sampled per video (cluster none) or clusters G (clustering)")
     parser.add_argument('--consensus_type', type=str, default='avg', choices=['avg', 'identity'])
     parser.add_argument('--k', type=int, default=3, help="unused, kept for TSM's command lines")
-    parser.add_argument('--dropout', '--do', default=0.5, type=float, metavar='DO')
+    parser.add_argument('--dropout', '--do', default=0.5, type=fraction, metavar='DO')
     parser.add_argument('--loss_type', type=str, default="nll", choices=['nll'])
     parser.add_argument('--img_feature_dim', default=256, type=int, help="unused, kept for TSM's command lines")
     parser.add_argument('--suffix', type=str, default=None)
@@ -42,35 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tune_from', type=str, default=None, help='fine-tune from local weights')
 
     # ========================= Learning Configs ==========================
-    parser.add_argument('--epochs', default=120, type=int, metavar='N')
-    parser.add_argument('-b', '--batch-size', default=256, type=int, metavar='N', help='mini-batch size')
-    parser.add_argument('--lr', '--learning-rate', default=0.001, type=float, metavar='LR')
+    parser.add_argument('--epochs', default=120, type=nonneg_int, metavar='N')
+    parser.add_argument('-b', '--batch-size', default=256, type=positive_int, metavar='N', help='mini-batch size')
+    parser.add_argument('--lr', '--learning-rate', default=0.001, type=nonneg_float, metavar='LR')
     parser.add_argument('--lr_type', default='step', type=str, choices=['step', 'cos'], metavar='LRtype')
-    parser.add_argument('--lr_steps', default=[20, 40], type=float, nargs="+", metavar='LRSteps',
+    parser.add_argument('--lr_steps', default=[20, 40], type=nonneg_float, nargs="+", metavar='LRSteps',
                         help='epochs at which the learning rate is divided by 10')
     parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
                         help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
-    parser.add_argument('--warmup_epochs', default=0, type=float,
+    parser.add_argument('--warmup_epochs', default=0, type=nonneg_float,
                         help="linear learning-rate warm-up over the first N epochs, raised every step (0: none)")
     parser.add_argument('--zero_init_residual', default=False, action='store_true',
                         help="from scratch: the last BatchNorm of each residual block starts at zero")
-    parser.add_argument('--momentum', default=0.9, type=float, metavar='M')
-    parser.add_argument('--weight-decay', '--wd', default=5e-4, type=float, metavar='W')
-    parser.add_argument('--clip-gradient', '--gd', default=20, type=float, metavar='W',
+    parser.add_argument('--momentum', default=0.9, type=nonneg_float, metavar='M')
+    parser.add_argument('--weight-decay', '--wd', default=5e-4, type=nonneg_float, metavar='W')
+    parser.add_argument('--clip-gradient', '--gd', default=20, type=nonneg_float, metavar='W',
                         help='gradient norm clipping (0 = off)')
     parser.add_argument('--no_partialbn', '--npb', default=False, action="store_true")
 
     # ========================= Monitor Configs ==========================
-    parser.add_argument('--print-freq', '-p', default=20, type=int, metavar='N')
-    parser.add_argument('--eval-freq', '-ef', default=5, type=int, metavar='N')
+    parser.add_argument('--print-freq', '-p', default=20, type=positive_int, metavar='N')
+    parser.add_argument('--eval-freq', '-ef', default=5, type=positive_int, metavar='N')
 
     # ========================= Runtime Configs ==========================
-    parser.add_argument('-j', '--workers', default=8, type=int, metavar='N', help='data loading workers')
+    parser.add_argument('-j', '--workers', default=8, type=nonneg_int, metavar='N', help='data loading workers')
     parser.add_argument('--resume', default='', type=str, metavar='PATH', help='checkpoint to resume from')
     parser.add_argument('-e', '--evaluate', dest='evaluate', action='store_true',
                         help='evaluate the model on the validation set and exit')
     parser.add_argument('--snapshot_pref', type=str, default="")
-    parser.add_argument('--start-epoch', default=0, type=int, metavar='N',
+    parser.add_argument('--start-epoch', default=0, type=nonneg_int, metavar='N',
                         help='first epoch (overridden by --resume)')
     parser.add_argument('--gpus', nargs='+', type=int, default=None, help="unused: see --device and torchrun")
     parser.add_argument('--flow_prefix', default="", type=str)
@@ -78,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--root_model', type=str, default='checkpoint')
 
     parser.add_argument('--shift', default=False, action="store_true", help='use temporal shift')
-    parser.add_argument('--shift_div', default=8, type=int, help='number of div for shift (default: 8)')
+    parser.add_argument('--shift_div', default=8, type=positive_int, help='number of div for shift (default: 8)')
     parser.add_argument('--shift_place', default='blockres', type=str, choices=['blockres', 'block'])
     parser.add_argument('--temporal_pool', default=False, action="store_true")
     parser.add_argument('--non_local', default=False, action="store_true", help="not supported")
@@ -92,43 +121,125 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames per video entering the stem when clustering: an integer F or 'all' "
                              "(default 32)")
     parser.add_argument('--cluster_after', default='layer1', choices=['layer1', 'layer2', 'layer3'])
-    parser.add_argument('--chunk_frames', default=0, type=int,
-                        help="run the layers before clustering in chunks of K frames with recomputation")
+    parser.add_argument('--chunk_frames', default=0, type=nonneg_int,
+                        help="run the layers before clustering in chunks of K frames with recomputation; "
+                             "training also needs --freeze_early_bn (exact only with frozen BatchNorm statistics)")
+    parser.add_argument('--freeze_early_bn', default=False, action='store_true',
+                        help="in training, the BatchNorm layers up to the clustering point (the stem's too) use "
+                             "their running statistics, which stay as loaded; their scale and shift still learn")
     parser.add_argument('--fused_assign', default='auto', choices=['auto', 'on', 'off'],
                         help="torch.compile the clustering: the sign Hamming distances in one pass over the "
                              "activations, the rule and the mean weights (same values; the first step compiles; "
                              "not used with --chunk_frames); auto: on for CUDA activations when Triton is "
                              "installed, off on the CPU")
-    parser.add_argument('--img_size', default=224, type=int, help="crop size")
-    parser.add_argument('--scale_size', default=None, type=int, help="test-time short side (default img_size*256/224)")
+    parser.add_argument('--img_size', default=224, type=positive_int, help="crop size")
+    parser.add_argument('--scale_size', default=None, type=positive_int, help="test-time short side (default img_size*256/224)")
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
-    parser.add_argument('--seed', default=0, type=int)
+    parser.add_argument('--seed', default=0, type=nonneg_int)
     parser.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'], help="mixed precision")
     parser.add_argument('--channels_last', default=False, action='store_true', help="channels-last memory layout")
     parser.add_argument('--image_tmpl', default=None, type=str, help="frame file name template, e.g. 'img_{:05d}.jpg'")
-    parser.add_argument('--start_index', default=None, type=int, help="number of the first frame file")
+    parser.add_argument('--start_index', default=None, type=nonneg_int, help="number of the first frame file")
     parser.add_argument('--video_source', default=None, choices=['frames', 'video'],
                         help="read frame folders or decode video files (default: the data set's)")
     parser.add_argument('--on_bad_video', default='error', choices=['error', 'skip'])
     parser.add_argument('--sync_bn', default=False, action='store_true', help="SyncBatchNorm under torchrun")
-    parser.add_argument('--save_freq', default=0, type=int,
+    parser.add_argument('--save_freq', default=0, type=nonneg_int,
                         help="also checkpoint every N iterations inside an epoch (0: at epoch ends only)")
+    parser.add_argument('--override_model_args', default=False, action='store_true',
+                        help="--evaluate --resume: model flags given on the command line win over the "
+                             "checkpoint's stored ones (an ablation, e.g. a cumulative model with uniform clusters)")
     return parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse and complete the arguments (defaults that depend on other flags)."""
+    """Parse and complete the arguments (defaults that depend on other flags); contradictions exit with 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return complete_args(parser.parse_args(argv), parser)
+
+
+def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Fill the defaults that depend on other flags and refuse combinations that cannot work."""
     if args.cluster != 'none' and args.frames is None:
         args.frames = 32
     if args.cluster == 'none' and args.frames is not None:
         parser.error("--frames only applies with --cluster uniform|slope|cumulative")
     if args.scale_size is None:
         args.scale_size = args.img_size * 256 // 224
-    if args.chunk_frames < 0:
-        parser.error("--chunk_frames must be >= 0")
+    problem = cluster_problem(args.cluster, args.num_segments, args.frames)
+    if problem:
+        parser.error(problem)
+    if args.shift and args.shift_div > 64:
+        parser.error(f"--shift_div {args.shift_div}: at most 64 (a block of 64 channels would shift none)")
+    if args.chunk_frames and args.cluster == 'none':
+        parser.error("--chunk_frames only applies with --cluster uniform|slope|cumulative")
+    if args.freeze_early_bn and args.cluster == 'none':
+        parser.error("--freeze_early_bn only applies with --cluster uniform|slope|cumulative (the layers before "
+                     "the clustering point)")
     if args.fused_assign == 'on' and args.chunk_frames and args.cluster != 'none':
         print("note: --fused_assign on does not apply with --chunk_frames (the chunked path computes its distances "
               "from packed sign codes, and its rule and mean weights, eagerly)")
     return args
+
+
+def cluster_problem(cluster: str, num_segments: int, frames: Union[int, str, None]) -> Optional[str]:
+    """Why ``--num_segments G`` clusters cannot come from ``--frames F`` (G > F), or None."""
+    if cluster != 'none' and isinstance(frames, int) and num_segments > frames:
+        return (f"--num_segments {num_segments} clusters from --frames {frames} frames: each cluster needs a "
+                f"frame of its own (G <= F); lower --num_segments or raise --frames")
+    return None
+
+
+def check_training(args: argparse.Namespace) -> None:
+    """Refuse training settings whose result would not be what they say (exit status 2, naming the flags)."""
+    if args.chunk_frames and not args.freeze_early_bn and not args.evaluate:
+        build_parser().error(
+            f"--chunk_frames {args.chunk_frames} in training needs --freeze_early_bn: a BatchNorm layer before "
+            f"the clustering point in training mode (the stem's always) would normalise each chunk of "
+            f"{args.chunk_frames} frames with that chunk's statistics, which is not the training of the whole "
+            f"video. Add --freeze_early_bn (the same flag without --chunk_frames gives the same training), or "
+            f"train without --chunk_frames (lower --frames or -b to fit memory)")
+
+
+def explicit_flags(argv: List[str]) -> Dict[str, Any]:
+    """The flags ``argv`` sets itself (dest -> parsed value), without the parser's defaults."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def flag_name(dest: str) -> str:
+    """``num_segments`` -> ``--num_segments``; ``batch_size`` -> ``--batch-size`` (the flag's long name)."""
+    for action in build_parser()._actions:
+        if action.dest == dest:
+            longs = [o for o in action.option_strings if o.startswith('--')]
+            return longs[0] if longs else dest
+    return f'--{dest}'
+
+
+def stored_settings(saved: Dict[str, Any], given: Dict[str, Any], path: str, keys: Iterable[str] = MODEL_KEYS,
+                    override: bool = False) -> Dict[str, Any]:
+    """The settings of ``keys`` a checkpoint was trained with, as ``{dest: value}``.
+
+    Args:
+        saved: the checkpoint's ``args`` (``vars`` of main.py's namespace).
+        given: the flags the command line sets explicitly (``explicit_flags``).
+        path: the checkpoint, for messages.
+        keys: which settings the checkpoint decides.
+        override: flags in ``given`` win (an ablation); else a contradiction raises.
+
+    Raises:
+        ValueError: a flag in ``given`` contradicts the stored value; names the flag and both values.
+    """
+    settings = {k: saved[k] for k in keys if k in saved}
+    clashes = [k for k in settings if k in given and given[k] != settings[k]]
+    if clashes and not override:
+        said = '; '.join(f"{flag_name(k)}: trained with {settings[k]!r}, the command line says {given[k]!r}"
+                         for k in clashes)
+        raise ValueError(f"{path}: the command line contradicts the checkpoint's model settings ({said}). The "
+                         f"checkpoint's settings decide the model: drop the flag, or add --override_model_args "
+                         f"to evaluate it so on purpose")
+    for k in clashes:
+        settings[k] = given[k]
+    return settings

@@ -42,6 +42,23 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     _fsync_folder(folder)
 
 
+def check_writable(folder: str, flag: str = '') -> None:
+    """Create ``folder`` and write and remove a probe file in it, so that a run learns before its first step,
+    not at its first save, that it cannot write there.
+
+    Raises:
+        CheckpointError: naming the folder (and ``flag``, the option that chose it) and the cause.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-probe-', dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise CheckpointError(f"{folder}: cannot write in this folder{f' ({flag})' if flag else ''}: "
+                              f"{err.strerror or err}") from err
+
+
 def remove_stale_temporaries(folder: str) -> List[str]:
     """Delete the ``.tmp-*.pth.tar`` files that saves killed mid-write left in ``folder``; their names.
 

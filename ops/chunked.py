@@ -12,12 +12,13 @@ So activation memory before the clustering point grows with K, not with the numb
 
 Exactness: a temporal shift mixes neighbouring frames, so each chunk is computed with a halo of as many
 frames on each side as there are shifted blocks before the clustering point, and the halo is dropped.
-Outputs and gradients then equal the unchunked path whenever BatchNorm uses running statistics (eval mode,
-or frozen by partial BN, TSM's default, except for the first BN). A BatchNorm in training mode normalises
-each chunk with the chunk's own statistics, like a smaller batch, and recomputation updates its running
-statistics twice per step.
+Outputs and gradients then equal the unchunked path whenever every BatchNorm before the clustering point
+uses running statistics: in evaluation, and in training with ``freeze_early_batchnorm`` (main.py
+``--freeze_early_bn``, which main.py requires with ``--chunk_frames`` in training). A BatchNorm in training
+mode would normalise each chunk with the chunk's own statistics, like a smaller batch, and recomputation
+would update its running statistics twice per chunk.
 """
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -26,6 +27,24 @@ from torch.utils.checkpoint import checkpoint
 from ops.clustering import cluster_weights, cumulative_assign, hamming_from_codes, sign_codes, slope_assign, \
     uniform_assign
 from ops.temporal_shift import TemporalShift
+
+
+def early_batchnorms(model: nn.Module) -> List[nn.Module]:
+    """The BatchNorm layers of ``model`` (a ``TSN``) that run on every frame: the stem's and those of the layers
+    up to the clustering point (none without clustering)."""
+    if not model.early_layers():
+        return []
+    bm = model.base_model
+    parts = [bm.bn1] + [getattr(bm, name) for name in model.early_layers()]
+    return [m for part in parts for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def freeze_early_batchnorm(model: nn.Module) -> None:
+    """Put ``early_batchnorms`` in eval mode (call after ``model.train()``): they normalise with their running
+    statistics, which no longer change; their affine parameters still train. Chunked training is then
+    exact (equals the unchunked training with the same freezing)."""
+    for m in early_batchnorms(model):
+        m.eval()
 
 
 def shift_halo(model: nn.Module) -> int:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,9 +67,14 @@ class VideoRecord:
 
 # ----------------------------------------------------------------------------- list parsing
 
-def _positive_int(token: str, where: str) -> int:
+def _positive_int(token: str, where: str, fields: list[str]) -> int:
     if not token.isdigit() or int(token) == 0:
-        raise ValueError(f'{where}: num_frames must be a positive integer, got {token!r}')
+        if not token.lstrip('+-').isdigit() and len(fields) > 3:
+            raise ValueError(f'{where}: the line has {len(fields)} fields and the second, {token!r}, is not a frame '
+                             f"count: expected 'path num_frames label [label ...]', and paths cannot contain "
+                             f'spaces (rename {" ".join(fields[:-2])!r})')
+        raise ValueError(f'{where}: num_frames must be a positive integer, got {token!r}'
+                         + (' (paths cannot contain spaces)' if not token.lstrip('+-').isdigit() else ''))
     return int(token)
 
 
@@ -82,6 +89,26 @@ def _label(token: str, where: str, num_class: int | None) -> int:
     return value
 
 
+def _read_lines(list_file: str) -> list[str]:
+    """The lines of a UTF-8 list, a byte-order mark at its start dropped.
+
+    Raises:
+        ValueError: a line that is not UTF-8, named ``file:line``.
+    """
+    with open(list_file, 'rb') as f:
+        raw = f.read().splitlines()  # bytes: only \n, \r\n and \r end a line, as in an editor
+    if raw and raw[0].startswith(b'\xef\xbb\xbf'):
+        raw[0] = raw[0][3:]
+    lines = []
+    for number, data in enumerate(raw, start=1):
+        try:
+            lines.append(data.decode('utf-8'))
+        except UnicodeDecodeError as err:
+            raise ValueError(f'{list_file}:{number}: not UTF-8 text ({err.reason} at byte {err.start} of the '
+                             f'line): save the list as UTF-8') from None
+    return lines
+
+
 def parse_list(list_file: str, root: str, num_class: int | None,
                video_source: str = 'frames') -> list[VideoRecord]:
     """Read a list file of lines ``path num_frames label [label ...]``.
@@ -91,31 +118,62 @@ def parse_list(list_file: str, root: str, num_class: int | None,
     ``path num_frames label ...``. Blank lines and lines starting with ``#`` are skipped; paths are
     relative to ``root`` unless absolute and may not contain spaces.
 
+    The file is read as UTF-8, a byte-order mark at its start ignored. A video listed twice is warned
+    about once (``RuntimeWarning`` naming the first repeated line and the count), as it trains twice.
+
     Raises:
         FileNotFoundError: ``list_file`` does not exist.
         ValueError: a malformed line (message ``file:line: what was expected``) or no videos at all.
     """
+    if os.path.isdir(list_file):
+        raise ValueError(f'{list_file} is a folder, not a list file')
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f'list file not found: {list_file}')
     records = []
-    with open(list_file, encoding='utf-8') as f:
-        for line_no, text in enumerate(f, start=1):
-            fields = text.split()
-            if not fields or fields[0].startswith('#'):
-                continue
-            where = f'{list_file}:{line_no}'
-            if video_source == 'video' and len(fields) == 2:
-                count, label_tokens = None, fields[1:]
-            elif len(fields) < 3:
-                expected = "'path num_frames label [label ...]'" + (" or 'path label'" * (video_source == 'video'))
-                raise ValueError(f'{where}: expected {expected}, got {len(fields)} field(s): {text.strip()!r}')
-            else:
-                count, label_tokens = _positive_int(fields[1], where), fields[2:]
-            labels = [_label(t, where, num_class) for t in label_tokens]
-            records.append(VideoRecord(os.path.join(root, fields[0]), count, labels, list_file, line_no))
+    for line_no, text in enumerate(_read_lines(list_file), start=1):
+        fields = text.split()
+        if not fields or fields[0].startswith('#'):
+            continue
+        where = f'{list_file}:{line_no}'
+        if video_source == 'video' and len(fields) == 2:
+            count, label_tokens = None, fields[1:]
+        elif len(fields) < 3:
+            expected = "'path num_frames label [label ...]'" + (" or 'path label'" * (video_source == 'video'))
+            raise ValueError(f'{where}: expected {expected}, got {len(fields)} field(s): {text.strip()!r}')
+        else:
+            count, label_tokens = _positive_int(fields[1], where, fields), fields[2:]
+        labels = [_label(t, where, num_class) for t in label_tokens]
+        records.append(VideoRecord(os.path.join(root, fields[0]), count, labels, list_file, line_no))
     if not records:
         raise ValueError(f'{list_file}: no videos listed (the file is empty or holds only comments)')
+    first_line: dict[str, int] = {}
+    repeated = []
+    for r in records:
+        if r.path in first_line:
+            repeated.append((r, first_line[r.path]))
+        first_line.setdefault(r.path, r.line)
+    if repeated:
+        r, first = repeated[0]
+        warnings.warn(f'{r.where}: {r.path} is listed again (first at line {first}); {len(repeated)} repeated '
+                      f'line(s) in {list_file}, each trained or scored once more', RuntimeWarning)
     return records
+
+
+@contextmanager
+def seeded_random(key: Sequence[int]) -> Iterator[None]:
+    """Python's, numpy's and torch's global generators seeded from ``key`` (non-negative ints) inside the block,
+    and restored after it, so draws inside depend on ``key`` alone and draws outside are not shifted."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 # ----------------------------------------------------------------------------- frame indices
@@ -333,6 +391,33 @@ class VideoDataset(data.Dataset):
         self._counts: dict[str, int] = {}  # frame counts of `path label` video files, per process
         self._warned: set[str] = set()
         self.num_skipped = 0  # per process: DataLoader workers count in their own copies
+        self.sample_seed: tuple[int, ...] | None = None
+        if video_source == 'frames':
+            self._check_counts()
+
+    def set_sample_seed(self, key: Sequence[int] | None) -> None:
+        """Draw each sample's random choices (positions, crops, flips) from ``(*key, index)`` alone (e.g. key =
+        (seed, epoch)), not from the process's generators: a sample is then the same whichever worker loads
+        it and whatever was drawn before, and a run resumed mid-epoch loads the batches of the uninterrupted
+        run. None: draw from the global generators (torch seeds them per DataLoader worker)."""
+        self.sample_seed = None if key is None else tuple(int(k) for k in key)
+
+    def _check_counts(self) -> None:
+        """Warn once if list frame counts are below the frames on disk (the rest would be silently ignored):
+        one stat per video, for the frame just past the listed count."""
+        low = []
+        for r in self.video_list:
+            if r.num_frames is None:
+                continue
+            number = r.num_frames + self.start_index
+            name = self.image_tmpl.format('x', number) if self.modality == 'Flow' else self.image_tmpl.format(number)
+            if os.path.exists(os.path.join(r.path, name)):
+                low.append((r, name))
+        if low:
+            r, name = low[0]
+            warnings.warn(f'{r.where}: the list says {r.num_frames} frames but {os.path.join(r.path, name)} exists; '
+                          f'{len(low)} video(s) in {self.list_file} list fewer frames than their folder holds, '
+                          f'and the frames past the count are never used', RuntimeWarning)
 
     def _check_options(self) -> None:
         """Reject settings that would be ignored or cannot work (no flag silently does nothing)."""
@@ -367,17 +452,26 @@ class VideoDataset(data.Dataset):
 
     def __getitem__(self, index: int):
         """``(frames (T*C, H, W), label, length)``, or None for a skipped bad video."""
+        if self.sample_seed is None:
+            return self._get(index)
+        with seeded_random((*self.sample_seed, index)):
+            return self._get(index)
+
+    def _get(self, index: int):
         record = self.video_list[index]
         try:
             images, length = self._load_sample(record)
+            if self.transform is None:
+                return ToTorchFormatTensor()(Stack()(images)), record.label, length
+            try:
+                return self.transform(images), record.label, length
+            except ValueError as err:  # the transform's checks of the frames (sizes, crop)
+                raise BadVideoError(f'{record.path} ({record.where}): {err}') from err
         except BadVideoError as err:
             if self.on_bad_video == 'error':
                 raise
             self._skip(record, err)
             return None
-        if self.transform is None:
-            return ToTorchFormatTensor()(Stack()(images)), record.label, length
-        return self.transform(images), record.label, length
 
     def _skip(self, record: VideoRecord, err: BadVideoError) -> None:
         self.num_skipped += 1
@@ -414,7 +508,27 @@ class VideoDataset(data.Dataset):
             loaded = dict(zip(unique, self._read_video(record, unique)))
         else:
             loaded = {i: self._read_frame(record, i) for i in unique}
+        self._check_sizes(record, loaded)
         return [img for i in frame_ids for img in loaded[i]], length
+
+    def _check_sizes(self, record: VideoRecord, loaded: dict[int, list[Image.Image]]) -> None:
+        """Every loaded frame of a video has the first one's size, else a ``BadVideoError`` naming both frames."""
+        first = next(iter(loaded))
+        size = loaded[first][0].size
+        for i, images in loaded.items():
+            for img in images:
+                if img.size != size:
+                    raise BadVideoError(
+                        f'frames of different sizes in video {record.path} ({record.where}): '
+                        f'{self._frame_name(i)} is {img.size[0]}x{img.size[1]}, '
+                        f'{self._frame_name(first)} is {size[0]}x{size[1]}')
+
+    def _frame_name(self, idx: int) -> str:
+        """How a message names frame ``idx`` (0-based): its file, or its index in a video file."""
+        if self.video_source == 'video':
+            return f'frame {idx}'
+        number = idx + self.start_index
+        return self.image_tmpl.format('x', number) if self.modality == 'Flow' else self.image_tmpl.format(number)
 
     def _num_frames(self, record: VideoRecord) -> int:
         if record.num_frames is not None:

@@ -159,7 +159,7 @@ def test_pickled_code_is_refused_and_a_trusted_file_converts(tmp_path, capsys):
     message = str(err.value)
     assert src in message and 'refused' in message and 'convert_checkpoint.py' in message and '--trust' in message
     refused = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', src, dst], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and '--trust' in refused.stderr  # not trusted: nothing unpickled or written
     assert not os.path.exists(dst)
     assert convert_checkpoint.main([src, dst, '--trust']) == 0
@@ -226,7 +226,7 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(data, tmp_path):
     # a kill during a save leaves its temporary file (planted here, as the kill may have missed a save)
     (ckpt.parent / '.tmp-killed.pth.tar').write_bytes(b'PK\x03\x04 half a checkpoint')
     done = subprocess.run([sys.executable, 'main.py', *argv, '--resume', str(ckpt)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"(epoch {epoch}, iteration {iteration})" in done.stdout
     assert '.tmp-killed.pth.tar, left by a save that was killed' in done.stdout

@@ -439,3 +439,93 @@ def test_video_files_counted_lazily_and_sampled(tmp_path):
     ds = dataset(tmp_path, ['broken.mkv 0'], video_source='video')
     with pytest.raises(BadVideoError, match='broken.mkv'):
         ds[0]
+
+
+# ----------------------------------------------------------------------------- faults in lists and frames
+
+def test_list_with_a_byte_order_mark_reads_its_first_path(tmp_path):
+    lst = tmp_path / 'bom.txt'
+    lst.write_bytes('\ufeffa 3 0\nb 3 1\n'.encode('utf-8'))
+    assert [r.path for r in parse_list(str(lst), 'root', 2)] == [os.path.join('root', 'a'), os.path.join('root', 'b')]
+
+
+@pytest.mark.parametrize('line', ['my video 32 0', 'my long video 32 0 1', 'my video 3'])
+def test_a_path_with_spaces_is_named_as_such(tmp_path, line):
+    lst = write_list(tmp_path / 'l.txt', ['ok 3 0', line])
+    with pytest.raises(ValueError) as err:
+        parse_list(lst, str(tmp_path), num_class=4)
+    assert f'{lst}:2' in str(err.value) and 'paths cannot contain spaces' in str(err.value), err.value
+
+
+def test_repeated_lines_warn_once_naming_the_first_and_the_count(tmp_path):
+    lst = write_list(tmp_path / 'l.txt', ['a 3 0', 'b 3 1', 'a 3 0', 'c 3 0', 'b 3 1', 'a 3 0'])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert len(parse_list(lst, str(tmp_path), 2)) == 6  # kept, as listed
+    assert len(caught) == 1, [str(c.message) for c in caught]
+    text = str(caught[0].message)
+    assert f'{lst}:3' in text and 'first at line 1' in text and '3 repeated' in text, text
+
+
+def test_list_count_below_the_frames_on_disk_warns_once(tmp_path):
+    for name in ('a', 'b', 'c'):
+        make_video(tmp_path, name, 6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        dataset(tmp_path, ['a 6 0', 'b 4 0', 'c 5 0'], num_segments=2)
+    assert len(caught) == 1, [str(c.message) for c in caught]
+    text = str(caught[0].message)
+    assert 'list.txt:2' in text and 'img_00005.jpg' in text and '2 video(s)' in text, text
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # an exact list is silent
+        dataset(tmp_path, ['a 6 0', 'b 6 0'], num_segments=2)
+
+
+def test_frames_of_different_sizes_name_the_video_and_can_be_skipped(tmp_path):
+    make_video(tmp_path, 'ok', 4)
+    folder = make_video(tmp_path, 'mixed', 4)
+    Image.new('RGB', (W * 2, H), (level(2),) * 3).save(os.path.join(folder, 'img_00003.jpg'))
+    lines = ['ok 4 0', 'mixed 4 1']
+    with pytest.raises(BadVideoError) as err:
+        dataset(tmp_path, lines, frames=4)[1]
+    text = str(err.value)
+    assert folder in text and 'list.txt:2' in text and 'img_00003.jpg' in text and f'{2 * W}x{H}' in text, text
+    ds = dataset(tmp_path, lines, frames=4, on_bad_video='skip')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        assert ds[1] is None and ds[0] is not None and ds.num_skipped == 1
+
+
+def test_a_transform_error_names_the_video(tmp_path):
+    from ops.transforms import GroupCenterCrop
+    make_video(tmp_path, 'small', 3)
+    ds = dataset(tmp_path, ['small 3 0'], num_segments=3, transform=GroupCenterCrop(64))
+    with pytest.raises(BadVideoError, match='small'):
+        ds[0]
+
+
+def test_sample_seed_makes_a_sample_independent_of_the_global_generators(tmp_path):
+    make_video(tmp_path, 'a', 30)
+    ds = dataset(tmp_path, ['a 30 0'], num_segments=4)
+    ds.set_sample_seed((5, 1))
+    torch.manual_seed(0), np.random.seed(0)
+    first = frame_ids(ds[0][0])
+    state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    np.random.seed(123)  # another global state: the same sample
+    assert frame_ids(ds[0][0]) == first
+    np.random.seed(0)
+    ds[0]
+    assert np.array_equal(np.random.get_state()[1], state[1]) and torch.equal(torch.get_rng_state(), state[0])
+    ds.set_sample_seed((5, 2))  # another epoch: other positions (30 frames, 4 segments: almost surely)
+    assert frame_ids(ds[0][0]) != first
+
+
+def test_a_list_that_is_not_utf8_or_a_folder_is_named(tmp_path):
+    lst = tmp_path / 'latin1.txt'
+    lst.write_bytes('a 3 0\r\nvid\xe9o 3 1\r\n'.encode('latin-1'))
+    with pytest.raises(ValueError, match=f'{lst}:2: not UTF-8'):
+        parse_list(str(lst), 'root', 2)
+    with pytest.raises(ValueError, match='is a folder, not a list file'):
+        parse_list(str(tmp_path), 'root', 2)
+    lst.write_bytes('a 3 0\r\nb 3 1\r\n'.encode('latin-1'))  # CRLF lines are fine
+    assert [r.line for r in parse_list(str(lst), 'root', 2)] == [1, 2]

@@ -7,6 +7,7 @@ the equality test: it applies ``deterministic_hooks`` and calls ``main.main``.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,36 @@ def test_torchrun_with_skip_keeps_ranks_in_step_when_one_rank_has_no_valid_video
     assert 'Epoch 0: 1 bad videos skipped' in log
     assert 'Epoch 0: 1 good videos left out with the steps' in log
     assert load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))['epoch'] == 1
+
+
+def test_torchrun_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(data, tmp_path):
+    """2 processes, dropout 0.5: rank 0 SIGKILLed after the checkpoint at iteration 2 of epoch 0 (of 4), torchrun
+    stops rank 1; resumed, each rank continues its own random streams (the file holds every rank's)."""
+    flags = ['--num_segments', '4', '--npb', '--epochs', '2', '--save_freq', '2', '--dropout', '0.5', '--lr', '0.01']
+    torchrun(['main.py', *run_args(data, tmp_path / 'whole', 2, *flags)], timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK')}
+    killed = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                               str(ROOT / 'tests' / 'kill_after_save.py'), '0', '2',
+                               *run_args(data, tmp_path / 'cut', 2, *flags)], cwd=ROOT,
+                              env={**env, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    try:
+        out = killed.communicate(timeout=300)[0]
+    finally:  # torchrun's agent and its workers are one process group: none outlives the test
+        try:
+            os.killpg(killed.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert killed.returncode != 0, out[-3000:]
+    ckpt = str(tmp_path / 'cut' / 'ckpt' / 'run' / 'ckpt.pth.tar')
+    saved = load_checkpoint(ckpt)
+    assert (saved['epoch'], saved['iteration']) == (0, 2) and len(saved['rng_ranks']) == 2
+    torchrun(['main.py', *run_args(data, tmp_path / 'cut', 2, *flags, '--resume', ckpt)], timeout=300)
+    whole = load_checkpoint(str(tmp_path / 'whole' / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
+    again = load_checkpoint(ckpt)
+    assert again['epoch'] == 2
+    worst = max((again['state_dict'][k].double() - v.double()).abs().max().item() for k, v in whole.items())
+    assert worst <= 1e-6, f"weights differ by {worst}"
 
 
 # ------------------------------------------------------------------------------------------------- units

@@ -3,8 +3,10 @@ with a last stderr line naming the culprit."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -41,7 +43,7 @@ def start(argv: List[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def finish(proc: subprocess.Popen, timeout: int = 120) -> subprocess.CompletedProcess:
+def finish(proc: subprocess.Popen, timeout: int = 300) -> subprocess.CompletedProcess:
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -143,7 +145,7 @@ def test_bad_input_through_the_command_line_ends_with_the_culprit_on_stderr(data
 @pytest.mark.parametrize('method,frames,extra', [
     ('uniform', '32', []),
     ('slope', '32', ['--optimizer', 'adamw', '--lr', '0.001']),
-    ('cumulative', 'all', ['--chunk_frames', '8']),
+    ('cumulative', 'all', ['--chunk_frames', '8', '--freeze_early_bn']),
 ])
 def test_each_clustering_method_trains_and_evaluates_through_main(method, frames, extra, data, tmp_path):
     argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a not in ('--store_name', 'run')]
@@ -164,3 +166,111 @@ def test_bf16_and_channels_last_train_through_main(data, tmp_path):
     assert result['count'] == 4 and result['loss'] == result['loss']  # finite, not NaN
     log = (tmp_path / 'log' / 'run' / 'log.csv').read_text()
     assert 'nan' not in log.lower()
+
+
+# ----------------------------------------------------------------------------- evaluation takes the stored model
+
+def without(argv: List[str], flag: str) -> List[str]:
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2:]
+
+
+def test_evaluate_takes_the_checkpoints_model_settings(data, runs):
+    """--num_segments left out (default 8): the checkpoint's 4 segments are evaluated, not a model it never was."""
+    (top1, top5, loss), = logged_results(runs['a'])
+    best = str(runs['a'] / 'ckpt' / 'run' / 'ckpt.best.pth.tar')
+    argv = without(run_args(data, runs['a'] / 'eval', '--evaluate', '--resume', best), '--num_segments')
+    result = train_main.main(argv)
+    assert result['top1'] == pytest.approx(top1, abs=1e-3) and result['loss'] == pytest.approx(loss, abs=2e-5)
+
+
+@pytest.mark.parametrize('flags,named', [
+    (['--cluster', 'uniform', '--frames', '8'], ["--cluster: trained with 'none'", "'uniform'", '--frames']),
+    (['--num_segments', '6'], ['--num_segments: trained with 4', 'says 6']),
+    (['--arch', 'resnet34'], ["'resnet18'", "'resnet34'"]),
+])
+def test_evaluate_refuses_contradicting_model_flags_unless_overridden(data, runs, flags, named):
+    best = str(runs['a'] / 'ckpt' / 'run' / 'ckpt.best.pth.tar')
+    argv = run_args(data, runs['a'] / 'eval', '--evaluate', '--resume', best, *flags)
+    with pytest.raises(ValueError) as err:
+        train_main.main(argv)
+    assert best in str(err.value) and all(n in str(err.value) for n in named), err.value
+    if flags[0] == '--num_segments':  # an ablation asked for: TSM with 6 segments
+        assert train_main.main(argv + ['--override_model_args'])['count'] == 4
+
+
+def test_unwritable_run_folder_stops_before_training(data, tmp_path):
+    (tmp_path / 'file').write_text('not a folder')
+    argv = run_args(data, tmp_path, '--epochs', '1', '--root_model', str(tmp_path / 'file' / 'ckpt'))
+    with pytest.raises(Exception) as err:
+        train_main.main(argv)
+    assert str(tmp_path / 'file' / 'ckpt' / 'run') in str(err.value) and '--root_model' in str(err.value)
+    assert not (tmp_path / 'log' / 'run' / 'log.csv').exists()  # stopped before the log, the data and the model
+
+
+# ----------------------------------------------------------------------------- interruption and exact resume
+
+def test_ctrl_c_names_the_last_checkpoint_and_exits_130(data, tmp_path):
+    proc = start(run_args(data, tmp_path, '--epochs', '50', '--save_freq', '1', '-b', '2'))
+    ckpt = tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    done = finish(proc)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith('interrupted: the last complete checkpoint is') and str(ckpt) in last, last
+
+
+KILLER = str(ROOT / 'tests' / 'kill_after_save.py')
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_figures(data, tmp_path):
+    """Dropout 0.5, random crops and flips, loader workers 0 and 2: killed (SIGKILL) after the checkpoint at
+    iteration 2 of epoch 0 (of 4), resumed in a fresh process, it ends with the uninterrupted run's weights,
+    validation loss and top-1."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    flags = ['--epochs', '2', '--save_freq', '2', '-b', '2', '--dropout', '0.5']
+    folders = {name: tmp_path / name for name in ('whole', 'kill0', 'kill2')}
+    procs = {'whole': start(run_args(data, folders['whole'], *flags, '-j', '0'))}
+    for name, workers in (('kill0', '0'), ('kill2', '2')):
+        procs[name] = subprocess.Popen(
+            [sys.executable, KILLER, '0', '2', *run_args(data, folders[name], *flags),
+             '-j', workers], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for name, proc in procs.items():
+        done = finish(proc)
+        assert done.returncode == (0 if name == 'whole' else -signal.SIGKILL), f"{name}: {done.stderr[-2000:]}"
+    for name in ('kill0', 'kill2'):
+        ckpt = load_checkpoint(str(folders[name] / 'ckpt' / 'run' / 'ckpt.pth.tar'))
+        assert (ckpt['epoch'], ckpt['iteration']) == (0, 2)
+    resumed = {name: start(run_args(data, folders[name], *flags, '-j', name[-1], '--resume',
+                                     str(folders[name] / 'ckpt' / 'run' / 'ckpt.pth.tar'))) for name in ('kill0', 'kill2')}
+    for name, proc in resumed.items():
+        done = finish(proc)
+        assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+    whole = load_checkpoint(str(folders['whole'] / 'ckpt' / 'run' / 'ckpt.pth.tar'))
+    for name in ('kill0', 'kill2'):
+        again = load_checkpoint(str(folders[name] / 'ckpt' / 'run' / 'ckpt.pth.tar'))
+        assert again['epoch'] == 2 and again['best_prec1'] == whole['best_prec1']
+        worst = max((again['state_dict'][k].double() - v.double()).abs().max().item()
+                    for k, v in whole['state_dict'].items())
+        assert worst <= 1e-6, f"{name}: weights differ by {worst}"
+        assert logged_results(folders[name])[-1] == logged_results(folders['whole'])[-1], name
+
+
+def test_resume_refuses_what_would_not_continue_the_run(data, tmp_path):
+    """Training from a checkpoint: contradicting model flags are refused (as in evaluation), and a mid-epoch
+    checkpoint only resumes with its batch size (the videos already done are skipped by count)."""
+    path = tmp_path / 'mid.pth.tar'
+    args = opts.parse_args(run_args(data, tmp_path, '-b', '2'))
+    model = build_model(args, 4, print_spec=False)
+    save_checkpoint({'epoch': 0, 'iteration': 2, 'arch': 'resnet18', 'state_dict': model.state_dict(),
+                     'args': vars(args)}, str(path))
+    with pytest.raises(ValueError, match="--num_segments: trained with 4, the command line says 6"):
+        train_main.main(run_args(data, tmp_path, '-b', '2', '--num_segments', '6', '--resume', str(path)))
+    with pytest.raises(ValueError) as err:
+        train_main.main(run_args(data, tmp_path, '-b', '4', '--resume', str(path)))
+    assert str(path) in str(err.value) and '-b 2' in str(err.value) and '-b 4' in str(err.value), err.value

@@ -160,3 +160,19 @@ def test_tsm_checkpoint_without_args_takes_model_flags(setup, tmp_path):
     assert result['count'] == 6
     with pytest.raises(ValueError, match='arch'):  # the checkpoint's own args decide
         run(setup, tmp_path, 'tsm', '--arch', 'resnet34')
+
+
+@pytest.mark.parametrize('flags,named', [(['--batch_size', '0'], '--batch_size'), (['-j', '-1'], '--workers'),
+                                         (['--num_clips', '0'], '--num_clips'), (['--img_size', '0'], '--input_size'),
+                                         (['--max_views_per_batch', '-2'], '--max_views_per_batch')])
+def test_bad_tool_flag_values_exit_2_naming_the_flag(flags, named, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        test_models.main(['--weights', 'x.pth', *flags])
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_test_segments_and_frames_are_checked(setup, tmp_path):
+    with pytest.raises(ValueError, match='--test_segments'):
+        run(setup, tmp_path, 'tsm', '--test_segments', '0')
+    with pytest.raises(ValueError, match='--num_segments 16 clusters from --frames 8'):
+        run(setup, tmp_path, 'cluster', '--test_segments', '16', '--frames', '8')

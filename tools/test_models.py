@@ -54,22 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--test_list', default=None, help="list file(s), comma separated per checkpoint")
     p.add_argument('--root_path', default=None)
     p.add_argument('--image_tmpl', default=None)
-    p.add_argument('--start_index', default=None, type=int)
+    p.add_argument('--start_index', default=None, type=opts.nonneg_int)
     p.add_argument('--video_source', default=None, choices=['frames', 'video'])
     p.add_argument('--test_segments', default=None, help="frames per clip (clusters G when clustering), "
                    "comma separated per checkpoint; default: as trained")
     p.add_argument('--frames', default=None, type=opts.frames_type, help="clustering: frames F or 'all'")
-    p.add_argument('--input_size', '--img_size', dest='input_size', type=int, default=None)
-    p.add_argument('--scale_size', type=int, default=None)
+    p.add_argument('--input_size', '--img_size', dest='input_size', type=opts.positive_int, default=None)
+    p.add_argument('--scale_size', type=opts.positive_int, default=None)
     p.add_argument('--test_crops', type=int, default=1, choices=[1, 3, 5, 10])
     p.add_argument('--full_res', action='store_true', help="crop squares of scale_size (Non-local I3D)")
-    p.add_argument('--num_clips', type=int, default=None, help="clips per video (default 1; 10 when dense)")
+    p.add_argument('--num_clips', type=opts.positive_int, default=None, help="clips per video (default 1; 10 when dense)")
     p.add_argument('--twice_sample', action='store_true', help="two clips: segment centres and starts")
     p.add_argument('--dense_sample', action='store_true', help="I3D dense sampling (also if trained dense)")
     p.add_argument('--softmax', action='store_true', help="average class probabilities instead of logits")
-    p.add_argument('--batch_size', type=int, default=1, help="videos per loader batch")
-    p.add_argument('-j', '--workers', type=int, default=2)
-    p.add_argument('--max_views_per_batch', type=int, default=0,
+    p.add_argument('--batch_size', type=opts.positive_int, default=1, help="videos per loader batch")
+    p.add_argument('-j', '--workers', type=opts.nonneg_int, default=2)
+    p.add_argument('--max_views_per_batch', type=opts.nonneg_int, default=0,
                    help="run at most K views (clips x crops of videos) through the model at once; 0: no limit")
     p.add_argument('--max_num', type=int, default=-1, help="test only the first N videos")
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
@@ -107,7 +107,12 @@ def split_list(value: Optional[str], n: int, name: str, cast=str) -> List[Any]:
     """``'a,b'`` -> one item per checkpoint (a single item is repeated); None -> n Nones."""
     if value is None:
         return [None] * n
-    items = [cast(v) for v in str(value).split(',') if v != '']
+    try:
+        items = [cast(v) for v in str(value).split(',') if v != '']
+    except ValueError:
+        raise ValueError(f"--{name} {value!r}: expected {cast.__name__} values, comma separated") from None
+    if cast is int and any(v < 1 for v in items):
+        raise ValueError(f"--{name} {value!r}: expected integers >= 1")
     if len(items) == 1:
         items *= n
     if len(items) != n:
@@ -126,11 +131,10 @@ def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: 
     args = opts.parse_args([dataset, modality] + extra)
     if saved:
         defaults = vars(opts.parse_args([dataset, modality]))
-        given = {k: v for k, v in vars(args).items() if v != defaults.get(k)}
-        for key, value in given.items():
-            if key in saved and saved[key] != value:
-                raise ValueError(f"{path} was trained with --{key} {saved[key]}, the command line says {value}: "
-                                 f"the checkpoint's own arguments decide the model (drop the flag)")
+        # main.py --evaluate's rule: a model flag given here must agree with the stored one (it raises)
+        given = {k: v for k, v in opts.explicit_flags([dataset, modality] + extra).items()
+                 if k not in ('dataset', 'modality')}
+        opts.stored_settings(saved, given, path, keys=given)
         args = argparse.Namespace(**{**defaults, **saved})
         if args.dataset != dataset:  # another data set: its own defaults, not the training run's paths
             for key in DATA_KEYS + ('train_list', 'val_list'):
@@ -205,6 +209,9 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     args = model_args(ckpt, path, cli, extra)
     if test_segments is not None:
         args.num_segments = test_segments
+    problem = opts.cluster_problem(args.cluster, args.num_segments, args.frames)
+    if problem:
+        raise ValueError(f"{path}: {problem} (--test_segments, --frames)")
     if test_list is not None:
         args.val_list = test_list
     config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,

@@ -1,0 +1,74 @@
+"""opts.py: every flag value checked when parsed (exit status 2 naming the flag), contradictions refused, and
+the stored model settings that evaluation takes from a checkpoint."""
+from typing import List
+
+import pytest
+
+import opts
+
+BASE = ['move4mnist', 'RGB']
+
+
+def exit_message(argv: List[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        opts.check_training(opts.parse_args(BASE + argv))
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize('argv,flag', [
+    (['--eval-freq', '0'], '--eval-freq'), (['-p', '0'], '--print-freq'), (['--shift_div', '0'], '--shift_div'),
+    (['--img_size', '0'], '--img_size'), (['--scale_size', '-4'], '--scale_size'), (['-b', '0'], '--batch-size'),
+    (['--epochs', '-1'], '--epochs'), (['--num_segments', '0'], '--num_segments'), (['--lr', '-0.1'], '--lr'),
+    (['--lr', 'nan'], '--lr'), (['--dropout', '1'], '--dropout'), (['--dropout', '-0.5'], '--dropout'),
+    (['-j', '-1'], '--workers'), (['--save_freq', '-1'], '--save_freq'), (['--chunk_frames', '-2'], '--chunk_frames'),
+    (['--momentum', '-1'], '--momentum'), (['--wd', 'inf'], '--weight-decay'), (['--lr_steps', '-3'], '--lr_steps'),
+    (['--seed', '-1'], '--seed'), (['--start_index', '-1'], '--start_index'), (['--img_size', 'big'], '--img_size'),
+    (['--cluster', 'uniform', '--frames', '0'], '--frames'),
+])
+def test_bad_flag_values_exit_2_naming_the_flag(argv, flag, capsys):
+    last = exit_message(argv, capsys)
+    assert flag in last and repr(argv[-1]) in last, last
+
+
+@pytest.mark.parametrize('argv,names', [
+    (['--cluster', 'uniform', '--frames', '8', '--num_segments', '16'], ['--num_segments 16', '--frames 8']),
+    (['--cluster', 'cumulative', '--num_segments', '40'], ['--num_segments 40', '--frames 32']),  # F's default
+    (['--chunk_frames', '4'], ['--chunk_frames', '--cluster']),
+    (['--freeze_early_bn'], ['--freeze_early_bn', '--cluster']),
+    (['--cluster', 'slope', '--chunk_frames', '4'], ['--chunk_frames 4', '--freeze_early_bn']),
+    (['--shift', '--shift_div', '65'], ['--shift_div 65']),
+])
+def test_contradictions_exit_2_naming_the_flags(argv, names, capsys):
+    last = exit_message(argv, capsys)
+    assert all(n in last for n in names), last
+
+
+def test_good_values_pass():
+    args = opts.parse_args(BASE + ['--cluster', 'slope', '--frames', '8', '--num_segments', '8', '--chunk_frames',
+                                   '4', '--freeze_early_bn', '--lr', '0', '--dropout', '0', '-j', '0'])
+    opts.check_training(args)
+    assert args.frames == 8 and args.lr == 0.0 and args.workers == 0
+    opts.check_training(opts.parse_args(BASE + ['--cluster', 'slope', '--chunk_frames', '4', '-e']))  # evaluation
+
+
+def test_explicit_flags_are_only_those_given():
+    given = opts.explicit_flags(BASE + ['--num_segments', '8', '--shift', '-e'])
+    assert given == {'dataset': 'move4mnist', 'modality': 'RGB', 'num_segments': 8, 'shift': True,
+                     'evaluate': True}  # --num_segments 8 is the default, but given
+
+
+def test_stored_settings_refuse_a_contradiction_naming_flag_and_values():
+    saved = {'cluster': 'cumulative', 'num_segments': 4, 'frames': 16, 'arch': 'resnet18', 'lr': 0.1}
+    assert opts.stored_settings(saved, {'num_segments': 4}, 'ck.pth') == {
+        'cluster': 'cumulative', 'num_segments': 4, 'frames': 16, 'arch': 'resnet18'}  # lr: not a model setting
+    with pytest.raises(ValueError) as err:
+        opts.stored_settings(saved, {'cluster': 'uniform', 'frames': 16}, 'ck.pth')
+    text = str(err.value)
+    assert 'ck.pth' in text and '--cluster' in text and "'cumulative'" in text and "'uniform'" in text, text
+    assert '--frames' not in text and '--override_model_args' in text
+    assert opts.stored_settings(saved, {'cluster': 'uniform'}, 'ck.pth', override=True)['cluster'] == 'uniform'
+
+
+def test_flag_name_is_the_long_option():
+    assert opts.flag_name('batch_size') == '--batch-size' and opts.flag_name('num_segments') == '--num_segments'
