@@ -76,7 +76,7 @@ def finish(procs: List[subprocess.Popen], timeout: float) -> List[subprocess.Com
     return done
 
 
-def two_nodes(extra_torchrun: List[str], worker_args: List[str], static: bool = True, timeout: float = 240,
+def two_nodes(extra_torchrun: List[str], worker_args: List[str], static: bool = True, timeout: float = 420,
               cwds: Optional[List[Path]] = None, env: Optional[Dict[str, str]] = None
               ) -> List[subprocess.CompletedProcess]:
     """Two launchers with ``--nnodes 2 --nproc_per_node 1``: static (``--node_rank``, ``--master_addr``) or
