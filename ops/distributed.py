@@ -60,8 +60,11 @@ def fresh_store(rank: int, world: int, timeout: timedelta) -> Optional[dist.TCPS
     store, and the same port, across restarts, and torch prefixes only the agent's own keys by rendezvous
     round, not the process group's. After ``--max_restarts`` restarts the workers, the store still holds the
     killed attempt's gloo keys (each rank's listening address), so a new rank that reads a peer's key before
-    that peer has rewritten it connects to a dead process: connection refused, or a wait in gloo's full-mesh
-    connect, which only ends at the process-group timeout (30 minutes for gloo); that was the futex wait.
+    that peer has rewritten it connects to the dead process. Seen here: gloo's "connectFullMesh failed ...
+    Connection refused" naming the killed worker's old port (5 of 15 restarts; every time when one rank joins
+    2 s later, tests/test_multinode.py with PLAIN_INIT=1), and once (1 of 15) a wait in the restarted join,
+    which torch bounds only by the process-group timeout (30 minutes for gloo): the futex wait. Not the
+    DataLoader: a killed worker's loader processes exit by themselves and hold no store or gloo keys.
     The restart count cannot serve as a key prefix: after a restart forced by another node's failure,
     torchrun restarts the healthy node's workers without counting it, so nodes can disagree.
 
