@@ -213,6 +213,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             video_source=args.video_source)
     args.store_name = store_name(args)
     is_main = rank == 0
+    if world > 1:  # every node must read the same lists (a shared or identical data folder)
+        dist_utils.check_same_on_every_rank(f'{config.train_list} / {config.val_list}',
+                                            dist_utils.files_digest(config.train_list, config.val_list))
+    if args.resume == 'auto':  # this run's latest checkpoint, or a fresh start (what elastic restarts need)
+        auto = os.path.join(args.root_model, args.store_name, 'ckpt.pth.tar')
+        args.resume = dist_utils.resolve_auto_resume(auto)
+        if args.evaluate and not args.resume:
+            raise FileNotFoundError(f"{auto}: --evaluate --resume auto: no checkpoint to evaluate")
+        if is_main:
+            print(f"=> --resume auto: {'resuming from' if args.resume else 'starting afresh, no'} {auto}")
     log_dir = os.path.join(args.root_log, args.store_name)
     model_dir = os.path.join(args.root_model, args.store_name)
     if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save

@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ========================= Runtime Configs ==========================
     parser.add_argument('-j', '--workers', default=8, type=nonneg_int, metavar='N', help='data loading workers')
-    parser.add_argument('--resume', default='', type=str, metavar='PATH', help='checkpoint to resume from')
+    parser.add_argument('--resume', default='', type=str, metavar='PATH',
+                        help="checkpoint to resume from; 'auto': this run's own {root_model}/{store_name}/"
+                             "ckpt.pth.tar if it exists, else a fresh start (elastic restarts: torchrun "
+                             "--max_restarts)")
     parser.add_argument('-e', '--evaluate', dest='evaluate', action='store_true',
                         help='evaluate the model on the validation set and exit')
     parser.add_argument('--snapshot_pref', type=str, default="")
