@@ -320,7 +320,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
         # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
         # epoch): a run resumed mid-epoch sees the batches and dropout stream of the uninterrupted run
-        # (docs/ROBUSTNESS.md)
+        # (docs/DESIGN.md §6)
         train_set.set_sample_seed((args.seed, epoch))
         loader = make_loader(train_set, args, train_sampler, channels, (args.seed + rank) * 100003 + epoch)
         t0 = time.time()

@@ -1,4 +1,4 @@
-"""Command-line flags. TSM's flags keep their names and meanings; ours are grouped at the end (DESIGN §2)."""
+"""Command-line flags. TSM's flags keep their names and meanings; ours are grouped at the end (docs/DESIGN.md §2)."""
 import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union

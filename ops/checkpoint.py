@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, safe reads, TSM-compatible state dicts (DESIGN §5).
+"""Checkpoints: atomic writes, safe reads, TSM-compatible state dicts (docs/DESIGN.md §5).
 
 A checkpoint is ``{'epoch', 'arch', 'state_dict', 'optimizer', 'best_prec1'}`` as in TSM, plus ``args``
 (the whole argument namespace as a dict), ``scaler`` (AMP), ``rng`` (random states) and ``iteration``

@@ -2,7 +2,7 @@
 
 The T frames of a video are grouped into G contiguous clusters using the Hamming distance
 between the signs of neighbouring frames' activations; each cluster is replaced by the mean of
-its frames, so the layers after it run on G frames instead of T (DESIGN.md section 3).
+its frames, so the layers after it run on G frames instead of T (docs/DESIGN.md §3).
 
 Conventions shared by every function here:
   * ``x`` is ``(N, T, ...)``: N videos, T frames (after padding), any per-frame shape;

@@ -1,6 +1,6 @@
 """Video data set: list file -> VideoRecord -> frame indices -> PIL frames -> transformed tensor.
 
-Two ways to pick frames (DESIGN.md Sec. 1, 2):
+Two ways to pick frames (docs/DESIGN.md §1, §2):
   * sampling (``frames=None``): TSN/TSM segments, ``num_segments`` positions per clip;
   * clustering (``frames=F`` or ``'all'``): every frame of the video (evenly sampled down to F
     when longer, padded with the last frame up to F when shorter); the model clusters them.

@@ -2,7 +2,7 @@
 
 Frames are counted and indexed by decoding, never from container metadata: a `.mkv`/`.webm`
 reports no frame count at all and an `.avi` may report a wrong one, while the list files
-(`path num_frames label`, DESIGN.md Sec. 4) must hold the number of frames a loader can read.
+(`path num_frames label`, docs/DESIGN.md §4) must hold the number of frames a loader can read.
 Every PyAV error is re-raised as `VideoDecodeError` naming the file, so a caller can report the
 video and move on.
 """

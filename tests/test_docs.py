@@ -1,0 +1,42 @@
+"""The repository's documents: every citation of the design document names the file in this repository and a
+section it has; the README's Quickstart is exactly the two commands CI runs."""
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DESIGN = ROOT / 'docs' / 'DESIGN.md'
+
+
+def tracked_text_files():
+    names = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not names:  # not a git checkout (an unpacked archive): every source file
+        names = [str(p.relative_to(ROOT)) for p in ROOT.rglob('*') if p.suffix in ('.py', '.sh', '.md', '.txt')]
+    return [ROOT / n for n in names if n.endswith(('.py', '.sh', '.md', '.txt', '.toml')) and (ROOT / n).is_file()
+            and not n.startswith('docs/device/')]
+
+
+def test_design_document_is_in_the_repository_and_cited_by_its_path():
+    sections = {int(n) for n in re.findall(r'^## (\d+)\. ', DESIGN.read_text(), re.M)}
+    assert {1, 2, 3, 4, 5} <= sections
+    bad = []
+    for path in tracked_text_files():
+        if path == DESIGN:
+            continue
+        for i, line in enumerate(path.read_text(errors='replace').splitlines(), 1):
+            for m in re.finditer(r'(\S*)DESIGN(\.md)?', line):
+                if m.group(1).endswith('test_docs.py') or 'DESIGN = ' in line:
+                    continue
+                cited = re.search(r'DESIGN(?:\.md)?,? (?:§|Sec\. |section )(\d+)', line[m.start():])
+                if not m.group(1).endswith('docs/') or (cited and int(cited.group(1)) not in sections):
+                    bad.append(f'{path.relative_to(ROOT)}:{i}: {line.strip()}')
+    assert not bad, 'design citations that are not docs/DESIGN.md or lack the section:\n' + '\n'.join(bad)
+
+
+def test_quickstart_has_exactly_the_two_commands_and_ci_reads_the_second():
+    readme = (ROOT / 'README.md').read_text()
+    block = re.search(r'## Quickstart\n\n```bash\n(.*?)```', readme, re.S).group(1).strip().splitlines()
+    assert block == ['pip install -r requirements.txt && bash scripts/quickstart.sh',
+                     'pip install -r requirements.txt && python -m pytest -q tests']
+    ci = (ROOT / '.ci' / 'run').read_text()
+    assert "grep -m1 'python -m pytest'" in ci and 'python3 -m venv' in ci and "rm -rf \"$venv\"" in ci
