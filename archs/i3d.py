@@ -17,8 +17,10 @@ defaults of its ``ResNet3d`` (``mmaction/models/backbones/resnet3d.py``):
 - global average pool, dropout 0.5, fc (mmaction2's ``I3DHead``).
 
 A 32-frame clip leaves res2 with 8 frames and res3-res5 with 4. mmaction2 reports 43.56 G "FLOPs" (mmcv's
-counter, one multiply-add per FLOP, i.e. MACs) at 32x224x224 for this model (``configs/recognition/i3d/
-metafile.yml``, ``i3d_r50_32x2x1_100e_kinetics400_rgb``).
+counter, one multiply-add per FLOP, i.e. MACs) for this model on 32 frames (``configs/recognition/i3d/
+metafile.yml``, ``i3d_r50_32x2x1_100e_kinetics400_rgb``; the input size of that count is not stated there).
+torch's FLOP counter (conv and fc multiply-adds only) gives this module 33.13 GMACs at 32x224x224, 8.28 at
+8x224x224 and 43.27 at 32x256x256 (mmaction2's test crop is 256; mmcv also counts BatchNorm, ReLU and pools).
 
 Parameter names are torchvision's ResNet-50 names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
 ``layer1.0.downsample.0``, ``fc``), so a 2D state dict maps one to one; ``map_resnet50_keys`` also reads our

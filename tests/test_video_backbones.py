@@ -112,13 +112,15 @@ def test_c3d_port_state_dict_loads_by_name():
                 ('conv4a', 256, 512), ('conv4b', 512, 512), ('conv5a', 512, 512), ('conv5b', 512, 512)]
     port = {}  # distinct constants per tensor: cheaper than 78M random numbers, still tells tensors apart
     for i, (name, cin, cout) in enumerate(channels):
-        port[f'{name}.weight'], port[f'{name}.bias'] = torch.full((cout, cin, 3, 3, 3), float(i)), torch.full((cout,), -float(i))
+        port[f'{name}.weight'] = torch.full((cout, cin, 3, 3, 3), float(i))
+        port[f'{name}.bias'] = torch.full((cout,), -float(i))
     for i, (name, cin, cout) in enumerate((('fc6', 8192, 4096), ('fc7', 4096, 4096), ('fc8', 4096, 487)), 10):
         port[f'{name}.weight'], port[f'{name}.bias'] = torch.full((cout, cin), float(i)), torch.full((cout,), -float(i))
     with torch.device('meta'):
         model = build_c3d(num_classes=487)
     model.load_state_dict(port, strict=True, assign=True)  # strict: every name and shape must match
-    assert torch.equal(model.conv3b.weight, port['conv3b.weight']) and torch.equal(model.fc7.bias, port['fc7.bias'])
+    assert torch.equal(model.conv3b.weight, port['conv3b.weight'])
+    assert torch.equal(model.fc7.bias, port['fc7.bias'])
 
 
 def test_c3d_wrong_clip_size_names_the_cause():
