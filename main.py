@@ -231,7 +231,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             return
         state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
-                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rng_state()}
+                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rng_state(),
+                 # the data set's class file, in label order, for tools/demo.py (None without a class file)
+                 'class_names': [str(c) for c in config.classes] if config.classes else None}
         save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
         if is_best:
             save_checkpoint(state, os.path.join(model_dir, 'ckpt.best.pth.tar'))
