@@ -307,7 +307,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
                  'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rngs[0],
-                 'rng_ranks': rngs if world > 1 else None}
+                 'rng_ranks': rngs if world > 1 else None,
+                 # the data set's class file, in label order, for tools/demo.py (None without a class file)
+                 'class_names': [str(c) for c in config.classes] if config.classes else None}
         save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
         LAST_SAVED['path'] = os.path.join(model_dir, 'ckpt.pth.tar')
         LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'

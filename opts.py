@@ -135,8 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "activations, the rule and the mean weights (same values; the first step compiles; "
                              "not used with --chunk_frames); auto: on for CUDA activations when Triton is "
                              "installed, off on the CPU")
+    parser.add_argument('--online', default=False, action='store_true',
+                        help="online TSM: uni-directional shift (past to future only), so that tools/demo.py "
+                             "--online runs the model frame by frame; needs --shift and --cluster none")
     parser.add_argument('--img_size', default=224, type=positive_int, help="crop size")
-    parser.add_argument('--scale_size', default=None, type=positive_int, help="test-time short side (default img_size*256/224)")
+    parser.add_argument('--scale_size', default=None, type=positive_int,
+                        help="test-time short side (default img_size*256/224)")
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--seed', default=0, type=nonneg_int)
     parser.add_argument('--amp', default='none', choices=['none', 'fp16', 'bf16'], help="mixed precision")
@@ -167,6 +171,8 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         args.frames = 32
     if args.cluster == 'none' and args.frames is not None:
         parser.error("--frames only applies with --cluster uniform|slope|cumulative")
+    if args.online and (not args.shift or args.cluster != 'none' or args.temporal_pool):
+        parser.error("--online needs --shift and --cluster none, without --temporal_pool")
     if args.scale_size is None:
         args.scale_size = args.img_size * 256 // 224
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)

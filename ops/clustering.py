@@ -69,16 +69,19 @@ def sign_codes(x: Tensor) -> Tensor:
     return words.to(torch.uint8)
 
 
-def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
+def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = False, packed: bool = True) -> Tensor:
     """Hamming distance between the signs of neighbouring frames (paper Sec. 3.3, Eq. 8 terms).
 
     ``d_k = H(x_k, x_{k+1}) / D``, computed as xor of the packed codes and a popcount over 64-bit words;
-    with ``fused``, as one compiled pass over the activations (``differing_signs``): the same integers.
+    with ``fused``, as one compiled pass over the activations (``differing_signs``): the same integers;
+    without ``packed``, as ``differing_signs`` run eagerly (no int64 bit-packing ``view``, which ONNX lacks):
+    the same integers again, so bit-identical distances.
 
     Args:
         x: ``(N, T, ...)`` activations (float16/bfloat16/float32).
         lengths: ``(N,)`` int64 real frames per video, or None.
         fused: use the ``torch.compile``d pass (Triton on CUDA, C++ on the CPU; the first call compiles).
+        packed: False counts the differing signs as booleans (export: ``tools/export.py``); ignored if fused.
 
     Returns:
         ``(N, T-1)`` float32 fraction of differing sign bits in [0, 1]; 0 where ``k >= L-1``.
@@ -87,6 +90,8 @@ def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = Fa
         counts = _run_compiled('differing_signs', differing_signs, 'the sign distances', x)
         if counts is not None:
             return _normalise(counts, math.prod(x.shape[2:]), lengths)
+    if not packed:
+        return _normalise(differing_signs(x), math.prod(x.shape[2:]), lengths)
     return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
 
 
@@ -211,12 +216,14 @@ def _assign_from_boundaries(first: Tensor, length: Tensor, t: int, num_clusters:
     """``(N, G-1)`` first frame of clusters 1..G-1 (non-decreasing) -> ``(N, T)`` assignment.
 
     Moves the boundaries the least needed so that no cluster is empty (module docstring):
-    a cummax over ``b_g - g`` (with ``b_0 = 0``) pushes each boundary just past the one before,
-    then ``b_g <= L - G + g`` leaves one frame for each later cluster.
+    a running maximum over ``b_g - g`` (with ``b_0 = 0``) pushes each boundary just past the one before,
+    then ``b_g <= L - G + g`` leaves one frame for each later cluster. The running maximum is a masked max
+    over ``(N, G, G)`` rather than ``cummax``, which has no ONNX operator (``tools/export.py``); same integers.
     """
     g = torch.arange(1, num_clusters, device=first.device)
-    slack = torch.cat([first.new_zeros(first.shape[0], 1), first - g], 1)
-    first = slack.cummax(1).values[:, 1:] + g
+    slack = torch.cat([first.new_zeros(first.shape[0], 1), first - g], 1)  # (N, G), every entry >= -G
+    upto = g.new_ones(num_clusters, num_clusters).tril().bool()  # [i, j]: j <= i
+    first = torch.where(upto, slack[:, None, :], -num_clusters).amax(-1)[:, 1:] + g
     first = torch.minimum(first, (length - num_clusters)[:, None] + g)
     i = torch.arange(t, device=first.device)
     assign = (i[None, :, None] >= first[:, None, :]).sum(-1)
@@ -272,7 +279,7 @@ def cumulative_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Te
     return torch.where(total > 0, assign, uniform_assign(n, t, G, length))
 
 
-def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None, sortless: bool = False) -> Tensor:
     """Slope clustering (paper Sec. 3.3, Fig. 3 green lines).
 
     Cut after the G-1 largest ``d_k`` (``k < L-1``; ties: the earlier k); clusters are the
@@ -282,6 +289,8 @@ def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
         dist: ``(N, T-1)`` neighbour distances (``neighbour_hamming``).
         G: number of clusters.
         lengths: ``(N,)`` int64 real frames per video, or None.
+        sortless: find the cuts by pairwise comparisons (``_top_in_order``), not by a stable sort, which
+            ONNX lacks (``tools/export.py``): the same cuts, with ``(N, T, T)`` booleans of memory.
 
     Returns:
         ``(N, T)`` int64 assignment.
@@ -291,12 +300,29 @@ def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
     k = torch.arange(t - 1, device=dist.device)
     key = torch.where(k < (length - 1)[:, None], dist, float('-inf'))
     key = F.pad(key, (0, max(0, G - t)), value=float('-inf'))  # T < G: every row is short anyway
+    if sortless:
+        return _assign_from_boundaries(_top_in_order(key, G - 1) + 1, length, t, G)
     # A stable descending sort keeps equal distances in temporal order: ties go to the earlier k.
     cuts = key.sort(dim=1, descending=True, stable=True).indices[:, :G - 1]
     return _assign_from_boundaries(cuts.sort(dim=1).values + 1, length, t, G)
 
 
-def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
+def _top_in_order(key: Tensor, m: int) -> Tensor:
+    """``(N, K)`` keys -> ``(N, m)`` ascending indices of the m largest (ties: the earlier index), without a sort.
+
+    Index k is taken when fewer than m keys rank before it: larger, or equal and earlier (a stable descending
+    sort's order); the taken indices are then listed in order through their running count.
+    """
+    j = torch.arange(key.shape[1], device=key.device)
+    before = (key[:, :, None] > key[:, None, :]) | ((key[:, :, None] == key[:, None, :]) & (j[:, None] < j)[None])
+    taken = before.sum(1) < m  # (N, K); before[n, j, k]: key j ranks before key k
+    slot = taken.long().cumsum(1) - 1  # the taken index's place among the taken ones
+    pick = taken[:, :, None] & (slot[:, :, None] == torch.arange(m, device=key.device))  # (N, K, m)
+    return (pick.long() * j[None, :, None]).sum(1)
+
+
+def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None, fused: bool = False,
+                sortless: bool = False) -> Tensor:
     """``cumulative_assign`` or ``slope_assign`` by name; with ``fused`` as one ``torch.compile``d graph.
 
     Compiled, the rule's ~40 small kernels become a few, with the same assignment as eager
@@ -304,7 +330,10 @@ def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None
     sums of float32 distances are exact in any order while T * 2**(23 + ceil(log2 D)) <= 2**53 (every
     distance is a multiple of 2**-(23 + ceil(log2 D)) below 1), e.g. up to 1024 frames for ResNet-50's
     ``layer1`` at 224 px (D = 802816). Beyond that bound compiled and eager may round a sum differently.
+    ``sortless`` (export): slope cuts without a sort (``slope_assign``); it takes precedence over ``fused``.
     """
+    if sortless and method == 'slope':
+        return slope_assign(dist, G, lengths, sortless=True)
     rule = cumulative_assign if method == 'cumulative' else slope_assign
     if fused:
         assign = _run_compiled(f'{method}_assign', rule, f'the {method} rule', dist, G, lengths)
@@ -367,11 +396,12 @@ class TemporalClustering(nn.Module):
     The assignment is computed without gradient; the mean carries gradient to every real
     frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
     per call (``fused_by_default``: on CUDA when Triton is installed); fused, the rule (``assign_rule``) and
-    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``last_assign`` keeps the latest
-    ``(N, T)`` assignment (detached) for analysis.
+    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``exportable=True`` counts the sign
+    differences as booleans instead of bit-packed codes and finds slope cuts without a sort (the same
+    assignments with only ops ONNX has, for ``tools/export.py``; it overrides ``fused``). ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
     """
 
-    def __init__(self, method: str, num_clusters: int, fused: bool | None = None):
+    def __init__(self, method: str, num_clusters: int, fused: bool | None = None, exportable: bool = False):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
@@ -381,6 +411,7 @@ class TemporalClustering(nn.Module):
         self.method = method
         self.num_clusters = num_clusters
         self.fused = fused
+        self.exportable = exportable
         self.fuse_rule = True  # with fused: the rule and the mean weights compiled too (False: the distances only)
         self.last_assign: Tensor | None = None
 
@@ -391,6 +422,8 @@ class TemporalClustering(nn.Module):
         return x.reshape(x.shape[0] // num_frames, num_frames, *x.shape[1:])
 
     def _fused(self, x: Tensor) -> bool:
+        if self.exportable:  # plain eager ops only
+            return False
         return fused_by_default(x) if self.fused is None else self.fused
 
     def assign(self, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
@@ -402,8 +435,9 @@ class TemporalClustering(nn.Module):
                 assign = uniform_assign(n, t, g, lengths, device=x.device)
             else:
                 fused = self._fused(video)
-                dist = neighbour_hamming(video, lengths, fused=fused)
-                assign = assign_rule(dist, g, self.method, lengths, fused=fused and self.fuse_rule)
+                dist = neighbour_hamming(video, lengths, fused=fused, packed=not self.exportable)
+                assign = assign_rule(dist, g, self.method, lengths, fused=fused and self.fuse_rule,
+                                     sortless=self.exportable)
         self.last_assign = assign.detach()
         return assign
 
@@ -416,4 +450,4 @@ class TemporalClustering(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"method={self.method!r}, num_clusters={self.num_clusters}, fused={self.fused}"
-                + ("" if self.fuse_rule else ", fuse_rule=False"))
+                + ("" if self.fuse_rule else ", fuse_rule=False") + (", exportable=True" if self.exportable else ""))

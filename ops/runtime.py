@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ops.models import TSN
+from ops.temporal_shift import set_online
 
 
 def store_name(args: argparse.Namespace) -> str:
@@ -35,6 +36,8 @@ def store_name(args: argparse.Namespace) -> str:
         name += f'_{args.lr_type}'
     if args.dense_sample:
         name += '_dense'
+    if getattr(args, 'online', False):
+        name += '_online'
     if args.suffix is not None:
         name += f'_{args.suffix}'
     return name
@@ -68,14 +71,17 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
     ``pretrain`` overrides ``args.pretrain``: callers that load all weights from a checkpoint pass
     ``'scratch'`` so that no ImageNet download is attempted.
     """
-    return TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
-               consensus_type=args.consensus_type, dropout=args.dropout, img_feature_dim=args.img_feature_dim,
-               partial_bn=not args.no_partialbn, pretrain=pretrain or args.pretrain, is_shift=args.shift,
-               shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
-               non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
-               cluster_after=args.cluster_after, chunk_frames=args.chunk_frames,
-               fused_assign={'on': True, 'off': False}.get(getattr(args, 'fused_assign', 'auto')),
-               zero_init_residual=getattr(args, 'zero_init_residual', False), print_spec=print_spec)
+    model = TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
+                 consensus_type=args.consensus_type, dropout=args.dropout, img_feature_dim=args.img_feature_dim,
+                 partial_bn=not args.no_partialbn, pretrain=pretrain or args.pretrain, is_shift=args.shift,
+                 shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
+                 non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,
+                 cluster_after=args.cluster_after, chunk_frames=args.chunk_frames,
+                 fused_assign={'on': True, 'off': False}.get(getattr(args, 'fused_assign', 'auto')),
+                 zero_init_residual=getattr(args, 'zero_init_residual', False), print_spec=print_spec)
+    if getattr(args, 'online', False):  # --online: uni-directional shifts (checkpoints from before have no flag)
+        set_online(model.modules())
+    return model
 
 
 def build_optimizer(args: argparse.Namespace, model: TSN) -> torch.optim.Optimizer:

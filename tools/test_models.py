@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="TSM-style testing of one checkpoint or an ensemble",
                                 allow_abbrev=False)
     p.add_argument('dataset', nargs='?', default=None, help="default: the checkpoint's own data set")
-    p.add_argument('--weights', required=True, help="checkpoint(s), comma separated for an ensemble")
+    p.add_argument('--weights', required=True, help="checkpoint(s), comma separated for an ensemble; a .onnx "
+                   "file of tools/export.py runs in onnxruntime")
     p.add_argument('--coeff', nargs='+', default=None, help="ensemble weights, '1 0.5' or '1,0.5' (default 1s)")
     p.add_argument('--modality', default=None, choices=['RGB', 'Flow'], help="for checkpoints without args")
     p.add_argument('--test_list', default=None, help="list file(s), comma separated per checkpoint")
@@ -205,7 +206,15 @@ def video_scores(model, loader, views: int, clustering: bool, softmax: bool, max
 def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], test_list: Optional[str],
                         test_segments: Optional[int], device: torch.device):
     """Scores of one checkpoint: (scores (N, K), labels (N,), video paths, class names)."""
-    ckpt = load_checkpoint(path)
+    onnx_file = path.endswith('.onnx')  # a file of tools/export.py, run by onnxruntime
+    if onnx_file:
+        from tools.export import onnx_checkpoint
+        ckpt = onnx_checkpoint(path)
+        if test_segments is not None or cli.frames is not None:
+            raise ValueError(f"{path}: an exported file has the frame count it was exported with "
+                             f"({ckpt['frames']}): --test_segments and --frames do not apply")
+    else:
+        ckpt = load_checkpoint(path)
     args = model_args(ckpt, path, cli, extra)
     if test_segments is not None:
         args.num_segments = test_segments
@@ -217,13 +226,17 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,
                             image_tmpl=args.image_tmpl, start_index=args.start_index,
                             video_source=args.video_source)
-    num_class = classifier_size(ckpt['state_dict'], path)
+    num_class = len(ckpt['class_names']) if onnx_file else classifier_size(ckpt['state_dict'], path)
     if num_class != config.num_class:
         raise ValueError(f"{path}: the model has {num_class} classes, data set {config.name} "
                          f"({config.root_path}) has {config.num_class}")
-    model = build_model(args, num_class, print_spec=False)
-    load_model_weights(model, ckpt['state_dict'], path)
-    model.to(device).eval()
+    if onnx_file:
+        from tools.export import OnnxModel
+        model = OnnxModel(path, args, device)
+    else:
+        model = build_model(args, num_class, print_spec=False)
+        load_model_weights(model, ckpt['state_dict'], path)
+        model.to(device).eval()
     clustering = args.cluster != 'none'
     if cli.frames is not None and not clustering:
         raise ValueError(f"{path} samples {args.num_segments} frames (--cluster none): --frames does not apply")
