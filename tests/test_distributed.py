@@ -165,6 +165,7 @@ def test_torchrun_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(data
             pass
     assert killed.returncode != 0, out[-3000:]
     ckpt = str(tmp_path / 'cut' / 'ckpt' / 'run' / 'ckpt.pth.tar')
+    assert os.path.isfile(ckpt), out[-3000:]  # the killed run got as far as its checkpoint
     saved = load_checkpoint(ckpt)
     assert (saved['epoch'], saved['iteration']) == (0, 2) and len(saved['rng_ranks']) == 2
     torchrun(['main.py', *run_args(data, tmp_path / 'cut', 2, *flags, '--resume', ckpt)], timeout=300)

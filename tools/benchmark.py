@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import statistics
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +29,10 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ops import clustering  # noqa: E402
-from ops.runtime import select_device  # noqa: E402
+from ops import clustering
+from ops.runtime import select_device
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
-    parse_profile_args, train_step  # noqa: E402
+    parse_profile_args, train_step
 
 METHODS = ('uniform', 'slope', 'cumulative')
 LONG_FRAMES = (32, 128, 512, 1024)

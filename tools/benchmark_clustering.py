@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable, List, Optional
 
 import torch
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ops import clustering as C  # noqa: E402
-from ops.runtime import select_device  # noqa: E402
+from ops import clustering as C
+from ops.runtime import select_device
 
 
 def ms_per_call(fn: Callable[[], object], repeat: int, device: torch.device) -> float:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-if __package__ in (None, ''):  # run as `python tools/benchmark_flow.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.extract_flow import ALGOS, compute_flow, flow_algorithm  # noqa: E402
+from tools.extract_flow import ALGOS, compute_flow, flow_algorithm
 
 
 def synthetic_frames(width: int, height: int, count: int, seed: int = 0) -> list[np.ndarray]:

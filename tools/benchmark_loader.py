@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +35,9 @@ import torch
 import torchvision
 from PIL import Image, ImageDraw
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ops import transforms as T  # noqa: E402
-import ops.dataset as dataset_module  # noqa: E402
-from ops.dataset import VideoDataset, collate_videos, load_image  # noqa: E402
+from ops import transforms as T
+import ops.dataset as dataset_module
+from ops.dataset import VideoDataset, collate_videos, load_image
 
 TMPL = 'img_{:05d}.jpg'
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # TSN's RGB normalisation

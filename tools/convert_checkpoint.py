@@ -22,9 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from ops.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 PLAIN = (bool, int, float, str, bytes, type(None))
 DROPPED = object()

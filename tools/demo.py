@@ -30,14 +30,12 @@ import torchvision
 from PIL import Image
 from tqdm import tqdm
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops import transforms as T  # noqa: E402
-from ops.dataset import cluster_indices, val_indices  # noqa: E402
-from ops.runtime import select_device  # noqa: E402
-from ops.temporal_shift import start_stream, stop_stream  # noqa: E402
-from ops.video_io import VideoDecodeError, _video_stream, iter_frames  # noqa: E402
-from tools.export import class_names, load_trained  # noqa: E402
+from ops import transforms as T
+from ops.dataset import cluster_indices, val_indices
+from ops.runtime import select_device
+from ops.temporal_shift import start_stream, stop_stream
+from ops.video_io import VideoDecodeError, _video_stream, iter_frames
+from tools.export import class_names, load_trained
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 

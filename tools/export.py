@@ -26,7 +26,6 @@ dynamo exporter on the int64 bit-packing ``view`` and on ``cummax``/stable ``sor
 import argparse
 import json
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -34,12 +33,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
-from ops.dataset_config import read_class_file, return_dataset  # noqa: E402
-from ops.runtime import build_dataset, build_model  # noqa: E402
-from tools import test_models  # noqa: E402
+from ops.checkpoint import load_checkpoint, load_model_weights
+from ops.dataset_config import read_class_file, return_dataset
+from ops.runtime import build_dataset, build_model
+from tools import test_models
 
 FORMATS = ('onnx', 'torchscript', 'exported_program')
 

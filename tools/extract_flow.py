@@ -44,10 +44,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-if __package__ in (None, ''):  # run as `python tools/extract_flow.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops import video_io  # noqa: E402  (module import so tests can patch video_io.iter_frames)
-from tools.vid2img import DEFAULT_EXTS, TMP_RE, find_videos, remove_stale_tmp, resized, split_template  # noqa: E402
+from ops import video_io  # a module import, so that tests can patch video_io.iter_frames
+from tools.vid2img import DEFAULT_EXTS, TMP_RE, find_videos, remove_stale_tmp, resized, split_template
 
 FLOW_TEMPLATE = 'flow_{}_{:05d}.jpg'
 # the frame names of tools/vid2img.py (and TSM's sets) and of tools/make_move4mnist.py

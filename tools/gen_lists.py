@@ -43,10 +43,8 @@ from collections.abc import Callable
 from functools import partial
 from multiprocessing import Pool
 
-if __package__ in (None, ''):  # run as `python tools/gen_lists.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops import video_io  # noqa: E402
-from tools.vid2img import DEFAULT_EXTS, TMP_RE, split_template  # noqa: E402
+from ops import video_io
+from tools.vid2img import DEFAULT_EXTS, TMP_RE, split_template
 
 BREAKFAST_ACTIVITIES = ('cereals', 'coffee', 'friedegg', 'juice', 'milk',
                         'pancake', 'salat', 'sandwich', 'scrambledegg', 'tea')

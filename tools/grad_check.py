@@ -41,22 +41,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ops.clustering import METHODS, aggregate  # noqa: E402
-from ops.dataset_config import return_dataset  # noqa: E402
-from ops.models import LAYERS, TSN  # noqa: E402
-from ops.runtime import select_device  # noqa: E402
-from tools.visualize_clusters import (assign_all, build_analysis_parser, complete_args,  # noqa: E402
+from ops.clustering import METHODS, aggregate
+from ops.dataset_config import return_dataset
+from ops.models import LAYERS, TSN
+from ops.runtime import select_device
+from tools.visualize_clusters import (assign_all, build_analysis_parser, complete_args,
                                       load_models, load_videos)
 
 PAPER_CLUSTERS = 16  # Fig. 6 uses 16 clusters

@@ -22,7 +22,6 @@ import argparse
 import itertools
 import math
 import multiprocessing
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,9 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.mnist_digits import MNIST_SIZE, MnistDigits, SyntheticDigits, find_mnist_files  # noqa: E402
+from tools.mnist_digits import MNIST_SIZE, MnistDigits, SyntheticDigits, find_mnist_files
 
 CLASSES = ('left', 'right', 'up', 'down')  # label = index; classInd.txt numbers them from 1
 DIRECTIONS = ((0, -1), (0, 1), (-1, 0), (1, 0))  # (dy, dx) of the target's motion per label

@@ -33,18 +33,15 @@ import sys
 import weakref
 from collections import defaultdict
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import opts  # noqa: E402
-from ops.dataset_config import return_dataset  # noqa: E402
-from ops.runtime import build_model, select_device  # noqa: E402
+import opts
+from ops.dataset_config import return_dataset
+from ops.runtime import build_model, select_device
 
 MB = 1e6
 # Paper Table 1 (ResNet-18, 224x224, Move4MNIST: 32-frame videos, 4 classes). Key: (cluster?, G, F).

@@ -30,15 +30,13 @@ import numpy as np
 import torch
 import torchvision
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import opts  # noqa: E402
-from ops import transforms as T  # noqa: E402
-from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
-from ops.dataset import VideoDataset  # noqa: E402
-from ops.dataset_config import return_dataset  # noqa: E402
-from ops.runtime import build_model, select_device  # noqa: E402
-from tools.ensemble import metrics, save_scores, write_reports  # noqa: E402
+import opts
+from ops import transforms as T
+from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from ops.dataset import VideoDataset
+from ops.dataset_config import return_dataset
+from ops.runtime import build_model, select_device
+from tools.ensemble import metrics, save_scores, write_reports
 
 # data flags: given on the command line, they replace the training run's paths saved in the checkpoint
 DATA_KEYS = ('root_path', 'image_tmpl', 'start_index', 'video_source')

@@ -34,9 +34,7 @@ from multiprocessing import Pool
 from PIL import Image
 from tqdm import tqdm
 
-if __package__ in (None, ''):  # run as `python tools/vid2img.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops import video_io  # noqa: E402  (module import so tests can patch video_io.iter_frames)
+from ops import video_io  # a module import, so that tests can patch video_io.iter_frames
 
 DEFAULT_EXTS = 'mp4,avi,webm,mkv,mov,m4v,mpg,mpeg,flv,wmv,3gp,ogv'
 TMP_RE = re.compile(r'\.tmp-(\d+)$')  # the in-progress folder of one worker process

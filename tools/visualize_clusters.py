@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -31,15 +30,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-if __package__ in (None, ''):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import opts  # noqa: E402
-from ops.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
-from ops.clustering import METHODS, TemporalClustering, neighbour_hamming  # noqa: E402
-from ops.dataset import cluster_indices, collate_videos  # noqa: E402
-from ops.dataset_config import return_dataset  # noqa: E402
-from ops.models import TSN  # noqa: E402
-from ops.runtime import build_dataset, build_model, select_device, set_seed  # noqa: E402
+import opts
+from ops.checkpoint import load_checkpoint, load_model_weights
+from ops.clustering import METHODS, TemporalClustering, neighbour_hamming
+from ops.dataset import cluster_indices, collate_videos
+from ops.dataset_config import return_dataset
+from ops.models import TSN
+from ops.runtime import build_dataset, build_model, select_device, set_seed
 
 # Training arguments a checkpoint fixes: the network and the image size it was trained at.
 ARCH_KEYS = ('arch', 'modality', 'shift', 'shift_div', 'shift_place', 'temporal_pool', 'consensus_type',
