@@ -117,20 +117,26 @@ class Bottleneck(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """ReLU(shortcut(x) + bottleneck(x)); the shortcut is a strided 1x1x1 conv + BN where shapes change."""
+    """ReLU(shortcut(x) + bottleneck(x)); the shortcut is a strided 1x1x1 conv where shapes change."""
 
     def __init__(self, in_channels: int, inner: int, out_channels: int, stride: int, use_se: bool):
         super().__init__()
+        # pytorchvideo's quirk, kept for its checkpoints: the shortcut has a BN only where the width changes
+        # (not in res2's first block, which only strides)
+        self.branch1_conv = self.branch1_norm = None
         if in_channels != out_channels or stride != 1:
             self.branch1_conv = nn.Conv3d(in_channels, out_channels, 1, stride=(1, stride, stride), bias=False)
+        if in_channels != out_channels:
             self.branch1_norm = _bn(out_channels)
-        else:
-            self.branch1_conv = self.branch1_norm = None
         self.branch2 = Bottleneck(in_channels, inner, out_channels, stride, use_se)
         self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
+        shortcut = x
+        if self.branch1_conv is not None:
+            shortcut = self.branch1_conv(shortcut)
+        if self.branch1_norm is not None:
+            shortcut = self.branch1_norm(shortcut)
         return self.activation(shortcut + self.branch2(x))
 
 
@@ -139,7 +145,7 @@ class ResStage(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, depth: int):
         super().__init__()
-        inner = round_width(out_channels, BOTTLENECK_EXPANSION)
+        inner = int(out_channels * BOTTLENECK_EXPANSION)  # truncated, unlike conv5's rounded width
         self.res_blocks = nn.ModuleList(
             ResBlock(in_channels if i == 0 else out_channels, inner, out_channels,
                      stride=2 if i == 0 else 1, use_se=i % 2 == 0)
