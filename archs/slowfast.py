@@ -13,11 +13,14 @@ so the state dicts of its Kinetics-400 checkpoints ``SLOWFAST_8x8_R50.pyth`` (al
 and ``SLOWFAST_4x16_R50.pyth`` (alpha 8, fusion kernel 5, as PySlowFast's config) load with
 ``load_state_dict(strict=True)``.
 
-Costs per clip of 32 fast frames at 256^2 (torch's ``FlopCounterMode``, MACs = FLOPs / 2, 400 classes;
-pytorchvideo's own models give the same figures, see tests/test_slowfast.py):
+Costs per clip of 32 fast frames at 256^2 (torch's ``FlopCounterMode``, MACs = FLOPs / 2, 400 classes,
+measured on meta tensors), ours against pytorchvideo 0.1.5's ``create_slowfast`` with the same settings:
 
-    SlowFast-R50 8x8  (alpha 4)   65.709 GMACs   34.57 M parameters
-    SlowFast-R50 4x16 (alpha 8)   36.305 GMACs   34.48 M parameters
+    SlowFast-R50 8x8  (alpha 4, fusion kernel 7)   65.709 GMACs (pytorchvideo 65.712)   34,566,488 parameters
+    SlowFast-R50 4x16 (alpha 8, fusion kernel 5)   36.099 GMACs (pytorchvideo 36.102)   34,480,216 parameters
+
+(36.305 GMACs and 34.57 M parameters for alpha 8 belong to fusion kernel 7, i.e. ``fusion_kernel=7``; the
+4x16 checkpoint's 34.48 M parameters are those of kernel 5.)
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -221,14 +224,16 @@ class SlowFast(nn.Module):
 
 
 def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: int = 4, frames: int = 32,
-                   train_size: int = 224, zoo_head_pool: bool = True, dropout: float = 0.5) -> SlowFast:
+                   train_size: int = 224, zoo_head_pool: bool = True, dropout: float = 0.5,
+                   fusion_kernel: Optional[int] = None) -> SlowFast:
     """SlowFast-R50, randomly initialised; ``frames`` is the Fast pathway's clip length T.
 
     ``zoo_head_pool`` pools each pathway over its training window ((T/alpha or T), train_size/32, train_size/32)
     as pytorchvideo does, so that its weights give its logits at any input size; False pools globally.
+    ``fusion_kernel`` None takes the published checkpoint's for ``alpha`` (7 for 4, 5 for 8).
     """
     if name != 'slowfast_r50':
         raise ValueError(f"archs/slowfast.py: unknown SlowFast {name!r}: expected 'slowfast_r50'")
     side = -(-train_size // 32)
     kernels = [(frames // alpha, side, side), (frames, side, side)] if zoo_head_pool else [None, None]
-    return SlowFast(num_classes, alpha, head_pool_kernels=kernels, dropout=dropout)
+    return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout)

@@ -10,13 +10,14 @@ an operation after a stage, counts FLOPs per stage or freezes BatchNorm walks th
 those of pytorchvideo's ``create_x3d``: a state dict of pytorchvideo's published Kinetics-400 checkpoints
 (``X3D_XS.pyth`` ... ``X3D_L.pyth``, key ``model_state``) loads with ``load_state_dict(strict=True)``.
 
-Costs per clip (torch's ``FlopCounterMode``, MACs = FLOPs / 2, 400 classes; pytorchvideo's own models
-give the same figures within 0.1%, see tests/test_x3d.py):
+Costs per clip (torch's ``FlopCounterMode``, MACs = FLOPs / 2, 400 classes, measured on meta tensors),
+ours against pytorchvideo 0.1.5's hub models (whose head applies the classifier before averaging the
+pooled positions, hence its slightly higher count):
 
-    X3D-XS   4 frames at 182^2   0.839 GMACs   3.79 M parameters
-    X3D-S   13 frames at 182^2   2.722 GMACs   3.79 M
-    X3D-M   16 frames at 256^2   6.181 GMACs   3.79 M
-    X3D-L   16 frames at 356^2  ~24.9 GMACs    6.15 M
+    X3D-XS   4 frames at 182^2    0.8415 GMACs (pytorchvideo 0.8439)   3,794,274 parameters
+    X3D-S   13 frames at 182^2    2.7246 GMACs (2.7270)                3,794,274
+    X3D-M   16 frames at 256^2    6.1833 GMACs (6.1857)                3,794,274
+    X3D-L   16 frames at 356^2   24.771  GMACs (24.778)                6,153,384
 """
 import math
 from dataclasses import dataclass
