@@ -1,0 +1,239 @@
+"""SlowFast-R50 (Feichtenhofer et al., "SlowFast Networks for Video Recognition", ICCV 2019).
+
+Two ResNet-50 pathways see the same clip: the Fast pathway every frame with beta = 1/8 of the channels,
+the Slow pathway every alpha-th frame with full width. After the stem and after res2, res3 and res4 a
+lateral connection (Section 3.4, "time-strided convolution") maps Fast to Slow: a (k, 1, 1) convolution
+with temporal stride alpha doubling the Fast channels, BN, ReLU, concatenated to the Slow features.
+Temporal kernels are those of the paper's Table 1: the Slow pathway is non-temporal (1x1x1) in res2 and
+res3 and temporal (3x1x1 first convolution) in res4 and res5; the Fast pathway is temporal everywhere.
+
+``blocks = [stem, res2, res3, res4, res5, pool, head]`` (an ``nn.ModuleList``); every entry but the head
+takes and returns the list ``[slow, fast]``. Module names are those of pytorchvideo's ``create_slowfast``,
+so the state dicts of its Kinetics-400 checkpoints ``SLOWFAST_8x8_R50.pyth`` (alpha 4, fusion kernel 7)
+and ``SLOWFAST_4x16_R50.pyth`` (alpha 8, fusion kernel 5, as PySlowFast's config) load with
+``load_state_dict(strict=True)``.
+
+Costs per clip of 32 fast frames at 256^2 (torch's ``FlopCounterMode``, MACs = FLOPs / 2, 400 classes,
+measured on meta tensors), ours against pytorchvideo 0.1.5's ``create_slowfast`` with the same settings:
+
+    SlowFast-R50 8x8  (alpha 4, fusion kernel 7)   65.709 GMACs (pytorchvideo 65.712)   34,566,488 parameters
+    SlowFast-R50 4x16 (alpha 8, fusion kernel 5)   36.099 GMACs (pytorchvideo 36.102)   34,480,216 parameters
+
+(36.305 GMACs and 34.57 M parameters for alpha 8 belong to fusion kernel 7, i.e. ``fusion_kernel=7``; the
+4x16 checkpoint's 34.48 M parameters are those of kernel 5.)
+"""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from archs.x3d import clipped_avg_pool
+
+DEPTHS = (3, 4, 6, 3)                               # ResNet-50 blocks in res2..res5
+SLOW_WIDTHS = (256, 512, 1024, 2048)                # stage outputs; bottleneck inner width is a quarter
+SLOW_TEMPORAL_KERNELS = (1, 1, 3, 3)                # first conv of each block, res2..res5 (Table 1)
+FAST_TEMPORAL_KERNELS = (3, 3, 3, 3)
+BETA_INV = 8                                        # Fast channels = Slow channels / 8
+FUSION_CHANNEL_RATIO = 2                            # lateral conv: Fast channels -> 2 x Fast channels
+FUSION_KERNELS = {4: 7, 8: 5}                       # temporal kernel of the lateral conv, per alpha (zoo)
+
+
+def _bn(channels: int) -> nn.BatchNorm3d:
+    return nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
+
+
+class Stem(nn.Module):
+    """(kt, 7, 7) conv stride (1, 2, 2), BN, ReLU, 3x3 max pool stride 2: (N, 3, T, H, W) -> (N, C, T, H/4, W/4)."""
+
+    def __init__(self, out_channels: int, temporal_kernel: int):
+        super().__init__()
+        self.conv = nn.Conv3d(3, out_channels, (temporal_kernel, 7, 7), stride=(1, 2, 2),
+                              padding=(temporal_kernel // 2, 3, 3), bias=False)
+        self.norm = _bn(out_channels)
+        self.activation = nn.ReLU()
+        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.activation(self.norm(self.conv(x))))
+
+
+class Bottleneck(nn.Module):
+    """(kt, 1, 1) conv, BN, ReLU, (1, 3, 3) conv with the spatial stride, BN, ReLU, 1x1x1 conv, BN."""
+
+    def __init__(self, in_channels: int, inner: int, out_channels: int, temporal_kernel: int, stride: int):
+        super().__init__()
+        self.conv_a = nn.Conv3d(in_channels, inner, (temporal_kernel, 1, 1),
+                                padding=(temporal_kernel // 2, 0, 0), bias=False)
+        self.norm_a = _bn(inner)
+        self.act_a = nn.ReLU()
+        self.conv_b = nn.Conv3d(inner, inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        self.norm_b = _bn(inner)
+        self.act_b = nn.ReLU()
+        self.conv_c = nn.Conv3d(inner, out_channels, 1, bias=False)
+        self.norm_c = _bn(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_a(self.norm_a(self.conv_a(x)))
+        x = self.act_b(self.norm_b(self.conv_b(x)))
+        return self.norm_c(self.conv_c(x))
+
+
+class ResBlock(nn.Module):
+    """ReLU(shortcut(x) + bottleneck(x)); the shortcut is a strided 1x1x1 conv + BN where shapes change."""
+
+    def __init__(self, in_channels: int, inner: int, out_channels: int, temporal_kernel: int, stride: int):
+        super().__init__()
+        if in_channels != out_channels or stride != 1:
+            self.branch1_conv = nn.Conv3d(in_channels, out_channels, 1, stride=(1, stride, stride), bias=False)
+            self.branch1_norm = _bn(out_channels)
+        else:
+            self.branch1_conv = self.branch1_norm = None
+        self.branch2 = Bottleneck(in_channels, inner, out_channels, temporal_kernel, stride)
+        self.activation = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
+        return self.activation(shortcut + self.branch2(x))
+
+
+class ResStage(nn.Module):
+    """``depth`` residual blocks; the first one carries the spatial stride and changes the width."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int, temporal_kernel: int, stride: int):
+        super().__init__()
+        self.res_blocks = nn.ModuleList(
+            ResBlock(in_channels if i == 0 else out_channels, out_channels // 4, out_channels, temporal_kernel,
+                     stride if i == 0 else 1)
+            for i in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.res_blocks:
+            x = block(x)
+        return x
+
+
+class FuseFastToSlow(nn.Module):
+    """Lateral connection: [slow (N, Cs, T/a, H, W), fast (N, Cf, T, H, W)] -> [slow ++ conv(fast), fast].
+
+    The (k, 1, 1) convolution with temporal stride alpha gives 2 Cf channels at the Slow frame rate.
+    """
+
+    def __init__(self, fast_channels: int, alpha: int, kernel: int):
+        super().__init__()
+        self.conv_fast_to_slow = nn.Conv3d(fast_channels, FUSION_CHANNEL_RATIO * fast_channels, (kernel, 1, 1),
+                                           stride=(alpha, 1, 1), padding=(kernel // 2, 0, 0), bias=False)
+        self.norm = _bn(FUSION_CHANNEL_RATIO * fast_channels)
+        self.activation = nn.ReLU()
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        slow, fast = x
+        lateral = self.activation(self.norm(self.conv_fast_to_slow(fast)))
+        if lateral.shape[2:] != slow.shape[2:]:
+            raise ValueError(
+                f"archs/slowfast.py: the lateral connection gives {tuple(lateral.shape[2:])} (T, H, W) but the "
+                f"Slow pathway has {tuple(slow.shape[2:])}: the Fast clip's length must be alpha times the Slow one's")
+        return [torch.cat([slow, lateral], dim=1), fast]
+
+
+class TwoPathways(nn.Module):
+    """One block per pathway, then the lateral connection (absent after res5): [slow, fast] -> [slow, fast]."""
+
+    def __init__(self, slow: nn.Module, fast: nn.Module, fusion: Optional[FuseFastToSlow]):
+        super().__init__()
+        self.multipathway_blocks = nn.ModuleList([slow, fast])
+        self.multipathway_fusion = fusion
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        x = [block(path) for block, path in zip(self.multipathway_blocks, x)]
+        return x if self.multipathway_fusion is None else self.multipathway_fusion(x)
+
+
+class PoolConcat(nn.Module):
+    """Average-pool each pathway over its training window, concatenate channels: -> (N, Cs + Cf, T', h', w')."""
+
+    def __init__(self, kernels: Sequence[Optional[Tuple[int, int, int]]]):
+        super().__init__()
+        self.kernels = list(kernels)
+
+    def forward(self, x: List[torch.Tensor]) -> torch.Tensor:
+        pooled = [clipped_avg_pool(path, kernel) for path, kernel in zip(x, self.kernels)]
+        if pooled[0].shape[2:] != pooled[1].shape[2:]:
+            raise ValueError(f"archs/slowfast.py: pooled pathways differ in shape: "
+                             f"slow {tuple(pooled[0].shape[2:])}, fast {tuple(pooled[1].shape[2:])}")
+        return torch.cat(pooled, dim=1)
+
+
+class Head(nn.Module):
+    """Dropout, linear classifier, mean over positions: (N, C, T', h', w') -> (N, num_classes) logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.dropout(x).mean(dim=(2, 3, 4)))  # the classifier is affine: mean first
+
+
+class SlowFast(nn.Module):
+    """SlowFast-R50: ``[slow (N, 3, T/alpha, H, W), fast (N, 3, T, H, W)]`` or one fast clip -> (N, classes) logits.
+
+    Given one tensor (N, 3, T, H, W), the Slow pathway takes frames 0, alpha, 2 alpha, ... of it
+    (PySlowFast's data loader instead picks T/alpha frames evenly spaced by ``torch.linspace``; pass the
+    list to reproduce that).
+    """
+
+    def __init__(self, num_classes: int = 400, alpha: int = 4, fusion_kernel: Optional[int] = None,
+                 head_pool_kernels: Sequence[Optional[Tuple[int, int, int]]] = (None, None), dropout: float = 0.5):
+        super().__init__()
+        if fusion_kernel is None:
+            if alpha not in FUSION_KERNELS:
+                raise ValueError(f"archs/slowfast.py: no published fusion kernel for alpha={alpha} "
+                                 f"(known: {FUSION_KERNELS}); pass fusion_kernel")
+            fusion_kernel = FUSION_KERNELS[alpha]
+        self.alpha = alpha
+        slow_in, fast_in = 64, 64 // BETA_INV
+        blocks = [TwoPathways(Stem(slow_in, 1), Stem(fast_in, 5), FuseFastToSlow(fast_in, alpha, fusion_kernel))]
+        for i, (width, depth) in enumerate(zip(SLOW_WIDTHS, DEPTHS)):
+            stride = 1 if i == 0 else 2
+            fast_width = width // BETA_INV
+            slow_in += FUSION_CHANNEL_RATIO * fast_in  # the lateral connection's channels
+            fusion = FuseFastToSlow(fast_width, alpha, fusion_kernel) if i < len(DEPTHS) - 1 else None
+            blocks.append(TwoPathways(ResStage(slow_in, width, depth, SLOW_TEMPORAL_KERNELS[i], stride),
+                                      ResStage(fast_in, fast_width, depth, FAST_TEMPORAL_KERNELS[i], stride),
+                                      fusion))
+            slow_in, fast_in = width, fast_width
+        blocks += [PoolConcat(head_pool_kernels), Head(slow_in + fast_in, num_classes, dropout)]
+        self.blocks = nn.ModuleList(blocks)
+
+    def split(self, clip: torch.Tensor) -> List[torch.Tensor]:
+        """(N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip]."""
+        return [clip[:, :, ::self.alpha], clip]
+
+    def forward(self, x: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            if x.dim() != 5 or x.shape[1] != 3:
+                raise ValueError(f"archs/slowfast.py: SlowFast takes a clip (N, 3, T, H, W), got {tuple(x.shape)}")
+            x = self.split(x)
+        x = list(x)
+        if len(x) != 2:
+            raise ValueError(f"archs/slowfast.py: SlowFast takes [slow, fast], got a list of {len(x)} tensors")
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: int = 4, frames: int = 32,
+                   train_size: int = 224, zoo_head_pool: bool = True, dropout: float = 0.5,
+                   fusion_kernel: Optional[int] = None) -> SlowFast:
+    """SlowFast-R50, randomly initialised; ``frames`` is the Fast pathway's clip length T.
+
+    ``zoo_head_pool`` pools each pathway over its training window ((T/alpha or T), train_size/32, train_size/32)
+    as pytorchvideo does, so that its weights give its logits at any input size; False pools globally.
+    ``fusion_kernel`` None takes the published checkpoint's for ``alpha`` (7 for 4, 5 for 8).
+    """
+    if name != 'slowfast_r50':
+        raise ValueError(f"archs/slowfast.py: unknown SlowFast {name!r}: expected 'slowfast_r50'")
+    side = -(-train_size // 32)
+    kernels = [(frames // alpha, side, side), (frames, side, side)] if zoo_head_pool else [None, None]
+    return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout)
