@@ -163,17 +163,19 @@ def parse_list(list_file: str, root: str, num_class: int | None,
 def seeded_random(key: Sequence[int]) -> Iterator[None]:
     """Python's, numpy's and torch's global generators seeded from ``key`` (non-negative ints) inside the block,
     and restored after it, so draws inside depend on ``key`` alone and draws outside are not shifted."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    # torch's CPU generator through its own methods: torch.manual_seed and torch.set_rng_state go through a
+    # dynamo-disabling wrapper that costs 0.15 ms a call, twice per video
+    states = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
     seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0])
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        torch.default_generator.set_state(states[2])
 
 
 # ----------------------------------------------------------------------------- frame indices
