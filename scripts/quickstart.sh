@@ -3,8 +3,8 @@
 #   ours-cumulative-8: every one of a video's 32 frames through the stem and layer1, cumulative clustering
 #                      into 8 clusters, layer2-4 on the 8 cluster means (paper Sec. 3.3, Eq. 8);
 #   TSM-8:             8 frames sampled per video, as TSM trains.
-# Both are ResNet-18 TSMs trained from scratch (no ImageNet weights are downloaded) with the same recipe, at
-# one after the other on all the cores; each best checkpoint is re-evaluated from disk with main.py --evaluate, and a
+# Both are ResNet-18 TSMs trained from scratch (no ImageNet weights are downloaded) with the same recipe, one
+# after the other on all the cores; each best checkpoint is re-evaluated from disk with main.py --evaluate, and a
 # short table ends the run: each model, the frames it sees, its GMACs per video at 224 px
 # (tools/profile_model.py), its top-1 and minutes, and where the checkpoints and TensorBoard logs are.
 # Expected on a 2-core CPU (fp32, seed 0): see README.md's Quickstart, which gives the figures and the time.
