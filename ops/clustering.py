@@ -398,7 +398,8 @@ class TemporalClustering(nn.Module):
     per call (``fused_by_default``: on CUDA when Triton is installed); fused, the rule (``assign_rule``) and
     the mean's weights are compiled too, unless ``fuse_rule`` is False. ``exportable=True`` counts the sign
     differences as booleans instead of bit-packed codes and finds slope cuts without a sort (the same
-    assignments with only ops ONNX has, for ``tools/export.py``; it overrides ``fused``). ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
+    assignments with only ops ONNX has, for ``tools/export.py``; it overrides ``fused``). ``last_assign`` keeps the
+    latest ``(N, T)`` assignment (detached) for analysis.
     """
 
     def __init__(self, method: str, num_clusters: int, fused: bool | None = None, exportable: bool = False):

@@ -133,7 +133,8 @@ def build_transform(args: argparse.Namespace, model: TSN, train: bool, flip: boo
 
     from ops import transforms as T
     if train:
-        crop = T.train_augmentation(args.img_size, flip=flip, is_flow=args.modality == 'Flow')  # flow x inverted on flip
+        # a flipped flow stack also inverts its x images (TSN)
+        crop = T.train_augmentation(args.img_size, flip=flip, is_flow=args.modality == 'Flow')
     else:
         crop = T.val_transform(args.scale_size, args.img_size)
     return torchvision.transforms.Compose([

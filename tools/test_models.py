@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--scale_size', type=opts.positive_int, default=None)
     p.add_argument('--test_crops', type=int, default=1, choices=[1, 3, 5, 10])
     p.add_argument('--full_res', action='store_true', help="crop squares of scale_size (Non-local I3D)")
-    p.add_argument('--num_clips', type=opts.positive_int, default=None, help="clips per video (default 1; 10 when dense)")
+    p.add_argument('--num_clips', type=opts.positive_int, default=None,
+                   help="clips per video (default 1; 10 when dense)")
     p.add_argument('--twice_sample', action='store_true', help="two clips: segment centres and starts")
     p.add_argument('--dense_sample', action='store_true', help="I3D dense sampling (also if trained dense)")
     p.add_argument('--softmax', action='store_true', help="average class probabilities instead of logits")
