@@ -38,14 +38,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing import Pool
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ops import video_io  # a module import, so that tests can patch video_io.iter_frames
-from tools.vid2img import DEFAULT_EXTS, TMP_RE, find_videos, remove_stale_tmp, resized, split_template
+from tools.vid2img import DEFAULT_EXTS, TMP_RE, find_videos, remove_stale_tmp, resized, run_videos, split_template
 
 FLOW_TEMPLATE = 'flow_{}_{:05d}.jpg'
 # the frame names of tools/vid2img.py (and TSM's sets) and of tools/make_move4mnist.py
@@ -338,31 +336,8 @@ def main(argv=None) -> int:
         print(f'removed {stale} unfinished folders (*.tmp-<pid>) of earlier runs; their videos are redone')
 
     work = partial(extract_one, src_root=args.src, dst_root=args.dst, opt=opt, from_frames=from_frames)
-    counts = {'done': 0, 'skipped': 0, 'failed': 0}
-    parallel = args.jobs > 1 and len(todo) > 1
-    pool = Pool(args.jobs, initializer=_init_worker, initargs=(1,)) if parallel else None
-    try:
-        results = pool.imap_unordered(work, todo) if pool else map(work, todo)
-        with tqdm(results, total=len(todo), desc=f'flow ({args.algo})', unit='video', file=sys.stderr) as bar:
-            for rel, status, message in bar:
-                counts[status] += 1
-                if status == 'failed':
-                    failed.append((rel, message))
-                    bar.set_postfix(failed=len(failed))
-    finally:
-        if pool:
-            pool.terminate()
-            pool.join()
-
-    print(f'extract_flow: {counts["done"]} videos done, {counts["skipped"]} already done, '
-          f'{len(failed)} failed, into {args.dst}')
-    if failed:
-        print(f'{len(failed)} videos failed:', file=sys.stderr)
-        for rel, reason in sorted(failed):
-            print(f'  {os.path.join(args.src, rel)}: {reason}', file=sys.stderr)
-        return 1
-    return 0
-
+    return run_videos(work, todo, args.jobs, f'extract_flow ({args.algo})', 'done', args.src, args.dst, failed,
+                      initializer=_init_worker, initargs=(1,))
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -257,11 +257,19 @@ def main(argv=None) -> int:
         print(f'removed {stale} unfinished folders (*.tmp-<pid>) of earlier runs; their videos are redone')
 
     work = partial(extract_one, src_root=args.src, dst_root=args.dst, opt=opt)
+    return run_videos(work, todo, args.jobs, 'vid2img', 'extracted', args.src, args.dst, failed)
+
+
+def run_videos(work, todo: list, jobs: int, name: str, verb: str, src: str, dst: str, failed: list,
+               initializer=None, initargs: tuple = ()) -> int:
+    """Run ``work`` on every video of ``todo`` (a pool of ``jobs`` processes when it pays) with a progress bar; print
+    the counts, then each failed video and its reason; 1 if any failed, else 0 (shared with tools/extract_flow.py).
+    ``work`` returns ``(relative path, 'done'|'skipped'|'failed', message)``; ``failed`` may hold earlier failures."""
     counts = {'done': 0, 'skipped': 0, 'failed': 0}
-    pool = Pool(args.jobs) if args.jobs > 1 and len(todo) > 1 else None
+    pool = Pool(jobs, initializer=initializer, initargs=initargs) if jobs > 1 and len(todo) > 1 else None
     try:
         results = pool.imap_unordered(work, todo) if pool else map(work, todo)
-        with tqdm(results, total=len(todo), desc='vid2img', unit='video', file=sys.stderr) as bar:
+        with tqdm(results, total=len(todo), desc=name, unit='video', file=sys.stderr) as bar:
             for rel, status, message in bar:
                 counts[status] += 1
                 if status == 'failed':
@@ -272,15 +280,14 @@ def main(argv=None) -> int:
             pool.terminate()
             pool.join()
 
-    print(f'vid2img: {counts["done"]} videos extracted, {counts["skipped"]} already done, '
-          f'{len(failed)} failed, into {args.dst}')
+    print(f'{name}: {counts["done"]} videos {verb}, {counts["skipped"]} already done, '
+          f'{len(failed)} failed, into {dst}')
     if failed:
         print(f'{len(failed)} videos failed:', file=sys.stderr)
         for rel, reason in sorted(failed):
-            print(f'  {os.path.join(args.src, rel)}: {reason}', file=sys.stderr)
+            print(f'  {os.path.join(src, rel)}: {reason}', file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())
