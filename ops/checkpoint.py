@@ -6,11 +6,14 @@ A checkpoint is ``{'epoch', 'arch', 'state_dict', 'optimizer', 'best_prec1'}`` a
 file that would need to run pickled code is refused.
 """
 import os
+import contextlib
 import pickle
 import random
 import re
+import signal
 import tempfile
-from typing import Any, Dict, List, Optional
+import threading
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -24,22 +27,51 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
-    A run killed at any moment leaves either the previous file or the new one, never a torn file.
+    A run killed at any moment leaves either the previous file or the new one, never a torn file. A Ctrl-C
+    that arrives during the write is held until the file is in place, then raised as ``KeyboardInterrupt``:
+    torch's zip writer turns an interrupt inside ``torch.save`` into an unrelated ``RuntimeError``.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth.tar', dir=folder)
+    with _ctrl_c_deferred():
+        fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth.tar', dir=folder)
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        _fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT for the duration of the block and raise ``KeyboardInterrupt`` after it, if one came.
+
+    Only the main thread can install signal handlers; elsewhere (and where SIGINT is ignored) the block runs
+    as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        yield
+        return
+    caught: List[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_folder(folder)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(caught[0], None)  # Python's default handler raises KeyboardInterrupt
+        raise KeyboardInterrupt
 
 
 def check_writable(folder: str, flag: str = '') -> None:

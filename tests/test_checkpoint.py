@@ -207,6 +207,23 @@ def test_crash_in_the_middle_of_save_leaves_the_old_file_and_no_temp(tmp_path, m
     assert load_checkpoint(str(path))['epoch'] == 1
 
 
+def test_ctrl_c_during_save_finishes_the_file_then_interrupts(tmp_path, monkeypatch):
+    """torch's zip writer turns a Ctrl-C inside torch.save into a RuntimeError; the save holds it instead."""
+    path = tmp_path / 'ckpt.pth.tar'
+    real_save = torch.save
+
+    def save_with_ctrl_c(obj, f, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the write
+        time.sleep(0.05)
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'save', save_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({'epoch': 2, 'state_dict': {'w': torch.zeros(3)}}, str(path))
+    assert load_checkpoint(str(path))['epoch'] == 2 and os.listdir(tmp_path) == ['ckpt.pth.tar']
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
 def test_training_killed_mid_epoch_resumes_where_it_stopped(data, tmp_path):
     argv = run_args(data, tmp_path, '--store_name', 'run', '--epochs', '2', '--save_freq', '1', '-p', '1',
                     '--npb', '--eval-freq', '2', segments=4)
