@@ -218,10 +218,14 @@ def test_ctrl_c_during_save_finishes_the_file_then_interrupts(tmp_path, monkeypa
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, 'save', save_with_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({'epoch': 2, 'state_dict': {'w': torch.zeros(3)}}, str(path))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as at a terminal (not a background job)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint({'epoch': 2, 'state_dict': {'w': torch.zeros(3)}}, str(path))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert load_checkpoint(str(path))['epoch'] == 2 and os.listdir(tmp_path) == ['ckpt.pth.tar']
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
 
 
 def test_training_killed_mid_epoch_resumes_where_it_stopped(data, tmp_path):

@@ -39,8 +39,11 @@ def run_args(data: Path, out: Path, *extra: str) -> List[str]:
 
 def start(argv: List[str]) -> subprocess.Popen:
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}  # runs go two or three at a time on two cores
+    # Ctrl-C as at a terminal, also where the suite runs in the background (which ignores SIGINT, and the child
+    # Python would inherit that)
     return subprocess.Popen([sys.executable, 'main.py', *argv], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc: subprocess.Popen, timeout: int = 300) -> subprocess.CompletedProcess:
