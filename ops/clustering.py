@@ -57,8 +57,10 @@ class ClusteringRule:
 _RULES: Dict[str, ClusteringRule] = {}  # in registration order: main.py's --cluster choices after 'none'
 
 
-def register_rule(name: str, needs_distances: bool = True, export_kwargs: Dict[str, object] | None = None):
-    """Decorator registering ``fn(dist, G, lengths)`` as the clustering rule ``name`` (``--cluster name``)."""
+def register_rule(name: str, needs_distances: bool = True, export_kwargs: Dict[str, object] | None = None
+                  ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator registering ``fn(dist, G, lengths)`` as the clustering rule ``name`` (``--cluster name``); the
+    fields are ``ClusteringRule``'s. Register before the flags are parsed (at import) to be a ``--cluster`` choice."""
     def register(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         if name in _RULES or name == 'none':
             raise ValueError(f"ops/clustering.py: clustering rule {name!r} is taken ({rule_names()} and 'none')")
@@ -82,7 +84,7 @@ def get_rule(name: str) -> ClusteringRule:
 
 def no_distances(n: int, t: int, device: torch.device | str | None = None) -> Tensor:
     """The ``dist`` a rule without ``needs_distances`` receives: ``(N, T-1)`` zeros, one stored value expanded."""
-    return torch.zeros((), device=device).expand(n, max(t - 1, 0))
+    return torch.zeros((), device=device).expand(n, t - 1)
 
 
 def _short_and_padding(assign: Tensor, length: Tensor, num_clusters: int) -> Tensor:
@@ -132,8 +134,6 @@ def uniform_assign(N: int, T: int, G: int, lengths: Tensor | None = None,
     length = lengths_or_full(lengths, N, T, device)
     i = torch.arange(T, device=device)
     return _short_and_padding(i * G // length[:, None], length, G)
-
-
 
 
 @register_rule('uniform', needs_distances=False)
