@@ -530,6 +530,15 @@ def test_the_rule_decides_the_assignment(leading_rule):
     assert out[:, 0, 0, 0].tolist() == [0., 2., 7., 12., 14., 19.]  # frames 0, 1, mean of 2..5 per video
 
 
+def test_the_chunked_path_takes_the_rule_from_the_registry(leading_rule):
+    from test_chunked import make_pair
+    plain, chunked = make_pair('leading', 3)  # 10 frames into 3 clusters, chunks of 3 frames
+    x = torch.randn(2, 10 * 3, 16, 16, dtype=torch.float64)
+    assert torch.allclose(plain(x), chunked(x), atol=1e-10)
+    assert len(leading_rule) == 2 and torch.equal(leading_rule[0], leading_rule[1])  # the same distances
+    assert chunked.clustering.last_assign.tolist() == [[0, 1] + [2] * 8] * 2
+
+
 def test_a_rule_without_distances_gets_none_computed(monkeypatch):
     def no_call(*args, **kwargs):
         raise AssertionError("neighbour_hamming called for a rule without distances")
