@@ -3,6 +3,8 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
+from ops.clustering import rule_names
+
 # The settings that decide the model a checkpoint holds and the input it was trained on: evaluation
 # (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
 MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
@@ -118,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--twice_sample', default=False, action="store_true", help='test: two clips offset by half a segment')
 
     # ========================= Full-video clustering (ours) ==========================
-    parser.add_argument('--cluster', default='none', choices=['none', 'uniform', 'slope', 'cumulative'],
-                        help="temporal clustering after --cluster_after (paper Sec. 3.3); none = TSM sampling")
+    parser.add_argument('--cluster', default='none', choices=['none', *rule_names()],
+                        help="temporal clustering after --cluster_after (paper Sec. 3.3), by the rules registered "
+                             "in ops/clustering.py; none = TSM sampling")
     parser.add_argument('--frames', default=None, type=frames_type,
                         help="frames per video entering the stem when clustering: an integer F or 'all' "
                              "(default 32)")
@@ -170,7 +173,7 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.cluster != 'none' and args.frames is None:
         args.frames = 32
     if args.cluster == 'none' and args.frames is not None:
-        parser.error("--frames only applies with --cluster uniform|slope|cumulative")
+        parser.error(f"--frames only applies with --cluster {'|'.join(rule_names())}")
     if args.online and (not args.shift or args.cluster != 'none' or args.temporal_pool):
         parser.error("--online needs --shift and --cluster none, without --temporal_pool")
     if args.scale_size is None:
@@ -181,9 +184,9 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.shift and args.shift_div > 64:
         parser.error(f"--shift_div {args.shift_div}: at most 64 (a block of 64 channels would shift none)")
     if args.chunk_frames and args.cluster == 'none':
-        parser.error("--chunk_frames only applies with --cluster uniform|slope|cumulative")
+        parser.error(f"--chunk_frames only applies with --cluster {'|'.join(rule_names())}")
     if args.freeze_early_bn and args.cluster == 'none':
-        parser.error("--freeze_early_bn only applies with --cluster uniform|slope|cumulative (the layers before "
+        parser.error(f"--freeze_early_bn only applies with --cluster {'|'.join(rule_names())} (the layers before "
                      "the clustering point)")
     if args.fused_assign == 'on' and args.chunk_frames and args.cluster != 'none':
         print("note: --fused_assign on does not apply with --chunk_frames (the chunked path computes its distances "

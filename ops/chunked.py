@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from ops.clustering import cluster_weights, cumulative_assign, hamming_from_codes, sign_codes, slope_assign, \
-    uniform_assign
+from ops.clustering import cluster_weights, get_rule, no_distances
+from ops.hamming import hamming_from_codes, sign_codes
 from ops.temporal_shift import TemporalShift
 
 
@@ -89,9 +89,10 @@ def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional
     halo = shift_halo(model)
     starts = list(range(0, t, chunk))
 
+    rule = get_rule(clustering.method)
     with torch.no_grad():
-        if clustering.method == 'uniform':
-            assign = uniform_assign(n, t, g, lengths, device=x.device)
+        if not rule.needs_distances:
+            dist = no_distances(n, t, x.device)
         else:
             # Distances chunk by chunk, carrying only the last frame's codes across a border, so
             # that nothing of size T x D is ever held (memory stays flat in the video length).
@@ -108,8 +109,7 @@ def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional
             dist = torch.cat(dists, dim=1)  # (N, T-1)
             if lengths is not None:
                 dist = torch.where(torch.arange(t - 1, device=x.device) < (lengths - 1)[:, None], dist, 0.0)
-            rule = cumulative_assign if clustering.method == 'cumulative' else slope_assign
-            assign = rule(dist, g, lengths)
+        assign = rule.assign(dist, g, lengths)
         clustering.last_assign = assign
         weights = cluster_weights(assign, g, lengths)  # (N, G, T)
 

@@ -2,7 +2,10 @@
 
 The T frames of a video are grouped into G contiguous clusters using the Hamming distance
 between the signs of neighbouring frames' activations; each cluster is replaced by the mean of
-its frames, so the layers after it run on G frames instead of T (docs/DESIGN.md §3).
+its frames, so the layers after it run on G frames instead of T (docs/DESIGN.md §3). The distances are
+computed in ops/hamming.py and compiled (``--fused_assign``) by ops/compiled.py. A rule (frames -> clusters) is
+a function registered by name with ``@register_rule``: ``--cluster`` offers 'none' and ``rule_names()``, and the
+model, the chunked path and the benchmarks look it up with ``get_rule``.
 
 Conventions shared by every function here:
   * ``x`` is ``(N, T, ...)``: N videos, T frames (after padding), any per-frame shape;
@@ -28,177 +31,60 @@ Conventions shared by every function here:
 """
 from __future__ import annotations
 
-import importlib.util
-import math
-import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-METHODS = ('uniform', 'slope', 'cumulative')
-_PACK_MSB_FIRST = sum(2 ** (63 - 9 * j) for j in range(8)) - 2 ** 64  # 0x8040201008040201 as int64
+from ops.compiled import fused_by_default, run_compiled
+from ops.hamming import lengths_or_full, neighbour_hamming
 
 
-def _lengths_or_full(lengths: Tensor | None, n: int, t: int, device: torch.device) -> Tensor:
-    if lengths is None:
-        return torch.full((n,), t, dtype=torch.long, device=device)
-    return lengths.to(device=device, dtype=torch.long)
+@dataclass(frozen=True)
+class ClusteringRule:
+    """A registered rule: ``assign(dist (N, T-1) float32, G, lengths (N,) or None) -> (N, T) int64`` assignment
+    with the properties of the module docstring. A rule without ``needs_distances`` gets an all-zero ``dist``
+    placeholder (``no_distances``: nothing computed) and reads only its shape and device. ``export_kwargs``: the
+    keywords that make ``assign`` use only ops ONNX has, for ``TemporalClustering(exportable=True)``."""
+    name: str
+    assign: Callable[..., Tensor]
+    needs_distances: bool = True
+    export_kwargs: Dict[str, object] = field(default_factory=dict)
 
 
-def sign_codes(x: Tensor) -> Tensor:
-    """Binarize activations by sign and pack 8 bits per byte (paper Sec. 3.3, "binarize").
-
-    Bit j of a frame is ``x.flatten()[j] > 0``; bits are packed most significant bit first,
-    as ``numpy.packbits``, and the last byte is padded with zero bits.
-
-    Args:
-        x: ``(N, T, ...)`` activations of any floating dtype.
-
-    Returns:
-        ``(N, T, ceil(D / 8))`` uint8 codes.
-    """
-    n, t = x.shape[:2]
-    bits = (x > 0).reshape(n, t, -1).view(torch.uint8)  # one byte, 0 or 1, per activation
-    if bits.shape[-1] % 8:
-        bits = F.pad(bits, (0, -bits.shape[-1] % 8))
-    # Gather each 8 bytes into one byte in a single pass: in the (little-endian) int64 word byte j
-    # holds its bit at 8j; times sum_j 2**(63 - 9j) moves it to bit 63 - j, no two partial
-    # products share a bit, and the product wraps modulo 2**64 (in place: no extra memory).
-    words = bits.view(torch.int64).mul_(_PACK_MSB_FIRST).bitwise_right_shift_(56)
-    return words.to(torch.uint8)
+_RULES: Dict[str, ClusteringRule] = {}  # in registration order: main.py's --cluster choices after 'none'
 
 
-def neighbour_hamming(x: Tensor, lengths: Tensor | None = None, fused: bool = False, packed: bool = True) -> Tensor:
-    """Hamming distance between the signs of neighbouring frames (paper Sec. 3.3, Eq. 8 terms).
-
-    ``d_k = H(x_k, x_{k+1}) / D``, computed as xor of the packed codes and a popcount over 64-bit words;
-    with ``fused``, as one compiled pass over the activations (``differing_signs``): the same integers;
-    without ``packed``, as ``differing_signs`` run eagerly (no int64 bit-packing ``view``, which ONNX lacks):
-    the same integers again, so bit-identical distances.
-
-    Args:
-        x: ``(N, T, ...)`` activations (float16/bfloat16/float32).
-        lengths: ``(N,)`` int64 real frames per video, or None.
-        fused: use the ``torch.compile``d pass (Triton on CUDA, C++ on the CPU; the first call compiles).
-        packed: False counts the differing signs as booleans (export: ``tools/export.py``); ignored if fused.
-
-    Returns:
-        ``(N, T-1)`` float32 fraction of differing sign bits in [0, 1]; 0 where ``k >= L-1``.
-    """
-    if fused:
-        counts = _run_compiled('differing_signs', differing_signs, 'the sign distances', x)
-        if counts is not None:
-            return _normalise(counts, math.prod(x.shape[2:]), lengths)
-    if not packed:
-        return _normalise(differing_signs(x), math.prod(x.shape[2:]), lengths)
-    return hamming_from_codes(sign_codes(x), math.prod(x.shape[2:]), lengths)
+def register_rule(name: str, needs_distances: bool = True, export_kwargs: Dict[str, object] | None = None
+                  ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator registering ``fn(dist, G, lengths)`` as the clustering rule ``name`` (``--cluster name``); the
+    fields are ``ClusteringRule``'s. Register before the flags are parsed (at import) to be a ``--cluster`` choice."""
+    def register(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if name in _RULES or name == 'none':
+            raise ValueError(f"ops/clustering.py: clustering rule {name!r} is taken ({rule_names()} and 'none')")
+        _RULES[name] = ClusteringRule(name, fn, needs_distances, dict(export_kwargs or {}))
+        return fn
+    return register
 
 
-def _run_compiled(key: str, fn, what: str, *args):
-    """``torch.compile(fn)(*args)`` (wrapped once per process); None where the caller must run eagerly.
-
-    Shapes are static: each new input signature (shapes, strides, dtypes, device, ``G``, grad and autocast
-    modes: what torch's guards check) compiles its own graph (a dynamic-shape recompile of the rule raised
-    an ``InductorError`` on CUDA). torch keeps at most
-    ``recompile_limit`` graphs per function and would then run it eagerly without a word, so past that many
-    signatures the new ones run eagerly here, with one warning per function (e.g. ``--frames all``, whose
-    padded length changes from batch to batch). Any error of the compiled call (a compiler that is missing
-    or fails, but also one the eager code would raise too) gives one warning and turns every compiled piece
-    of the clustering off for the process: the callers then run eagerly, which computes the same values or
-    raises that error itself."""
-    if _COMPILED.get('failed'):
-        return None
-    signature = (torch.is_grad_enabled(), torch.is_autocast_enabled('cpu'), torch.is_autocast_enabled('cuda'),
-                 *((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, Tensor) else a for a in args))
-    seen = _COMPILED.setdefault(f'{key} signatures', set())
-    if signature not in seen:
-        limit = torch._dynamo.config.recompile_limit
-        if len(seen) >= limit:
-            if not _COMPILED.get(f'{key} warned'):
-                _COMPILED[f'{key} warned'] = True
-                warnings.warn(f"ops/clustering.py: {what} met more than {limit} input shapes; compiled only for "
-                              f"the first {limit}, eager for the others (same values)")
-            return None
-        seen.add(signature)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, dynamic=False)
-    try:
-        return _COMPILED[key](*args)
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as err:
-        _COMPILED['failed'] = True
-        warnings.warn(f"ops/clustering.py: torch.compile of {what} failed ({type(err).__name__}: "
-                      f"{str(err).splitlines()[0] if str(err) else ''}); running the clustering eagerly (same values)")
-        return None
+def rule_names() -> Tuple[str, ...]:
+    """The registered rules' names, in registration order."""
+    return tuple(_RULES)
 
 
-def fused_failed() -> bool:
-    """True once a compiled piece of the clustering failed in this process (every later fused call is eager)."""
-    return bool(_COMPILED.get('failed'))
+def get_rule(name: str) -> ClusteringRule:
+    """The rule registered as ``name``; an unknown name raises ValueError listing the known ones."""
+    if name not in _RULES:
+        raise ValueError(f"ops/clustering.py: unknown clustering method {name!r}, expected one of the registered "
+                         f"rules {rule_names()} (register_rule)")
+    return _RULES[name]
 
 
-def differing_signs(x: Tensor) -> Tensor:
-    """``(N, T, ...)`` activations -> ``(N, T-1)`` int64 count of sign bits that differ between neighbours.
-
-    Written for ``torch.compile``: sign, comparison and count fuse into one reduction that reads each
-    activation (about) once and writes only the counts, instead of the eager path's passes over a byte per
-    activation (sign, pack, xor, popcount). Eager, it is slower than ``sign_codes`` + ``hamming_from_codes``.
-    """
-    signs = (x > 0).flatten(2)
-    return (signs[:, 1:] != signs[:, :-1]).sum(-1)
-
-
-_COMPILED: dict = {}  # compiled functions by name and their signatures (_run_compiled), 'failed', 'triton'
-
-
-def fused_by_default(x: Tensor) -> bool:
-    """``TemporalClustering(fused=None)``: fuse on CUDA when Triton is installed (compiling for the CPU needs a
-    C++ compiler and costs each process seconds, so the CPU stays eager unless asked)."""
-    if not x.is_cuda:
-        return False
-    if 'triton' not in _COMPILED:
-        _COMPILED['triton'] = importlib.util.find_spec('triton') is not None
-    return _COMPILED['triton']
-
-
-def hamming_from_codes(codes: Tensor, num_bits: int, lengths: Tensor | None = None) -> Tensor:
-    """``neighbour_hamming`` from packed codes: ``(N, T, B)`` uint8 -> ``(N, T-1)`` float32.
-
-    Used directly when the codes were computed chunk by chunk (``ops/chunked.py``).
-
-    Args:
-        codes: ``(N, T, ceil(num_bits / 8))`` uint8 from ``sign_codes``.
-        num_bits: D, the number of activations per frame.
-        lengths: ``(N,)`` int64 real frames per video, or None.
-    """
-    differ = codes[:, 1:] ^ codes[:, :-1]
-    counts = _popcount64(F.pad(differ, (0, -differ.shape[-1] % 8)).view(torch.int64)).sum(-1)
-    return _normalise(counts, num_bits, lengths)
-
-
-def _normalise(counts: Tensor, num_bits: int, lengths: Tensor | None) -> Tensor:
-    """``(N, T-1)`` differing bits -> fractions of ``num_bits``, 0 for pairs that reach into the padding."""
-    n, t = counts.shape[0], counts.shape[1] + 1
-    length = _lengths_or_full(lengths, n, t, counts.device)
-    k = torch.arange(t - 1, device=counts.device)
-    # Divide by a device tensor: CUDA would multiply by the rounded reciprocal of a Python
-    # scalar, and distances must be bit-identical on every device (ties decide the clusters).
-    dist = counts.float() / torch.full((), num_bits, dtype=torch.float32, device=counts.device)
-    return torch.where(k < (length - 1)[:, None], dist, 0.0)
-
-
-def _popcount64(v: Tensor) -> Tensor:
-    """Set bits of each int64 word (SWAR popcount, Hacker's Delight 5-2): ``(...)`` int64 -> ``(...)`` int64.
-
-    Eight bytes per operation instead of a table look-up per byte. The arithmetic right shifts of negative
-    words are harmless: every shift is masked, and the final byte sum (at most 64) is positive.
-    """
-    v = v - ((v >> 1) & 0x5555555555555555)
-    v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333)
-    v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0F
-    return (v * 0x0101010101010101) >> 56
+def no_distances(n: int, t: int, device: torch.device | str | None = None) -> Tensor:
+    """The ``dist`` a rule without ``needs_distances`` receives: ``(N, T-1)`` zeros, one stored value expanded."""
+    return torch.zeros((), device=device).expand(n, t - 1)
 
 
 def _short_and_padding(assign: Tensor, length: Tensor, num_clusters: int) -> Tensor:
@@ -245,40 +131,21 @@ def uniform_assign(N: int, T: int, G: int, lengths: Tensor | None = None,
         ``(N, T)`` int64 assignment.
     """
     device = lengths.device if lengths is not None else device
-    length = _lengths_or_full(lengths, N, T, device)
+    length = lengths_or_full(lengths, N, T, device)
     i = torch.arange(T, device=device)
     return _short_and_padding(i * G // length[:, None], length, G)
 
 
-def cumulative_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
-    """Cumulative clustering (paper Sec. 3.3, Eq. 8, Fig. 3 dashed lines).
+@register_rule('uniform', needs_distances=False)
+def uniform_rule(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """Uniform grouping (paper Sec. 4, "Ours-uniform") as a rule: ``uniform_assign`` on ``dist``'s shape.
 
-    ``C_0 = 0``, ``C_i = d_0 + ... + d_{i-1}``; frame i goes to
-    ``min(G-1, floor(G * C_i / C_{L-1}))``, i.e. the total distance is cut into G equal shares.
-    Empty clusters are fixed as in the module docstring; ``C_{L-1} = 0`` gives uniform.
-    Sums are in float64 and the floor is taken as the exact comparison ``G*C_i >= g*C_{L-1}``,
-    so a frame exactly on a share boundary starts the next cluster.
-
-    Args:
-        dist: ``(N, T-1)`` neighbour distances (``neighbour_hamming``).
-        G: number of clusters.
-        lengths: ``(N,)`` int64 real frames per video, or None.
-
-    Returns:
-        ``(N, T)`` int64 assignment.
+    ``dist`` is only read for N, T-1 and the device (``no_distances``: no distance is computed).
     """
-    n, t = dist.shape[0], dist.shape[1] + 1
-    length = _lengths_or_full(lengths, n, t, dist.device)
-    cum = F.pad(dist.double().cumsum(1), (1, 0))  # (N, T): C_i; padding d_k only reach i >= L
-    total = cum.gather(1, (length - 1)[:, None])  # (N, 1): C_{L-1}
-    g = torch.arange(1, G, device=dist.device)
-    real = torch.arange(t, device=dist.device) < length[:, None]
-    # frame i lies in a cluster < g, the floor of Eq. 8 as an exact comparison
-    before = (G * cum[:, :, None] < g * total[:, :, None]) & real[:, :, None]
-    assign = _assign_from_boundaries(before.sum(1), length, t, G)
-    return torch.where(total > 0, assign, uniform_assign(n, t, G, length))
+    return uniform_assign(dist.shape[0], dist.shape[1] + 1, G, lengths, device=dist.device)
 
 
+@register_rule('slope', export_kwargs={'sortless': True})
 def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None, sortless: bool = False) -> Tensor:
     """Slope clustering (paper Sec. 3.3, Fig. 3 green lines).
 
@@ -296,7 +163,7 @@ def slope_assign(dist: Tensor, G: int, lengths: Tensor | None = None, sortless: 
         ``(N, T)`` int64 assignment.
     """
     n, t = dist.shape[0], dist.shape[1] + 1
-    length = _lengths_or_full(lengths, n, t, dist.device)
+    length = lengths_or_full(lengths, n, t, dist.device)
     k = torch.arange(t - 1, device=dist.device)
     key = torch.where(k < (length - 1)[:, None], dist, float('-inf'))
     key = F.pad(key, (0, max(0, G - t)), value=float('-inf'))  # T < G: every row is short anyway
@@ -321,25 +188,55 @@ def _top_in_order(key: Tensor, m: int) -> Tensor:
     return (pick.long() * j[None, :, None]).sum(1)
 
 
+@register_rule('cumulative')
+def cumulative_assign(dist: Tensor, G: int, lengths: Tensor | None = None) -> Tensor:
+    """Cumulative clustering (paper Sec. 3.3, Eq. 8, Fig. 3 dashed lines).
+
+    ``C_0 = 0``, ``C_i = d_0 + ... + d_{i-1}``; frame i goes to
+    ``min(G-1, floor(G * C_i / C_{L-1}))``, i.e. the total distance is cut into G equal shares.
+    Empty clusters are fixed as in the module docstring; ``C_{L-1} = 0`` gives uniform.
+    Sums are in float64 and the floor is taken as the exact comparison ``G*C_i >= g*C_{L-1}``,
+    so a frame exactly on a share boundary starts the next cluster.
+
+    Args:
+        dist: ``(N, T-1)`` neighbour distances (``neighbour_hamming``).
+        G: number of clusters.
+        lengths: ``(N,)`` int64 real frames per video, or None.
+
+    Returns:
+        ``(N, T)`` int64 assignment.
+    """
+    n, t = dist.shape[0], dist.shape[1] + 1
+    length = lengths_or_full(lengths, n, t, dist.device)
+    cum = F.pad(dist.double().cumsum(1), (1, 0))  # (N, T): C_i; padding d_k only reach i >= L
+    total = cum.gather(1, (length - 1)[:, None])  # (N, 1): C_{L-1}
+    g = torch.arange(1, G, device=dist.device)
+    real = torch.arange(t, device=dist.device) < length[:, None]
+    # frame i lies in a cluster < g, the floor of Eq. 8 as an exact comparison
+    before = (G * cum[:, :, None] < g * total[:, :, None]) & real[:, :, None]
+    assign = _assign_from_boundaries(before.sum(1), length, t, G)
+    return torch.where(total > 0, assign, uniform_assign(n, t, G, length))
+
+
 def assign_rule(dist: Tensor, G: int, method: str, lengths: Tensor | None = None, fused: bool = False,
-                sortless: bool = False) -> Tensor:
-    """``cumulative_assign`` or ``slope_assign`` by name; with ``fused`` as one ``torch.compile``d graph.
+                exportable: bool = False) -> Tensor:
+    """The rule registered as ``method`` (``get_rule``); with ``fused`` as one ``torch.compile``d graph.
 
     Compiled, the rule's ~40 small kernels become a few, with the same assignment as eager
     (``tests/test_clustering.py``, on the CPU and on CUDA): it has no floating-point division, and its float64
     sums of float32 distances are exact in any order while T * 2**(23 + ceil(log2 D)) <= 2**53 (every
     distance is a multiple of 2**-(23 + ceil(log2 D)) below 1), e.g. up to 1024 frames for ResNet-50's
     ``layer1`` at 224 px (D = 802816). Beyond that bound compiled and eager may round a sum differently.
-    ``sortless`` (export): slope cuts without a sort (``slope_assign``); it takes precedence over ``fused``.
+    ``exportable``: eager, with the rule's ``export_kwargs`` (slope cuts without a sort); it overrides ``fused``.
     """
-    if sortless and method == 'slope':
-        return slope_assign(dist, G, lengths, sortless=True)
-    rule = cumulative_assign if method == 'cumulative' else slope_assign
-    if fused:
-        assign = _run_compiled(f'{method}_assign', rule, f'the {method} rule', dist, G, lengths)
+    rule = get_rule(method)
+    if exportable:
+        return rule.assign(dist, G, lengths, **rule.export_kwargs)
+    if fused and rule.needs_distances:  # a rule without distances: a few integer ops, nothing to fuse
+        assign = run_compiled(f'{method}_assign', rule.assign, f'the {method} rule', dist, G, lengths)
         if assign is not None:
             return assign
-    return rule(dist, G, lengths)
+    return rule.assign(dist, G, lengths)
 
 
 def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None, fused: bool = False) -> Tensor:
@@ -363,7 +260,7 @@ def aggregate(x: Tensor, assign: Tensor, G: int, lengths: Tensor | None = None, 
     n, t = x.shape[:2]
     weight = None
     if fused:
-        weight = _run_compiled('cluster_weights', cluster_weights, 'the mean weights', assign, G, lengths)
+        weight = run_compiled('cluster_weights', cluster_weights, 'the mean weights', assign, G, lengths)
     if weight is None:
         weight = cluster_weights(assign, G, lengths)
     out = torch.bmm(weight.to(x.dtype), x.reshape(n, t, -1))
@@ -380,7 +277,7 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
     (Triton's ``/`` need not be: triton-lang/triton#10661).
     """
     n, t = assign.shape
-    length = _lengths_or_full(lengths, n, t, assign.device)
+    length = lengths_or_full(lengths, n, t, assign.device)
     i = torch.arange(t, device=assign.device)
     g = torch.arange(G, device=assign.device)
     member = (assign[:, None, :] == g[None, :, None]) & (i < length[:, None])[:, None, :]
@@ -393,27 +290,27 @@ def cluster_weights(assign: Tensor, G: int, lengths: Tensor | None = None) -> Te
 class TemporalClustering(nn.Module):
     """Clusters N*T frames into N*G (paper Fig. 2): ``(N*T, C, H, W) -> (N*G, C, H, W)``.
 
-    The assignment is computed without gradient; the mean carries gradient to every real
-    frame. ``fused`` computes the distances with one compiled pass (``neighbour_hamming``); None decides
-    per call (``fused_by_default``: on CUDA when Triton is installed); fused, the rule (``assign_rule``) and
-    the mean's weights are compiled too, unless ``fuse_rule`` is False. ``exportable=True`` counts the sign
-    differences as booleans instead of bit-packed codes and finds slope cuts without a sort (the same
-    assignments with only ops ONNX has, for ``tools/export.py``; it overrides ``fused``). ``last_assign`` keeps the
-    latest ``(N, T)`` assignment (detached) for analysis.
+    ``method`` names a registered rule (``rule_names()``). The assignment is computed without gradient; the
+    mean carries gradient to every real frame. ``fused`` computes the distances with one compiled pass
+    (``neighbour_hamming``); None decides per call (``fused_by_default``: on CUDA when Triton is installed);
+    fused, the rule (``assign_rule``) and the mean's weights are compiled too, unless ``fuse_rule`` is False
+    (the distances only: an ablation, ``tools/benchmark*.py`` measure what compiling the rest gains).
+    ``exportable=True`` counts the sign differences as booleans instead of bit-packed codes and runs the rule
+    with its ``export_kwargs`` (the same assignments with only ops ONNX has, for ``tools/export.py``; it
+    overrides ``fused``). ``last_assign`` keeps the latest ``(N, T)`` assignment (detached) for analysis.
     """
 
-    def __init__(self, method: str, num_clusters: int, fused: bool | None = None, exportable: bool = False):
+    def __init__(self, method: str, num_clusters: int, fused: bool | None = None, exportable: bool = False,
+                 fuse_rule: bool = True):
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"ops/clustering.py: unknown clustering method {method!r}, "
-                             f"expected one of {METHODS}")
+        get_rule(method)  # an unknown name raises here, listing the registered ones
         if num_clusters < 1:
             raise ValueError(f"ops/clustering.py: num_clusters must be >= 1, got {num_clusters}")
         self.method = method
         self.num_clusters = num_clusters
         self.fused = fused
         self.exportable = exportable
-        self.fuse_rule = True  # with fused: the rule and the mean weights compiled too (False: the distances only)
+        self.fuse_rule = fuse_rule
         self.last_assign: Tensor | None = None
 
     def _split(self, x: Tensor, num_frames: int) -> Tensor:
@@ -431,14 +328,11 @@ class TemporalClustering(nn.Module):
         """``(N*T, C, H, W)`` activations -> ``(N, T)`` int64 cluster ids, without gradient."""
         with torch.no_grad():
             video = self._split(x.detach(), num_frames)
-            n, t, g = video.shape[0], video.shape[1], self.num_clusters
-            if self.method == 'uniform':
-                assign = uniform_assign(n, t, g, lengths, device=x.device)
-            else:
-                fused = self._fused(video)
-                dist = neighbour_hamming(video, lengths, fused=fused, packed=not self.exportable)
-                assign = assign_rule(dist, g, self.method, lengths, fused=fused and self.fuse_rule,
-                                     sortless=self.exportable)
+            n, t, fused = video.shape[0], video.shape[1], self._fused(video)
+            dist = (neighbour_hamming(video, lengths, fused=fused, packed=not self.exportable)
+                    if get_rule(self.method).needs_distances else no_distances(n, t, x.device))
+            assign = assign_rule(dist, self.num_clusters, self.method, lengths, fused=fused and self.fuse_rule,
+                                 exportable=self.exportable)
         self.last_assign = assign.detach()
         return assign
 

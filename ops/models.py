@@ -16,11 +16,10 @@ from torch.nn.init import constant_, normal_
 from archs.resnet import build_resnet
 from ops.basic_ops import ConsensusModule
 from ops.chunked import chunked_cluster
-from ops.clustering import TemporalClustering
+from ops.clustering import TemporalClustering, rule_names
 from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, set_temporal_context
 
 LAYERS = ('layer1', 'layer2', 'layer3', 'layer4')
-CLUSTER_METHODS = ('none', 'uniform', 'slope', 'cumulative')
 
 
 class TSN(nn.Module):
@@ -30,7 +29,7 @@ class TSN(nn.Module):
         modality ('RGB' or 'Flow'), base_model (resnet18/34/50/101), new_length, consensus_type, dropout,
         partial_bn (freeze every BatchNorm but the first in train mode), pretrain ('imagenet'|'scratch'),
         is_shift, shift_div, shift_place, temporal_pool, fc_lr5.
-    Args (ours): cluster ('none'|'uniform'|'slope'|'cumulative'), num_frames (frames per video entering
+    Args (ours): cluster ('none' or a rule of ``ops.clustering.rule_names()``), num_frames (frames per video entering
         the stem when clustering: an int, 'all' or None), cluster_after ('layer1'|'layer2'|'layer3'),
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
         recomputation; 0 = off), fused_assign (the clustering's distances, rule and mean weights
@@ -53,8 +52,8 @@ class TSN(nn.Module):
             raise NotImplementedError("non_local blocks are not part of this project")
         if not before_softmax and consensus_type != 'avg':
             raise ValueError("only the avg consensus is supported after softmax")
-        if cluster not in CLUSTER_METHODS:
-            raise ValueError(f"cluster {cluster!r}: expected one of {CLUSTER_METHODS}")
+        if cluster != 'none' and cluster not in rule_names():
+            raise ValueError(f"cluster {cluster!r}: expected 'none' or one of {rule_names()} (ops/clustering.py)")
         if cluster_after not in LAYERS[:3]:
             raise ValueError(f"cluster_after {cluster_after!r}: expected layer1, layer2 or layer3")
         if cluster != 'none' and temporal_pool:

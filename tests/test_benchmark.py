@@ -71,11 +71,11 @@ def test_reference_is_measured_when_not_chosen():
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_norule_compiles_only_the_distances(monkeypatch):
     """+fused compiles the distances, the rule and the mean weights; +fused+norule only the distances."""
-    from ops import clustering
+    from ops import compiled as compile_cache
     for name, compiled in (('cumulative-8+fused+norule', {'differing_signs'}),
                            ('cumulative-8+fused', {'differing_signs', 'cumulative_assign', 'cluster_weights'})):
-        monkeypatch.setattr(clustering, '_COMPILED', {})
+        monkeypatch.setattr(compile_cache, 'CACHE', compile_cache.CompileCache())
         run(['--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0', '--device', 'cpu',
              '--configs', name])
-        assert {k for k in clustering._COMPILED if k in clustering.__dict__} == compiled, name  # compiled functions
-        assert not clustering.fused_failed()
+        assert set(compile_cache.CACHE.functions) == compiled, name  # compiled functions
+        assert not compile_cache.fused_failed()

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ops import clustering
-from ops.clustering import (TemporalClustering, aggregate, cumulative_assign, differing_signs,
-                            neighbour_hamming, sign_codes, slope_assign, uniform_assign)
+from ops import clustering, compiled
+from ops.clustering import TemporalClustering, aggregate, cumulative_assign, slope_assign, uniform_assign
+from ops.hamming import differing_signs, neighbour_hamming, sign_codes
+from test_main import data, run_args  # noqa: F401 (data: the tiny Move4MNIST fixture)
 
 ASSIGNERS = {'cumulative': cumulative_assign, 'slope': slope_assign}
 
@@ -232,7 +233,7 @@ def test_neighbour_hamming_is_fraction_of_differing_signs():
 def _compile_or_skip(device: str) -> None:
     if device == 'cpu' and shutil.which('g++') is None and shutil.which('c++') is None:
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
-    if device == 'cuda' and not clustering.fused_by_default(torch.zeros(1, device='cuda')):
+    if device == 'cuda' and not compiled.fused_by_default(torch.zeros(1, device='cuda')):
         pytest.skip("torch.compile on CUDA needs Triton")
 
 
@@ -245,7 +246,7 @@ def fresh_compile(monkeypatch):
     so every fused call of the test really runs compiled code. torch's settings are patched with torch's own
     ``config.patch``: pytest >= 9.2's ``monkeypatch.undo`` deletes a config attribute instead of restoring it."""
     torch._dynamo.reset()
-    monkeypatch.setattr(clustering, '_COMPILED', {})
+    monkeypatch.setattr(compiled, 'CACHE', compiled.CompileCache())
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
         yield
     torch._dynamo.reset()
@@ -267,12 +268,12 @@ def test_fused_distances_equal_the_packed_codes(device, fresh_compile):
     frames = x.reshape(21, 5, 3, 3)
     assert torch.equal(fused(frames, 7, lengths), plain(frames, 7, lengths))
     assert torch.equal(fused.last_assign, plain.last_assign)
-    assert not clustering.fused_failed()  # the compiled pass ran: no fallback hid a difference
+    assert not compiled.fused_failed()  # the compiled pass ran: no fallback hid a difference
     half = x.to(torch.float16)
     assert torch.equal(neighbour_hamming(half, lengths, fused=True), neighbour_hamming(half, lengths))
     single = x[:, :1]  # T = 1: no neighbours
     assert neighbour_hamming(single, fused=True).shape == (3, 0)
-    assert not clustering.fused_failed()
+    assert not compiled.fused_failed()
 
 
 @pytest.mark.parametrize('device', COMPILE_DEVICES)
@@ -306,13 +307,13 @@ def test_fused_rule_equals_the_eager_rule(method, device, fresh_compile):
     x = torch.randn(6, T, 3, generator=gen).to(device)
     for lens in (None, lengths):  # the compiled mean weights, empty clusters of short videos included
         a = clustering.assign_rule(dist[:6, :T - 1], G, method, lens)
-        w = clustering._run_compiled('cluster_weights', clustering.cluster_weights, 'the weights', a, G, lens)
+        w = compiled.run_compiled('cluster_weights', clustering.cluster_weights, 'the weights', a, G, lens)
         assert torch.equal(w, clustering.cluster_weights(a, G, lens))
         assert torch.equal(aggregate(x, a, G, lens, fused=True), aggregate(x, a, G, lens))
     module = TemporalClustering(method, G, fused=True)
     frames = torch.randn(6 * T, 3, 2, 2, generator=gen).to(device)
     assert torch.equal(module(frames, T, lengths), TemporalClustering(method, G, fused=False)(frames, T, lengths))
-    assert not clustering.fused_failed()
+    assert not compiled.fused_failed()
 
 
 def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fresh_compile):
@@ -333,14 +334,14 @@ def test_more_shapes_than_torch_keeps_graphs_for_run_eagerly_with_a_warning(fres
                     got = clustering.assign_rule(d, 3, 'cumulative', fused=True)
             assert torch.equal(got, rule(d, 3))
         # two graphs kept, the third shape eager, and the first shape again compiled (a recompile would raise here)
-        assert not clustering.fused_failed() and len(clustering._COMPILED['cumulative_assign signatures']) == 2
+        assert not compiled.fused_failed() and len(compiled.CACHE.signatures['cumulative_assign']) == 2
     # the grad mode is part of a signature, as it is of torch's guards: one graph, the other mode eager
     x, a = torch.randn(2, 9, 3, requires_grad=True), rule(dists[1], 3)  # 9 frames: 8 distances
     with torch._dynamo.config.patch(recompile_limit=1):
         first = aggregate(x, a, 3, fused=True)
         with torch.no_grad(), pytest.warns(UserWarning, match='more than 1 input shapes'):
             second = aggregate(x, a, 3, fused=True)
-    assert torch.equal(first, second) and first.requires_grad and not clustering.fused_failed()
+    assert torch.equal(first, second) and first.requires_grad and not compiled.fused_failed()
 
 
 def test_a_failing_compiled_rule_or_weights_fall_back(monkeypatch):
@@ -351,28 +352,28 @@ def test_a_failing_compiled_rule_or_weights_fall_back(monkeypatch):
     def broken(*args):
         raise RuntimeError("no compiler")
     for key in ('cumulative_assign', 'cluster_weights'):
-        monkeypatch.setattr(clustering, '_COMPILED', {key: broken})
+        monkeypatch.setattr(compiled, 'CACHE', compiled.CompileCache(functions={key: broken}))
         with pytest.warns(UserWarning, match='torch.compile of the .* failed .RuntimeError: no compiler.'):
             got = (clustering.assign_rule(dist, 4, 'cumulative', fused=True) if key == 'cumulative_assign'
                    else aggregate(x, cumulative_assign(dist, 4), 4, fused=True))
         want = cumulative_assign(dist, 4) if key == 'cumulative_assign' else aggregate(x, cumulative_assign(dist, 4), 4)
-        assert torch.equal(got, want) and clustering.fused_failed()
+        assert torch.equal(got, want) and compiled.fused_failed()
         with warnings.catch_warnings():
             warnings.simplefilter('error')  # eager from now on, without a second warning
-            assert torch.equal(clustering.neighbour_hamming(x, fused=True), clustering.neighbour_hamming(x))
+            assert torch.equal(neighbour_hamming(x, fused=True), neighbour_hamming(x))
 
 
 def test_fused_is_off_on_the_cpu_by_default_and_a_failing_compiler_falls_back(monkeypatch):
     x = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(6))
-    assert not clustering.fused_by_default(x)
+    assert not compiled.fused_by_default(x)
     assert TemporalClustering('slope', 2).fused is None  # decided per call: eager here
 
     def broken(t):
         raise RuntimeError("no compiler\nmore")
-    monkeypatch.setattr(clustering, '_COMPILED', {'differing_signs': broken})
+    monkeypatch.setattr(compiled, 'CACHE', compiled.CompileCache(functions={'differing_signs': broken}))
     with pytest.warns(UserWarning, match='torch.compile of the sign distances failed .RuntimeError: no compiler.'):
         got = neighbour_hamming(x, fused=True)
-    assert torch.equal(got, neighbour_hamming(x)) and clustering._COMPILED['failed']
+    assert torch.equal(got, neighbour_hamming(x)) and compiled.CACHE.failed
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
@@ -490,3 +491,76 @@ def test_module_contract():
     one = TemporalClustering('slope', 1)
     torch.testing.assert_close(one(x, 8), x.reshape(2, 8, 2, 2, 2).mean(1))
     assert one.last_assign.shape == (2, 8) and (one.last_assign == 0).all()
+
+
+# ---------------------------------------------------------------- the rule registry
+
+@pytest.fixture
+def leading_rule(monkeypatch):
+    """A toy rule registered in this test alone (the registry is a copy, restored afterwards): frames 0..G-2 each
+    alone, the others in cluster G-1 (for videos of at least G frames). Returns the distances of every call."""
+    monkeypatch.setattr(clustering, '_RULES', dict(clustering._RULES))
+    calls = []
+
+    @clustering.register_rule('leading')
+    def leading_assign(dist, G, lengths=None):
+        calls.append(dist.clone())
+        t = dist.shape[1] + 1
+        return torch.arange(t, device=dist.device).clamp(max=G - 1).expand(dist.shape[0], t).clone()
+    return calls
+
+
+def test_a_rule_registered_here_trains_through_main(leading_rule, data, tmp_path):
+    import main as train_main
+    from ops.checkpoint import load_checkpoint
+    assert clustering.rule_names()[-1] == 'leading'
+    argv = run_args(data, tmp_path, '--epochs', '1', '--cluster', 'leading', '--frames', '8')
+    result = train_main.main(argv)
+    assert result['count'] == 4 and result['loss'] == result['loss']  # validated, finite
+    # 2 training batches and 1 validation batch of 4 videos, each with the distances of its 8 frames
+    assert len(leading_rule) == 3 and all(d.shape == (4, 7) for d in leading_rule)
+    assert all((d > 0).any() for d in leading_rule)  # real distances, not the placeholder of distance-free rules
+    assert load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))['args']['cluster'] == 'leading'
+
+
+def test_the_rule_decides_the_assignment(leading_rule):
+    module = TemporalClustering('leading', 3)
+    out = module(torch.arange(2 * 6 * 2.).reshape(12, 2, 1, 1), 6)
+    assert module.last_assign.tolist() == [[0, 1, 2, 2, 2, 2]] * 2
+    assert out[:, 0, 0, 0].tolist() == [0., 2., 7., 12., 14., 19.]  # frames 0, 1, mean of 2..5 per video
+
+
+def test_the_chunked_path_takes_the_rule_from_the_registry(leading_rule):
+    from test_chunked import make_pair
+    plain, chunked = make_pair('leading', 3)  # 10 frames into 3 clusters, chunks of 3 frames
+    x = torch.randn(2, 10 * 3, 16, 16, dtype=torch.float64)
+    assert torch.allclose(plain(x), chunked(x), atol=1e-10)
+    assert len(leading_rule) == 2 and torch.equal(leading_rule[0], leading_rule[1])  # the same distances
+    assert chunked.clustering.last_assign.tolist() == [[0, 1] + [2] * 8] * 2
+
+
+def test_a_rule_without_distances_gets_none_computed(monkeypatch):
+    def no_call(*args, **kwargs):
+        raise AssertionError("neighbour_hamming called for a rule without distances")
+    monkeypatch.setattr(clustering, 'neighbour_hamming', no_call)
+    assert not clustering.get_rule('uniform').needs_distances
+    lengths = torch.tensor([9, 5])
+    got = TemporalClustering('uniform', 4).assign(torch.randn(18, 3, 2, 2), 9, lengths)
+    assert torch.equal(got, uniform_assign(2, 9, 4, lengths))
+
+
+def test_unknown_or_taken_rule_names_are_errors(data, tmp_path):
+    import main as train_main
+    from ops.models import TSN
+    for make in (lambda: clustering.get_rule('kmeans'), lambda: TemporalClustering('kmeans', 4),
+                 lambda: clustering.assign_rule(torch.zeros(1, 3), 2, 'kmeans'),
+                 lambda: TSN(4, 4, 'RGB', base_model='resnet18', pretrain='scratch', cluster='kmeans',
+                             num_frames=8)):
+        with pytest.raises(ValueError, match=r"'kmeans'.*\('uniform', 'slope', 'cumulative'\)"):
+            make()
+    with pytest.raises(SystemExit):  # argparse: invalid choice, exit status 2
+        train_main.main(run_args(data, tmp_path, '--cluster', 'kmeans'))
+    for taken in ('slope', 'none'):
+        with pytest.raises(ValueError, match=f"clustering rule '{taken}' is taken"):
+            clustering.register_rule(taken)(cumulative_assign)
+    assert clustering.rule_names() == ('uniform', 'slope', 'cumulative')

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ops.clustering import TemporalClustering, neighbour_hamming, slope_assign
+from ops.clustering import TemporalClustering, slope_assign
+from ops.hamming import neighbour_hamming
 
 ROOT = Path(__file__).resolve().parent.parent
 

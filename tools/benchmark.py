@@ -29,12 +29,11 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-from ops import clustering
+from ops import clustering, compiled
 from ops.runtime import select_device
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
     parse_profile_args, train_step
 
-METHODS = ('uniform', 'slope', 'cumulative')
 LONG_FRAMES = (32, 128, 512, 1024)
 
 
@@ -49,7 +48,7 @@ def config_names(chunk: int) -> List[str]:
     main.py --fused_assign on / off (the plain name is main.py's default, auto: fused on CUDA when Triton is
     installed); +norule compiles only the distances of a fused clustering, not its rule and mean weights.
     """
-    ours = [f'{m}-{g}' for m in METHODS for g in (8, 16)]
+    ours = [f'{m}-{g}' for m in clustering.rule_names() for g in (8, 16)]
     return ['tsm-8', 'tsm-16', 'tsm-all'] + ours + ([f'{o}+chunk' for o in ours] if chunk else [])
 
 
@@ -268,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model_args', default='', help="extra main.py flags for every model, e.g. '--npb'")
     p.add_argument('--long', action='store_true', help="the long-video series F = 32..1024 at G = 8, chunked")
     p.add_argument('--long_frames', type=int, nargs='+', default=list(LONG_FRAMES))
-    p.add_argument('--long_method', default='cumulative', choices=METHODS)
+    p.add_argument('--long_method', default='cumulative', choices=clustering.rule_names())
     p.add_argument('--time_long', action='store_true', help="also time the long series")
     p.add_argument('--out', default=None, metavar='FILE.md', help="also write the tables as markdown")
     p.add_argument('--loader', action='store_true', help="not here: data loading is benchmarked elsewhere")
@@ -312,7 +311,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
             print(f"  long F={f}: {long_rows[-1]['activation_mb']:.1f} MB/video", flush=True)
         tables.append(markdown_table(long_rows, long_rows[0], f"long videos: G=8, K={k} "
                                      f"(ratios x: to F={opts.long_frames[0]}; activation MB excludes the input)"))
-    if clustering.fused_failed():
+    if compiled.fused_failed():
         tables.append("WARNING: torch.compile of the clustering failed in this run: every +fused row (and, on "
                       "CUDA, every default row) measured the eager path")
     text = '\n\n'.join(tables)

@@ -5,10 +5,12 @@
     python tools/benchmark_clustering.py --device cuda --dtype float16 --videos 8
 
 Each row is the time per call after one warm-up (CPU: median of --repeat calls; CUDA: --repeat calls queued
-back to back, then one sync): sign codes, Hamming distances from the codes, the cumulative and slope rules,
-the mean (``aggregate``) forward and forward + backward, and the whole clustering forward + backward
-(``TemporalClustering``, whose assignment has no gradient) for each method; with --fused also the compiled
-distances, rules and mean weights (main.py --fused_assign). Random ReLU-like activations (half zeros).
+back to back, then one sync): sign codes, Hamming distances from the codes, each registered rule that reads
+distances (ops/clustering.py: the slope and cumulative rules), the mean (``aggregate``) forward and forward +
+backward, and the whole clustering forward + backward (``TemporalClustering``, whose assignment has no gradient)
+for each rule; with --fused also the compiled distances, rules and mean weights (main.py --fused_assign), and
+the clustering with only its distances compiled (``fuse_rule=False``). Random ReLU-like activations (half
+zeros).
 It prints figures and asserts nothing.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ops import clustering as C
+from ops import compiled, hamming as H
 from ops.runtime import select_device
 
 
@@ -73,8 +76,9 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
     gen = torch.Generator(device='cpu').manual_seed(0)
     x = torch.randn(n, t, args.channels, args.size, args.size, generator=gen).relu_().to(device, dtype)
     bits = args.channels * args.size * args.size
-    codes = C.sign_codes(x)
-    dist = C.hamming_from_codes(codes, bits)
+    codes = H.sign_codes(x)
+    dist = H.hamming_from_codes(codes, bits)
+    distance_rules = [m for m in C.rule_names() if C.get_rule(m).needs_distances]
     assign = C.cumulative_assign(dist, g)
     leaf = x.clone().requires_grad_()
     upstream = torch.randn(n, g, *x.shape[2:], generator=gen).to(device, dtype)  # a dense gradient, as layer2's
@@ -86,8 +90,7 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
         return run
 
     def whole(method: str, fused: bool = False, rule: bool = True) -> Callable[[], None]:
-        module = C.TemporalClustering(method, g, fused=fused)
-        module.fuse_rule = rule
+        module = C.TemporalClustering(method, g, fused=fused, fuse_rule=rule)
         frames = leaf.reshape(n * t, *x.shape[2:])
 
         def run():
@@ -95,21 +98,22 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
             module(frames, t).backward(upstream.reshape(n * g, *x.shape[2:]))
         return run
 
-    rows = [('sign_codes', ms_per_call(lambda: C.sign_codes(x), args.repeat, device)),
-            ('hamming_from_codes', ms_per_call(lambda: C.hamming_from_codes(codes, bits), args.repeat, device)),
-            ('cumulative_assign', ms_per_call(lambda: C.cumulative_assign(dist, g), args.repeat, device)),
-            ('slope_assign', ms_per_call(lambda: C.slope_assign(dist, g), args.repeat, device)),
-            ('aggregate forward', ms_per_call(lambda: C.aggregate(x, assign, g), args.repeat, device)),
-            ('aggregate forward + backward', ms_per_call(mean_forward_backward(), args.repeat, device))]
-    rows += [(f'{m} clustering forward + backward', ms_per_call(whole(m), args.repeat, device)) for m in C.METHODS]
+    rows = [('sign_codes', ms_per_call(lambda: H.sign_codes(x), args.repeat, device)),
+            ('hamming_from_codes', ms_per_call(lambda: H.hamming_from_codes(codes, bits), args.repeat, device))]
+    rows += [(f'{m}_assign', ms_per_call(lambda m=m: C.assign_rule(dist, g, m), args.repeat, device))
+             for m in distance_rules]
+    rows += [('aggregate forward', ms_per_call(lambda: C.aggregate(x, assign, g), args.repeat, device)),
+             ('aggregate forward + backward', ms_per_call(mean_forward_backward(), args.repeat, device))]
+    rows += [(f'{m} clustering forward + backward', ms_per_call(whole(m), args.repeat, device))
+             for m in C.rule_names()]
     if args.fused:
         rows += [(f'{m}_assign, fused', ms_per_call(lambda m=m: C.assign_rule(dist, g, m, fused=True), args.repeat,
-                                                    device)) for m in ('cumulative', 'slope')]
-        rows += [('neighbour_hamming, fused', ms_per_call(lambda: C.neighbour_hamming(x, fused=True), args.repeat,
+                                                    device)) for m in distance_rules]
+        rows += [('neighbour_hamming, fused', ms_per_call(lambda: H.neighbour_hamming(x, fused=True), args.repeat,
                                                         device)),
-                 ('neighbour_hamming, eager', ms_per_call(lambda: C.neighbour_hamming(x), args.repeat, device))]
+                 ('neighbour_hamming, eager', ms_per_call(lambda: H.neighbour_hamming(x), args.repeat, device))]
         rows += [(f'{m} clustering forward + backward, fused', ms_per_call(whole(m, True), args.repeat, device))
-                 for m in ('slope', 'cumulative')]
+                 for m in distance_rules]
         rows += [('aggregate forward + backward, fused weights', ms_per_call(mean_forward_backward(True), args.repeat,
                                                                             device)),
                  ('cumulative clustering forward + backward, fused distances only',
@@ -123,12 +127,12 @@ def main(argv: Optional[List[str]] = None) -> List[tuple]:
         share = f' {100 * ms / args.step_ms:.2f}% |' if args.step_ms else ''
         print(f'| {name} | {ms:.2f} |{share}')
     if args.fused:  # the compiled pieces give the eager values on these tensors too (the clusters depend on it)
-        same = (torch.equal(C.neighbour_hamming(x, fused=True), dist)
+        same = (torch.equal(H.neighbour_hamming(x, fused=True), dist)
                 and all(torch.equal(C.assign_rule(dist, g, m, fused=True), C.assign_rule(dist, g, m))
-                        for m in ('cumulative', 'slope'))
+                        for m in distance_rules)
                 and torch.equal(C.aggregate(x, assign, g, fused=True), C.aggregate(x, assign, g)))
-        print(f"compiled == eager (distances, both rules, means): {'yes' if same else 'NO'}")
-    if C.fused_failed():
+        print(f"compiled == eager (distances, every rule, means): {'yes' if same else 'NO'}")
+    if compiled.fused_failed():
         print("WARNING: torch.compile of the clustering failed: the fused rows measured the eager path")
     return rows
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ops.clustering import METHODS, aggregate
+from ops.clustering import aggregate, rule_names
 from ops.dataset_config import return_dataset
 from ops.models import LAYERS, TSN
 from ops.runtime import select_device
@@ -237,7 +237,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     short = [(p, n) for p, n in zip(videos.paths, videos.lengths.tolist()) if n < f]
     if short:
         raise SystemExit(f"grad_check needs videos of at least F={f} frames; {short[0][0]} has {short[0][1]}")
-    per: Dict[str, List[Dict[str, np.ndarray]]] = {m: [] for m in METHODS}
+    methods = rule_names()
+    per: Dict[str, List[Dict[str, np.ndarray]]] = {m: [] for m in methods}
     pairs: List[Dict[str, np.ndarray]] = []
     names = sorted({'layer1', args.cluster_after, args.block}, key=LAYERS.index)
     for v in range(len(videos.paths)):  # one video at a time: memory stays that of one video
@@ -247,8 +248,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         for method, assign in assign_all(x_c, f, g).items():
             clust = clustered_pass(model, x_c, assign, labels, g, args.block)
             per[method].append(compare_clusters(grads[args.block], clust, assign, g))
-    merged = {m: {k: np.concatenate([d[k] for d in per[m]]) for k in per[m][0]} for m in METHODS}
-    fig6 = {m: _summary(merged[m]) for m in METHODS}
+    merged = {m: {k: np.concatenate([d[k] for d in per[m]]) for k in per[m][0]} for m in methods}
+    fig6 = {m: _summary(merged[m]) for m in methods}
     print(f"Fig. 6: {len(videos.paths)} videos, {label} model, F={f} frames -> G={g} clusters after "
           f"{args.cluster_after}, gradients at the {args.block} output (per cluster, over clusters and videos)")
     head = ('method', 'dist mean', 'dist median', 'rel mean', 'rel median', 'size-matched', 'cosine')
@@ -256,8 +257,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     for m, s in fig6.items():
         print(f"{m:<11}{s['distance_mean']:>13.4g}{s['distance_median']:>13.4g}{s['relative_mean']:>13.3f}"
               f"{s['relative_median']:>13.3f}{s['size_matched_mean']:>13.3f}{s['cosine_mean']:>13.3f}")
-    order = sorted(METHODS, key=lambda m: fig6[m]['distance_mean'])
-    order_sm = sorted(METHODS, key=lambda m: fig6[m]['size_matched_mean'])
+    order = sorted(methods, key=lambda m: fig6[m]['distance_mean'])
+    order_sm = sorted(methods, key=lambda m: fig6[m]['size_matched_mean'])
     print(f"ordering by mean distance: {' < '.join(order)}; by mean size-matched relative distance: "
           f"{' < '.join(order_sm)} (paper Fig. 6: cumulative < slope < uniform)")
     r_euc = [pearson(p['act_euclidean'], p['grad_euclidean']) for p in pairs]
@@ -281,7 +282,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
                            'cluster_after': args.cluster_after, 'block': args.block, 'img_size': args.img_size,
                            'videos': videos.paths},
               'fig6': {m: {**fig6[m], 'per_cluster': {k: v.tolist() for k, v in merged[m].items()}}
-                       for m in METHODS},
+                       for m in methods},
               'fig6_order_by_mean_distance': order, 'fig6_order_by_size_matched': order_sm, 'fig5': fig5}
     with open(os.path.join(args.out, 'grad_check.json'), 'w') as fh:
         json.dump(result, fh, indent=1)

@@ -32,9 +32,10 @@ import torch
 
 import opts
 from ops.checkpoint import load_checkpoint, load_model_weights
-from ops.clustering import METHODS, TemporalClustering, neighbour_hamming
+from ops.clustering import TemporalClustering, rule_names
 from ops.dataset import cluster_indices, collate_videos
 from ops.dataset_config import return_dataset
+from ops.hamming import neighbour_hamming
 from ops.models import TSN
 from ops.runtime import build_dataset, build_model, select_device, set_seed
 
@@ -146,8 +147,8 @@ def clustering_activations(model: TSN, frames: torch.Tensor, lengths: torch.Tens
 
 def assign_all(acts: torch.Tensor, num_frames: int, num_clusters: int,
                lengths: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-    """``(N*F, ...)`` activations -> ``{method: (N, F) cluster ids}`` for uniform, slope and cumulative."""
-    return {m: TemporalClustering(m, num_clusters).assign(acts, num_frames, lengths) for m in METHODS}
+    """``(N*F, ...)`` activations -> ``{method: (N, F) cluster ids}`` for every registered rule (``rule_names()``)."""
+    return {m: TemporalClustering(m, num_clusters).assign(acts, num_frames, lengths) for m in rule_names()}
 
 
 # --------------------------------------------------------------------------------------- purity
@@ -286,7 +287,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     os.makedirs(args.out, exist_ok=True)
     lens = videos.lengths.tolist()
     for v, path in enumerate(videos.paths):
-        rows = [(m, assigns[m][v]) for m in METHODS]
+        rows = [(m, assigns[m][v]) for m in rule_names()]
         if len(models) > 1:
             rows += [(f'cumulative, {label}', a['cumulative'][v].cpu().numpy()) for label, a in per_model]
         rel = videos.relevance[v] if videos.relevance is not None else None
@@ -299,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
                                   'assignments': {m: a[:, :].tolist() for m, a in assigns.items()}}
     if videos.relevance is not None:
         rels = [r[:n] for r, n in zip(videos.relevance, lens)]
-        summary['purity'] = {m: purity_summary([a[:n] for a, n in zip(assigns[m], lens)], rels) for m in METHODS}
+        summary['purity'] = {m: purity_summary([a[:n] for a, n in zip(assigns[m], lens)], rels) for m in rule_names()}
         print(f"{'method':<12}{'clusters':>9}{'singletons':>11}{'mixed':>7}{'mixed share':>13}"
               f"{'mean purity':>13}{'frame purity':>14}")
         for m, s in summary['purity'].items():
