@@ -159,6 +159,6 @@ def _classes(name: str, spec: _Spec, root: str, num_class: int | None, train_lis
         return None, num_class
     if spec.num_class is not None:
         return None, spec.num_class
-    from ops.dataset import parse_list  # custom without a class file: largest training label + 1
+    from ops.video_list import parse_list  # custom without a class file: largest training label + 1
     records = parse_list(train_list, root, None, source)
     return None, max(max(r.labels) for r in records) + 1

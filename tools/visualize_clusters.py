@@ -33,10 +33,11 @@ import torch
 import opts
 from ops.checkpoint import load_checkpoint, load_model_weights
 from ops.clustering import METHODS, TemporalClustering, neighbour_hamming
-from ops.dataset import cluster_indices, collate_videos
+from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
 from ops.models import TSN
 from ops.runtime import build_dataset, build_model, select_device, set_seed
+from ops.sampling import cluster_indices
 
 # Training arguments a checkpoint fixes: the network and the image size it was trained at.
 ARCH_KEYS = ('arch', 'modality', 'shift', 'shift_div', 'shift_place', 'temporal_pool', 'consensus_type',
