@@ -329,7 +329,7 @@ def format_table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Run all sections; print the table (or one JSON line) and return the figures."""
     args = build_parser().parse_args(argv)
-    scale_size = args.scale_size or args.target * 256 // 224
+    scale_size = args.scale_size or T.default_scale_size(args.target)
     os.makedirs(args.cache, exist_ok=True)
     if args.frames_dir:
         root, list_file = list_frames_dir(args.frames_dir, args.videos, args.frames, args.cache)
