@@ -93,7 +93,7 @@ def write_class_file(folder: str, names: list[str], fmt: str) -> str:
     or ``category.txt`` (one name a line, as TSM's), in ``folder``; return the file's path."""
     path = os.path.join(folder, CLASS_FILES[fmt])
     os.makedirs(folder, exist_ok=True)
-    with open(path, 'w') as f:
+    with open(path, 'w', encoding='utf-8') as f:
         f.writelines(f'{i + 1} {name}\n' if fmt == 'classind' else f'{name}\n' for i, name in enumerate(names))
     return path
 

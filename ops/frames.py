@@ -19,7 +19,7 @@ from PIL import Image
 from ops.transforms import GroupScale, short_side_size
 from ops.video_list import BadVideoError, VideoRecord
 
-try:  # optional: libjpeg-turbo without Pillow's per-file overhead; the same pixels (tests/test_dataset.py)
+try:  # optional: libjpeg-turbo without Pillow's per-file overhead; the same pixels (tests/test_frames.py)
     import simplejpeg
 except ImportError:  # Pillow decodes every frame
     simplejpeg = None
