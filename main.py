@@ -352,7 +352,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
 def culprit_line(err: BaseException) -> str:
     """One line naming what failed: ``Type: first line of the message``. An error raised in a loader worker
     reaches the main process with the worker's whole traceback as its text; its last line is the original
-    error (``ops.dataset.BadVideoError: frame not found: ...``), while the plain traceback would end blank."""
+    error (``ops.video_list.BadVideoError: frame not found: ...``), while the plain traceback would end blank."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if 'Traceback (most recent call last)' in str(err):
         return lines[-1]

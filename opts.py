@@ -4,6 +4,7 @@ import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from ops.clustering import rule_names
+from ops.transforms import default_scale_size
 
 # The settings that decide the model a checkpoint holds and the input it was trained on: evaluation
 # (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
@@ -177,7 +178,7 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.online and (not args.shift or args.cluster != 'none' or args.temporal_pool):
         parser.error("--online needs --shift and --cluster none, without --temporal_pool")
     if args.scale_size is None:
-        args.scale_size = args.img_size * 256 // 224
+        args.scale_size = default_scale_size(args.img_size)
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
     if problem:
         parser.error(problem)

@@ -1,4 +1,6 @@
-"""Data set names -> classes, list files, frame root, file name template and start index.
+"""Data set names -> classes, list files, frame root, file name template and start index: the one table of
+data-set facts, read by training (``return_dataset``) and by tools/gen_lists.py, which writes the lists and
+the class file named here.
 
 No machine paths: the default root of data set ``name`` is ``data/<name>`` (relative to the
 working directory) and list and class files are relative to the root unless absolute. Every
@@ -35,16 +37,17 @@ class _Spec:
     rgb_tmpl: str
     flow_tmpl: str | None
     start_index: int
-    lists: tuple[str, str]                 # (train, val), for RGB and Flow alike
-    class_file: str | None
+    lists: tuple[str, str]                 # (train, val), for RGB and Flow alike; {split}: the official split
+    class_file: str | None                 # a name of CLASS_FILES
     direction_sensitive: bool = False
+    splits: int = 1                        # official train/val splits (tools/gen_lists.py --split)
 
 
 _VIDEOFOLDER = ('train_videofolder.txt', 'val_videofolder.txt')
 
 
 def _split_lists(name: str, kind: str) -> tuple[str, str]:
-    return f'{name}_{kind}_train_split_1.txt', f'{name}_{kind}_val_split_1.txt'
+    return f'{name}_{kind}_train_split_{{split}}.txt', f'{name}_{kind}_val_split_{{split}}.txt'
 
 
 # Templates and start indices follow TSM. Flow is TSM's x/y image pairs; for Something v1 TSM's
@@ -53,9 +56,9 @@ def _split_lists(name: str, kind: str) -> tuple[str, str]:
 # Flow reads the RGB lists: their num_frames counts the frames, N frames give N - 1 pairs (ops/dataset.py).
 SPECS: dict[str, _Spec] = {
     'ucf101': _Spec(101, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('ucf101', 'rgb'),
-                    'classInd.txt'),
+                    'classInd.txt', splits=3),
     'hmdb51': _Spec(51, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('hmdb51', 'rgb'),
-                    'classInd.txt'),
+                    'classInd.txt', splits=3),
     'something': _Spec(174, '{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER,
                        'category.txt', direction_sensitive=True),
     'somethingv2': _Spec(174, '{:06d}.jpg', 'flow_{}_{:06d}.jpg', 1, _VIDEOFOLDER,
@@ -64,13 +67,35 @@ SPECS: dict[str, _Spec] = {
     'kinetics': _Spec(400, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _VIDEOFOLDER,
                       'category.txt'),
     'breakfast': _Spec(10, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, _split_lists('breakfast', 'rgb'),
-                       'classInd.txt'),
+                       'classInd.txt', splits=4),
     'move4mnist': _Spec(4, '{}.jpg', 'flow_{}_{:05d}.jpg', 0, _VIDEOFOLDER, 'classInd.txt', direction_sensitive=True),
     # custom: the names tools/gen_lists.py writes; meant to be set by the flags
     'custom': _Spec(None, 'img_{:05d}.jpg', 'flow_{}_{:05d}.jpg', 1, ('custom_train.txt', 'custom_val.txt'),
                     'classInd.txt'),
 }
-_OTHER_CLASS_FILES = ('classInd.txt', 'category.txt')  # also looked for by `custom`
+CUSTOM_ONE_LIST = 'custom_list.txt'  # tools/gen_lists.py custom without a validation share: every video
+CLASS_FILES = {'classind': 'classInd.txt', 'category': 'category.txt'}  # format -> file name; custom looks for both
+
+
+def list_files(dataset: str, split: int = 1) -> tuple[str, str]:
+    """The (train, val) list file names of ``dataset`` (a name of ``SPECS``), for its official ``split``
+    (UCF101, HMDB51 and Breakfast have several; the others one, which ``split`` does not change)."""
+    return tuple(name.format(split=split) for name in SPECS[dataset].lists)
+
+
+def class_file_format(dataset: str) -> str:
+    """The format of ``dataset``'s class file: a key of ``CLASS_FILES``."""
+    return next(fmt for fmt, file in CLASS_FILES.items() if file == SPECS[dataset].class_file)
+
+
+def write_class_file(folder: str, names: list[str], fmt: str) -> str:
+    """Write ``names`` (in label order) as ``classInd.txt`` (``1 name`` lines: 1-based ids, as UCF101's own file)
+    or ``category.txt`` (one name a line, as TSM's), in ``folder``; return the file's path."""
+    path = os.path.join(folder, CLASS_FILES[fmt])
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.writelines(f'{i + 1} {name}\n' if fmt == 'classind' else f'{name}\n' for i, name in enumerate(names))
+    return path
 
 
 def read_class_file(path: str) -> list[str]:
@@ -98,7 +123,7 @@ def _in_root(root: str, path: str) -> str:
 
 
 def _find_class_file(root: str, spec: _Spec, name: str) -> str | None:
-    candidates = (spec.class_file,) + (_OTHER_CLASS_FILES if name == 'custom' else ())
+    candidates = (spec.class_file,) + (tuple(CLASS_FILES.values()) if name == 'custom' else ())
     for candidate in candidates:
         if candidate and os.path.isfile(_in_root(root, candidate)):
             return _in_root(root, candidate)
@@ -134,8 +159,9 @@ def return_dataset(dataset: str, modality: str, root_path: str | None = None, tr
     default_tmpl = spec.rgb_tmpl if modality == 'RGB' else spec.flow_tmpl
     if image_tmpl is None and default_tmpl is None:
         raise ValueError(f'{name} has no {modality} frames by default; give --image_tmpl')
-    train = _in_root(root, train_list or spec.lists[0])
-    val = _in_root(root, val_list or spec.lists[1])
+    default_train, default_val = list_files(name)
+    train = _in_root(root, train_list or default_train)
+    val = _in_root(root, val_list or default_val)
     source = video_source or 'frames'
     if source not in ('frames', 'video'):
         raise ValueError(f"video_source must be 'frames' or 'video', got {source!r}")
@@ -159,6 +185,6 @@ def _classes(name: str, spec: _Spec, root: str, num_class: int | None, train_lis
         return None, num_class
     if spec.num_class is not None:
         return None, spec.num_class
-    from ops.dataset import parse_list  # custom without a class file: largest training label + 1
+    from ops.video_list import parse_list  # custom without a class file: largest training label + 1
     records = parse_list(train_list, root, None, source)
     return None, max(max(r.labels) for r in records) + 1

@@ -282,6 +282,11 @@ def train_augmentation(input_size: int, flip: bool = True, is_flow: bool = False
     return torchvision.transforms.Compose(steps)
 
 
+def default_scale_size(crop_size: int) -> int:
+    """TSM's resize-then-crop ratio: the evaluation short side for a ``crop_size`` crop (256 for 224)."""
+    return crop_size * 256 // 224
+
+
 def val_transform(scale_size: int, input_size: int) -> torchvision.transforms.Compose:
     """Evaluation crop: resize the short side to ``scale_size``, take the central ``input_size`` crop."""
     return torchvision.transforms.Compose([GroupScale(int(scale_size)), GroupCenterCrop(input_size)])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ops.dataset import load_image
+from ops.frames import load_image
 from tools.benchmark_loader import frame_paths, list_frames_dir, main, make_frames
 
 TINY = ['--size', '64x48', '--videos', '2', '--frames', '4', '--target', '16', '-j', '2', '--repeat', '1',

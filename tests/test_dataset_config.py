@@ -4,7 +4,8 @@ import os
 import pytest
 
 from ops.dataset import VideoDataset
-from ops.dataset_config import SPECS, read_class_file, return_dataset
+from ops.dataset_config import (CUSTOM_ONE_LIST, SPECS, class_file_format, list_files, read_class_file, return_dataset,
+                                write_class_file)
 
 
 @pytest.mark.parametrize('name, tmpl, start, n', [
@@ -96,3 +97,20 @@ def test_config_drives_a_dataset(tmp_path):
                       start_index=cfg.start_index, num_class=cfg.num_class, frames=16)
     frames, label, length = ds[0]
     assert frames.shape == (48, 16, 16) and label == 3 and length == 16
+
+
+def test_list_files_name_the_official_split():
+    assert list_files('ucf101', 2) == ('ucf101_rgb_train_split_2.txt', 'ucf101_rgb_val_split_2.txt')
+    assert list_files('breakfast') == ('breakfast_rgb_train_split_1.txt', 'breakfast_rgb_val_split_1.txt')
+    assert list_files('kinetics', 3) == ('train_videofolder.txt', 'val_videofolder.txt')  # one split
+    assert CUSTOM_ONE_LIST not in list_files('custom') and (SPECS['ucf101'].splits, SPECS['jester'].splits) == (3, 1)
+
+
+@pytest.mark.parametrize('fmt', ['classind', 'category'])
+def test_a_written_class_file_reads_back_and_is_found(tmp_path, fmt):
+    names = ['Pushing something', 'jump', '3 people waving']
+    path = write_class_file(str(tmp_path / 'root'), names, fmt)
+    assert os.path.basename(path) == ('classInd.txt' if fmt == 'classind' else 'category.txt')
+    assert read_class_file(path) == names
+    assert return_dataset('custom', 'RGB', root_path=str(tmp_path / 'root'), train_list='t').classes == names
+    assert (class_file_format('ucf101'), class_file_format('somethingv2')) == ('classind', 'category')

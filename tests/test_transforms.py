@@ -135,3 +135,8 @@ def test_full_pipeline_shape_and_identity():
     assert T.IdentityTransform()(frames) is frames
     assert len(T.train_augmentation(32, flip=False).transforms) == 1
     assert T.train_decode_size(224) == 340
+
+
+def test_default_scale_size_is_tsms_resize_then_crop_ratio():
+    assert T.default_scale_size(224) == 256 and T.default_scale_size(112) == 128
+    assert T.default_scale_size(32) == 36  # 36.6 rounded down

@@ -1,4 +1,4 @@
-"""Frame-loading speed: plain Pillow against ``ops.dataset.load_image`` (reduced JPEG decoding) and the
+"""Frame-loading speed: plain Pillow against ``ops.frames.load_image`` (reduced JPEG decoding) and the
 full ``VideoDataset`` + DataLoader pipeline, and one 224 px training clip against a ResNet-50 step.
 
     python tools/benchmark_loader.py                          # 320x240 JPEGs read at 112 px, -j 2
@@ -36,8 +36,9 @@ import torchvision
 from PIL import Image, ImageDraw
 
 from ops import transforms as T
-import ops.dataset as dataset_module
-from ops.dataset import VideoDataset, collate_videos, load_image
+import ops.frames as frames_module
+from ops.dataset import VideoDataset, collate_videos
+from ops.frames import load_image
 
 TMPL = 'img_{:05d}.jpg'
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # TSN's RGB normalisation
@@ -155,13 +156,13 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
         Path(p).read_bytes()
 
     def draft_decode(path: str, size: int) -> Image.Image:  # ours with Pillow's draft mode alone
-        fast, dataset_module.simplejpeg = dataset_module.simplejpeg, None
+        fast, frames_module.simplejpeg = frames_module.simplejpeg, None
         try:
             return our_decode(path, size)
         finally:
-            dataset_module.simplejpeg = fast
+            frames_module.simplejpeg = fast
     decoders = {'plain': plain_decode, 'ours': our_decode, 'pillow_resize': our_decode_pillow_resize}
-    if dataset_module.simplejpeg is not None:  # ours used simplejpeg: time Pillow's draft path beside it
+    if frames_module.simplejpeg is not None:  # ours used simplejpeg: time Pillow's draft path beside it
         decoders['draft'] = draft_decode
     rounds = {name: [] for name in decoders}
     for name, fn in decoders.items():  # warm-up
@@ -182,7 +183,7 @@ def decoder_section(paths: list[str], target: int, repeat: int) -> dict:
     reduced = load_image(paths[0], 'RGB', decode_size=target).size
     return {'frames': len(paths), 'src': f'{src[0]}x{src[1]}', 'target': target,
             'decoded': f'{reduced[0]}x{reduced[1]}', 'plain_fps': plain_fps, 'ours_fps': ours_fps,
-            'decoder': 'simplejpeg' if dataset_module.simplejpeg is not None else 'Pillow draft',
+            'decoder': 'simplejpeg' if frames_module.simplejpeg is not None else 'Pillow draft',
             'draft_fps': draft_fps, 'pillow_resize_fps': pillow_resize_fps,
             'speedup': statistics.median(speedups), 'speedups': speedups, 'rounds': repeat,
             'plain_size': list(pairs[0][0].shape[1::-1]), 'ours_size': list(pairs[0][1].shape[1::-1]),
@@ -328,7 +329,7 @@ def format_table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Run all sections; print the table (or one JSON line) and return the figures."""
     args = build_parser().parse_args(argv)
-    scale_size = args.scale_size or args.target * 256 // 224
+    scale_size = args.scale_size or T.default_scale_size(args.target)
     os.makedirs(args.cache, exist_ok=True)
     if args.frames_dir:
         root, list_file = list_frames_dir(args.frames_dir, args.videos, args.frames, args.cache)

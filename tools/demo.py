@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ops import transforms as T
-from ops.dataset import cluster_indices, val_indices
+from ops.sampling import cluster_indices, val_indices
 from ops.runtime import select_device
 from ops.temporal_shift import start_stream, stop_stream
 from ops.video_io import VideoDecodeError, _video_stream, iter_frames

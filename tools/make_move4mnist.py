@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ops.dataset_config import SPECS, class_file_format, list_files, write_class_file
 from tools.mnist_digits import MNIST_SIZE, MnistDigits, SyntheticDigits, find_mnist_files
 
 CLASSES = ('left', 'right', 'up', 'down')  # label = index; classInd.txt numbers them from 1
@@ -39,6 +40,7 @@ BG_MAX = 223  # the examples' backgrounds peak at 223 (= 255 * 7/8): the digit (
 JPEG_QUALITY = 75  # the examples carry libjpeg's quality-75 quantisation tables
 VIDEO_ROOT = 'movingmnist/jpg'  # the authors' layout, so their published lists and command run as is
 SPLITS = ('train', 'val')
+SPEC = SPECS['move4mnist']  # the frame, list and class file names that training reads
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ def _make_and_write(task: tuple[str, int]) -> tuple[str, int, str, int, str]:
     folder = w['out'] / VIDEO_ROOT / split / name
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
-        Image.fromarray(frame, mode='L').save(folder / f'{i}.jpg', quality=JPEG_QUALITY)
+        Image.fromarray(frame, mode='L').save(folder / SPEC.rgb_tmpl.format(i + SPEC.start_index), quality=JPEG_QUALITY)
     return split, index, f'{VIDEO_ROOT}/{split}/{name}', label, ''.join(map(str, relevance))
 
 
@@ -324,12 +326,12 @@ def generate(out: str | Path, num_train: int, num_val: int, seed: int, settings:
     else:
         _init_worker(*init)
         results = [_make_and_write(t) for t in tqdm(tasks, desc='Move4MNIST', unit='video')]
-    for split in SPLITS:
+    for split, list_name in zip(SPLITS, list_files('move4mnist')):
         rows = sorted((r for r in results if r[0] == split), key=lambda r: (r[3], r[1] // len(CLASSES)))
-        (out / f'{split}_videofolder.txt').write_text(
+        (out / list_name).write_text(
             ''.join(f'{path} {settings.frames} {label}\n' for _, _, path, label, _ in rows))
         (out / f'{split}_relevance.txt').write_text(''.join(f'{r[2]} {r[4]}\n' for r in rows))
-    (out / 'classInd.txt').write_text(''.join(f'{i + 1} {c}\n' for i, c in enumerate(CLASSES)))
+    write_class_file(str(out), list(CLASSES), class_file_format('move4mnist'))
     _write_readme(out, num_train, num_val, seed, settings, descriptions, background_video)
 
 

@@ -148,7 +148,7 @@ def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: 
         if value is not None:
             setattr(args, key, value)
     if cli.input_size is not None and cli.scale_size is None:
-        args.scale_size = args.img_size * 256 // 224
+        args.scale_size = T.default_scale_size(args.img_size)
     args.dense_sample = bool(args.dense_sample or cli.dense_sample)
     return args
 

@@ -33,11 +33,13 @@ import torch
 import opts
 from ops.checkpoint import load_checkpoint, load_model_weights
 from ops.clustering import TemporalClustering, rule_names
-from ops.dataset import cluster_indices, collate_videos
+from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
 from ops.hamming import neighbour_hamming
 from ops.models import TSN
 from ops.runtime import build_dataset, build_model, select_device, set_seed
+from ops.sampling import cluster_indices
+from ops.transforms import default_scale_size
 
 # Training arguments a checkpoint fixes: the network and the image size it was trained at.
 ARCH_KEYS = ('arch', 'modality', 'shift', 'shift_div', 'shift_place', 'temporal_pool', 'consensus_type',
@@ -83,7 +85,7 @@ def complete_args(args: argparse.Namespace, default_clusters: Optional[int]) -> 
     if args.num_segments > args.frames:
         raise SystemExit(f"--num_segments {args.num_segments} clusters > --frames {args.frames}")
     if args.scale_size is None:
-        args.scale_size = args.img_size * 256 // 224
+        args.scale_size = default_scale_size(args.img_size)
     if args.cluster == 'none':
         args.cluster = 'cumulative'  # any method: it only marks where the clustering point is
     return args
