@@ -4,7 +4,8 @@
     python tools/benchmark.py --img_size 224 --batch 8 --device cuda --amp bf16 --long --out bench.md
 
 Each configuration is the model main.py builds from the same flags (built through tools/profile_model.py),
-trained on random frames: median step time after --warmup steps (forward, backward, SGD step) as videos/s;
+trained on random frames with main.py's step and optimizer (ops/train_step.py: forward, backward, optimizer
+step): median step time after --warmup steps as videos/s;
 activation memory per video (tools/profile_model.activation_memory: bytes saved for backward, + the largest
 recomputed chunk with chunking; input frames excluded); on CUDA the true step peak; each as a ratio to
 TSM-all (TSM on all F frames). The clustering's share of a step is timed in separate steps with hooks
