@@ -25,6 +25,7 @@ from ops.dataset import collate_videos
 from ops.dataset_config import return_dataset
 from ops.runtime import (adjust_learning_rate, build_dataset, build_model, build_optimizer, select_device,
                          set_seed, store_name)
+from ops.train_step import StepTimer, autocast, train_step
 from ops.utils import AverageMeter, correct_topk
 
 
@@ -55,12 +56,6 @@ class RunLog:
             self.file.close()
 
 
-def autocast(args: argparse.Namespace, device: torch.device):
-    """Autocast context for ``--amp`` (a no-op context for ``none``)."""
-    dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.amp)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 def to_device(batch, device: torch.device, channels_last: bool):
     frames, labels, lengths = batch[0], batch[1], batch[2]
     frames = frames.to(device, non_blocking=True)  # channels-last is applied per frame inside TSN
@@ -69,8 +64,10 @@ def to_device(batch, device: torch.device, channels_last: bool):
 
 def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, start_iter: int,
                     args: argparse.Namespace, device: torch.device, log: RunLog, save_fn) -> Dict[str, float]:
-    """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume)."""
-    criterion = nn.CrossEntropyLoss()
+    """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume).
+
+    Logs each step's time and its wait for data as TSM (``Time``, ``Data``), and the epoch's seconds of each
+    as the scalars ``time/data_s`` and ``time/compute_s``."""
     model.train()
     if args.freeze_early_bn:
         freeze_early_batchnorm(getattr(model, 'module', model))
@@ -79,7 +76,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
     # Under DDP every rank must take every step (backward all-reduces, SyncBN gathers): with --on_bad_video
     # skip a rank whose whole batch was bad would leave the others waiting, so the ranks agree on each step.
     agree = dist_utils.is_distributed() and args.on_bad_video == 'skip'
-    bar = tqdm(loader, desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
+    timer = StepTimer()
+    bar = tqdm(timer.batches(loader), desc=f'epoch {epoch}', initial=start_iter, total=start_iter + len(loader),
                disable=not log.file, dynamic_ncols=True)
     steps = start_iter + len(loader)
     for i, batch in enumerate(bar, start=start_iter):
@@ -93,28 +91,24 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
         if empty:
             continue
         frames, labels, lengths = to_device(batch, device, args.channels_last)
-        with autocast(args, device):
-            output = model(frames, lengths)
-            loss = criterion(output.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if args.clip_gradient:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), args.clip_gradient)
-        scaler.step(optimizer)
-        scaler.update()
-        c1, c5 = correct_topk(output.detach(), labels, (1, 5))
+        output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
+        c1, c5 = correct_topk(output, labels, (1, 5))
         n = labels.shape[0]
-        losses.update(loss.item(), n)
+        losses.update(loss.item(), n)  # waits for the device: the step's kernels are done when the step closes
         top1.update(c1.item() * 100.0 / n, n)
         top5.update(c5.item() * 100.0 / n, n)
+        timer.step_done()
         bar.set_postfix(loss=f'{losses.avg:.4f}', top1=f'{top1.avg:.2f}')
         if i % args.print_freq == 0:
             log.line(f'Epoch: [{epoch}][{i}/{start_iter + len(loader)}], lr: {optimizer.param_groups[-1]["lr"]:.5f}\t'
+                     f'Time {timer.batch.val:.3f} ({timer.batch.avg:.3f})\t'
+                     f'Data {timer.data.val:.3f} ({timer.data.avg:.3f})\t'
                      f'Loss {losses.val:.4f} ({losses.avg:.4f})\tPrec@1 {top1.val:.3f} ({top1.avg:.3f})\t'
                      f'Prec@5 {top5.val:.3f} ({top5.avg:.3f})')
         if args.save_freq and (i + 1) % args.save_freq == 0 and i + 1 < start_iter + len(loader):
             save_fn(epoch, i + 1)
+    times = timer.totals()
+    log.scalars({'time/data_s': times['data_s'], 'time/compute_s': times['compute_s']}, epoch)
     if agree:  # every rank's counts, logged by rank 0
         skipped, held_back = (int(v) for v in dist_utils.all_reduce_sum(
             torch.tensor([skipped, held_back], device=device)).tolist())
@@ -137,7 +131,7 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
         if batch[1].numel() == 0:
             continue
         frames, labels, lengths = to_device(batch, device, args.channels_last)
-        with autocast(args, device):
+        with autocast(args.amp, device):
             output = model(frames, lengths).float()
         c1, c5 = correct_topk(output, labels, (1, 5))
         totals += torch.stack([criterion(output, labels).double(), c1.double(), c5.double(),

@@ -3,10 +3,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ops.frames import load_image
-from tools.benchmark_loader import frame_paths, list_frames_dir, main, make_frames
+from tools.benchmark_loader import frame_paths, list_frames_dir, main, make_frames, model_section
 
 TINY = ['--size', '64x48', '--videos', '2', '--frames', '4', '--target', '16', '-j', '2', '--repeat', '1',
         '--clip_size', '64x48', '--clip_frames', '4', '--img_size', '32', '--skip_model', '--json']
@@ -66,6 +67,12 @@ def test_reduced_decode_keeps_short_side_between_size_and_twice(jpeg_640x480, de
 def test_reduced_decode_stops_at_one_eighth(jpeg_640x480, decode_size):
     """JPEG scales go no lower than 1/8, so small targets get 80x60 (short side >= decode_size still holds)."""
     assert load_image(jpeg_640x480, 'RGB', decode_size=decode_size).size == (80, 60)
+
+
+def test_model_section_times_a_training_step_of_each_model():
+    rows = model_section(32, 8, torch.device('cpu'), steps=1)  # ResNet-50 at 32 px: seconds on the CPU
+    assert [(r['name'], r['frames']) for r in rows] == [('tsm-8', 8), ('cumulative-8', 8)]
+    assert all(r['step_ms'] > 0 for r in rows)
 
 
 @pytest.mark.parametrize('decode_size', [None, 241, 300, 480, 1000])

@@ -171,6 +171,59 @@ def test_bf16_and_channels_last_train_through_main(data, tmp_path):
     assert 'nan' not in log.lower()
 
 
+# ----------------------------------------------------------------------------- data time against compute time
+
+class SlowLoader:
+    """``n`` batches (frames, labels, lengths, skipped) as main.py's loader gives them, each after ``wait`` s."""
+
+    def __init__(self, n: int, wait: float) -> None:
+        self.n, self.wait = n, wait
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            time.sleep(self.wait)
+            yield torch.randn(2, 6), torch.tensor([0, 1]), torch.tensor([1, 1]), 0
+
+
+class SlowModel(torch.nn.Module):
+    """(N, 6) -> (N, 4) scores, ``wait`` seconds a forward."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.fc, self.wait = torch.nn.Linear(6, 4), wait
+
+    def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        time.sleep(self.wait)
+        return self.fc(x)
+
+
+def test_the_epoch_logs_data_time_against_compute_time(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    args = opts.parse_args(['move4mnist', 'RGB', '--device', 'cpu', '-p', '1'])
+    model = SlowModel(0.1)
+    log = train_main.RunLog(str(tmp_path))
+    start = time.perf_counter()
+    train_main.train_one_epoch(model, SlowLoader(4, 0.05), torch.optim.SGD(model.parameters(), 0.1),
+                               torch.amp.GradScaler('cpu', enabled=False), 0, 0, args, torch.device('cpu'), log,
+                               lambda e, it: None)
+    wall = time.perf_counter() - start
+    log.close()
+    steps = re.findall(r'Epoch: \[0\]\[\d/4\].*\tTime ([\d.]+) \(([\d.]+)\)\tData ([\d.]+) \(([\d.]+)\)\tLoss',
+                       (tmp_path / 'log.csv').read_text())
+    assert len(steps) == 4
+    for step_s, step_avg, data_s, data_avg in (map(float, s) for s in steps):
+        assert step_s >= data_s >= 0.05 and step_avg >= data_avg >= 0.05 and step_s >= 0.15
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    data, compute = (events.Scalars(f'time/{key}_s')[0].value for key in ('data', 'compute'))
+    # generous bounds, no speed target: each wait is data, each forward compute, and they add up to the epoch
+    assert 4 * 0.05 <= data < 4 * 0.1 and compute >= 4 * 0.1
+    assert wall - 0.5 < data + compute <= wall
+
+
 # ----------------------------------------------------------------------------- evaluation takes the stored model
 
 def without(argv: List[str], flag: str) -> List[str]:

@@ -4,7 +4,8 @@
     python tools/benchmark.py --img_size 224 --batch 8 --device cuda --amp bf16 --long --out bench.md
 
 Each configuration is the model main.py builds from the same flags (built through tools/profile_model.py),
-trained on random frames: median step time after --warmup steps (forward, backward, SGD step) as videos/s;
+trained on random frames with main.py's step and optimizer (ops/train_step.py: forward, backward, optimizer
+step): median step time after --warmup steps as videos/s;
 activation memory per video (tools/profile_model.activation_memory: bytes saved for backward, + the largest
 recomputed chunk with chunking; input frames excluded); on CUDA the true step peak; each as a ratio to
 TSM-all (TSM on all F frames). The clustering's share of a step is timed in separate steps with hooks
@@ -30,9 +31,9 @@ from typing import Dict, Iterator, List, Optional
 import torch
 
 from ops import clustering, compiled
-from ops.runtime import select_device
-from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, make_optimizer, \
-    parse_profile_args, train_step
+from ops.runtime import build_optimizer, select_device
+from ops.train_step import grad_scaler, train_step
+from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, parse_profile_args
 
 LONG_FRAMES = (32, 128, 512, 1024)
 
@@ -191,14 +192,14 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
         row['cuda_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
     if not time_it:
         return row
-    optimizer = make_optimizer(model, args)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+    optimizer = build_optimizer(args, model)
+    scaler = grad_scaler(args.amp, device)
     labels = torch.zeros(n, dtype=torch.long, device=device)
 
     def step() -> float:
         _sync(device)
         t0 = time.perf_counter()
-        train_step(model, optimizer, scaler, x, lengths, labels, args.amp, args.clip_gradient)
+        train_step(model, optimizer, scaler, x, labels, lengths, args.amp, args.clip_gradient, keep_grads=True)
         _sync(device)
         return time.perf_counter() - t0
     for _ in range(opts.warmup):

@@ -39,6 +39,7 @@ from ops import transforms as T
 import ops.frames as frames_module
 from ops.dataset import VideoDataset, collate_videos
 from ops.frames import load_image
+from ops.train_step import grad_scaler, train_step
 
 TMPL = 'img_{:05d}.jpg'
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # TSN's RGB normalisation
@@ -255,15 +256,13 @@ def model_section(img_size: int, clip_frames: int, device: torch.device, steps: 
         torch.manual_seed(0)
         model = TSN(4, 8, 'RGB', base_model='resnet50', pretrain='scratch', is_shift=True, **extra).to(device).train()
         optimizer = torch.optim.SGD(model.get_optim_policies(), 0.01, momentum=0.9)
+        scaler = grad_scaler('none', device)
         x = torch.randn(1, 3 * frames, img_size, img_size, device=device)
         labels = torch.zeros(1, dtype=torch.long, device=device)
         times = []
         for i in range(1 + steps):  # one warm-up step allocates gradients and optimizer state
             start = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x), labels)
-            optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, scaler, x, labels, keep_grads=True)
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
             if i:

@@ -28,11 +28,11 @@ needs the memory of all F frames at once (without gradient).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import weakref
 from collections import defaultdict
-from contextlib import nullcontext
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -41,7 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import opts
 from ops.dataset_config import return_dataset
-from ops.runtime import build_model, select_device
+from ops.runtime import build_model, build_optimizer, select_device
+from ops.train_step import autocast, grad_scaler, train_step
 
 MB = 1e6
 # Paper Table 1 (ResNet-18, 224x224, Move4MNIST: 32-frame videos, 4 classes). Key: (cluster?, G, F).
@@ -120,12 +121,6 @@ def make_model_and_input(args: argparse.Namespace, device: torch.device
         x = x.contiguous(memory_format=torch.channels_last)
     lengths = torch.full((args.batch_size,), t, dtype=torch.long, device=device) if args.frames == 'all' else None
     return model, x, lengths
-
-
-def autocast(amp: str, device: torch.device):
-    """main.py's autocast for --amp."""
-    dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(amp)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # ------------------------------------------------------------------------------------------------ FLOPs
@@ -287,37 +282,19 @@ def activation_memory(model: nn.Module, x: torch.Tensor, lengths: Optional[torch
 
 
 # --------------------------------------------------------------------------------------- training step
-def make_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
-    """main.py's optimizer: SGD with TSM's parameter groups."""
-    return torch.optim.SGD(model.get_optim_policies(), args.lr, momentum=args.momentum,
-                           weight_decay=args.weight_decay)
-
-
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, x: torch.Tensor,
-               lengths: Optional[torch.Tensor], labels: torch.Tensor, amp: str, clip: float = 0) -> None:
-    """One training step as main.py's loop (gradients zeroed in place, so they stay allocated)."""
-    with autocast(amp, x.device):
-        loss = nn.functional.cross_entropy(model(x, lengths).float(), labels)
-    optimizer.zero_grad(set_to_none=False)
-    scaler.scale(loss).backward()
-    if clip:
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-    scaler.step(optimizer)
-    scaler.update()
-
-
 def cuda_step_peak(model: nn.Module, x: torch.Tensor, lengths: Optional[torch.Tensor],
                    args: argparse.Namespace) -> int:
     """Peak bytes of one CUDA training step above model + optimizer state + gradients + input."""
-    optimizer = make_optimizer(model, args)
-    scaler = torch.amp.GradScaler('cuda', enabled=args.amp == 'fp16')
+    optimizer = build_optimizer(args, model)
+    scaler = grad_scaler(args.amp, x.device)
     labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    train_step(model, optimizer, scaler, x, lengths, labels, args.amp, args.clip_gradient)  # allocate state
+    step = functools.partial(train_step, model, optimizer, scaler, x, labels, lengths, args.amp, args.clip_gradient,
+                             keep_grads=True)  # gradients zeroed in place: they stay allocated, in the baseline
+    step()  # allocates the optimizer state and the gradients
     torch.cuda.synchronize(x.device)
     base = torch.cuda.memory_allocated(x.device)
     torch.cuda.reset_peak_memory_stats(x.device)
-    train_step(model, optimizer, scaler, x, lengths, labels, args.amp, args.clip_gradient)
+    step()
     torch.cuda.synchronize(x.device)
     return torch.cuda.max_memory_allocated(x.device) - base
 
