@@ -3,6 +3,8 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
+from archs import arch_names
+from archs.base import stage_number
 from ops.clustering import rule_names
 from ops.transforms import default_scale_size
 
@@ -60,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--store_name', type=str, default="", help="run name (default: built from the settings)")
 
     # ========================= Model Configs ==========================
-    parser.add_argument('--arch', type=str, default="resnet50",
-                        choices=['resnet18', 'resnet34', 'resnet50', 'resnet101'])
+    parser.add_argument('--arch', type=str, default="resnet50", choices=arch_names(),
+                        help="the backbone (archs/__init__.py's registry)")
     parser.add_argument('--num_segments', type=positive_int, default=8,
                         help="frames sampled per video (cluster none) or clusters G (clustering)")
     parser.add_argument('--consensus_type', type=str, default='avg', choices=['avg', 'identity'])
@@ -127,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--frames', default=None, type=frames_type,
                         help="frames per video entering the stem when clustering: an integer F or 'all' "
                              "(default 32)")
-    parser.add_argument('--cluster_after', default='layer1', choices=['layer1', 'layer2', 'layer3'])
+    parser.add_argument('--cluster_after', default=1, type=stage_number, metavar='STAGE',
+                        help="the stage the clustering follows: 1 = the first (the paper's); a number below the "
+                             "backbone's stage count; ResNet's names layer1-layer3 are taken too")
     parser.add_argument('--chunk_frames', default=0, type=nonneg_int,
                         help="run the layers before clustering in chunks of K frames with recomputation; "
                              "training also needs --freeze_early_bn (exact only with frozen BatchNorm statistics)")
@@ -246,6 +250,8 @@ def stored_settings(saved: Dict[str, Any], given: Dict[str, Any], path: str, key
         ValueError: a flag in ``given`` contradicts the stored value; names the flag and both values.
     """
     settings = {k: saved[k] for k in keys if k in saved}
+    if 'cluster_after' in settings:  # checkpoints before the backbone seam stored ResNet's names ('layer1')
+        settings['cluster_after'] = stage_number(settings['cluster_after'])
     clashes = [k for k in settings if k in given and given[k] != settings[k]]
     if clashes and not override:
         said = '; '.join(f"{flag_name(k)}: trained with {settings[k]!r}, the command line says {given[k]!r}"

@@ -1,11 +1,16 @@
-"""torchvision ResNets for TSN, with offline-safe pretrained weights.
+"""torchvision ResNets for TSN (``--arch resnet18/34/50/101``), with offline-safe pretrained weights.
 
-``pretrain='imagenet'`` asks torchvision for its ImageNet weights. They come from torchvision's cache
-(``$TORCH_HOME/hub/checkpoints``) or a download; on a machine without network and without the cached file
-this fails with a message that says where to put the file or how to train without it.
+The layout is TSM's: stem ``conv1, bn1, relu, maxpool``, stages ``layer1`` to ``layer4``, pooling ``avgpool``,
+classifier ``fc``. The ``blockres`` shift wraps each residual block's ``conv1`` (``layer1.0.conv1.net.weight``),
+``block`` wraps the whole block; ResNet-101 and deeper shift every second block in ``blockres``, as TSM does.
+
+``pretrain='imagenet'`` asks torchvision for its ImageNet weights (offline: ``archs.base.torchvision_model``).
 """
+from typing import Tuple
+
 import torch.nn as nn
-import torchvision
+
+from archs.base import Layout, torchvision_model
 
 RESNETS = {
     'resnet18': ('resnet18', 'ResNet18_Weights'),
@@ -23,17 +28,23 @@ def build_resnet(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool
     """
     if arch not in RESNETS:
         raise ValueError(f"unknown --arch {arch!r}: expected one of {sorted(RESNETS)}")
-    if pretrain not in ('imagenet', 'scratch'):
-        raise ValueError(f"unknown --pretrain {pretrain!r}: expected 'imagenet' or 'scratch'")
     fn_name, weights_name = RESNETS[arch]
-    if pretrain == 'scratch':
-        return getattr(torchvision.models, fn_name)(weights=None, zero_init_residual=zero_init_residual)
-    weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
-    try:
-        return getattr(torchvision.models, fn_name)(weights=weights)
-    except Exception as err:  # URLError, socket errors, a corrupt cache file: all mean "no weights here"
-        raise RuntimeError(
-            f"could not load torchvision's ImageNet weights for {arch} ({type(err).__name__}: {err}). "
-            f"Without network, put the file {weights.url.rsplit('/', 1)[-1]} into "
-            f"$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints), "
-            f"or start from local weights with --tune_from PATH, or train with --pretrain scratch.") from err
+    return torchvision_model(fn_name, weights_name, arch, pretrain, zero_init_residual=zero_init_residual)
+
+
+def resnet_layout(net: nn.Module) -> Layout:
+    """The ``Layout`` of a torchvision ResNet (TSM's shift placements)."""
+    stages = [f'layer{i}' for i in range(1, 5)]
+    # TSM shifts every second residual block of very deep nets (ResNet-101: 23 blocks in layer3).
+    n_round = 2 if len(net.layer3) >= 23 else 1
+    blockres = [[f'{s}.{i}.conv1' for i in range(len(net.get_submodule(s))) if i % n_round == 0] for s in stages]
+    block = [[f'{s}.{i}' for i in range(len(net.get_submodule(s)))] for s in stages]
+    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[[s] for s in stages], stage_names=stages,
+                  head=('avgpool',), classifier='fc', feature_dim=net.fc.in_features, first_conv='conv1',
+                  shift_sites={'blockres': blockres, 'block': block})
+
+
+def build(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool = False) -> Tuple[nn.Module, Layout]:
+    """The registry's builder: ``build_resnet`` and its layout."""
+    net = build_resnet(arch, pretrain, zero_init_residual)
+    return net, resnet_layout(net)

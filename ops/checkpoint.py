@@ -157,11 +157,12 @@ def load_model_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], pa
     """
     state_dict = strip_module_prefix(state_dict)
     own = model.state_dict()
-    if 'new_fc.weight' in own and 'new_fc.weight' not in state_dict and 'base_model.fc.weight' in state_dict:
-        # TSM trained with --dropout 0 keeps its classifier as base_model.fc (no new_fc)
+    old_fc = f"base_model.{getattr(getattr(model, 'layout', None), 'classifier', 'fc')}"
+    if 'new_fc.weight' in own and 'new_fc.weight' not in state_dict and f'{old_fc}.weight' in state_dict:
+        # TSM trained with --dropout 0 keeps its classifier as the backbone's (base_model.fc; no new_fc)
         for name in ('weight', 'bias'):
-            if f'base_model.fc.{name}' in state_dict:
-                state_dict[f'new_fc.{name}'] = state_dict.pop(f'base_model.fc.{name}')
+            if f'{old_fc}.{name}' in state_dict:
+                state_dict[f'new_fc.{name}'] = state_dict.pop(f'{old_fc}.{name}')
     if drop_classifier_if_mismatch:
         for key in [k for k in state_dict if k.startswith('new_fc.')]:
             if key in own and own[key].shape != state_dict[key].shape:

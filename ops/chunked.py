@@ -18,7 +18,7 @@ uses running statistics: in evaluation, and in training with ``freeze_early_batc
 mode would normalise each chunk with the chunk's own statistics, like a smaller batch, and recomputation
 would update its running statistics twice per chunk.
 """
-from typing import List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import torch
 import torch.nn as nn
@@ -30,13 +30,11 @@ from ops.temporal_shift import TemporalShift
 
 
 def early_batchnorms(model: nn.Module) -> List[nn.Module]:
-    """The BatchNorm layers of ``model`` (a ``TSN``) that run on every frame: the stem's and those of the layers
+    """The BatchNorm layers of ``model`` (a ``TSN``) that run on every frame: the stem's and those of the stages
     up to the clustering point (none without clustering)."""
-    if not model.early_layers():
+    if not model.early_stages():
         return []
-    bm = model.base_model
-    parts = [bm.bn1] + [getattr(bm, name) for name in model.early_layers()]
-    return [m for part in parts for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in model.early_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def freeze_early_batchnorm(model: nn.Module) -> None:
@@ -47,10 +45,10 @@ def freeze_early_batchnorm(model: nn.Module) -> None:
         m.eval()
 
 
-def shift_halo(model: nn.Module) -> int:
-    """Frames of context a chunk needs on each side: one per temporal shift before the clustering point."""
-    return sum(isinstance(m, TemporalShift) for name in model.early_layers()
-               for m in getattr(model.base_model, name).modules())
+def shift_halo(modules: Iterable[nn.Module]) -> int:
+    """Frames of context a chunk needs on each side: one per temporal shift among ``modules`` (those before
+    the clustering point)."""
+    return sum(isinstance(m, TemporalShift) for m in modules)
 
 
 def _window(frames: torch.Tensor, lengths: Optional[torch.Tensor], start: int, stop: int, halo: int):
@@ -61,32 +59,36 @@ def _window(frames: torch.Tensor, lengths: Optional[torch.Tensor], start: int, s
     return frames[:, lo:hi], win_len, start - lo, hi - lo
 
 
-def _early(model: nn.Module, win: torch.Tensor, win_len: Optional[torch.Tensor], offset: int, k: int) -> torch.Tensor:
+Early = Callable[[torch.Tensor, int, Optional[torch.Tensor]], torch.Tensor]
+
+
+def _early(early: Early, win: torch.Tensor, win_len: Optional[torch.Tensor], offset: int, k: int) -> torch.Tensor:
     """Early layers on a window (N, W, C, H, W') -> activations of its K central frames (N, K, C', H', W')."""
     n, w = win.shape[:2]
-    y = model.run_early(win.reshape(n * w, *win.shape[2:]), w, win_len)
+    y = early(win.reshape(n * w, *win.shape[2:]), w, win_len)
     return y.view(n, w, *y.shape[1:])[:, offset:offset + k]
 
 
-def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor],
-                    chunk: int) -> torch.Tensor:
-    """Early layers + clustering of ``model`` in chunks of ``chunk`` frames.
+def chunked_cluster(early: Early, clustering: nn.Module, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor],
+                    chunk: int, halo: int) -> torch.Tensor:
+    """``early`` + ``clustering`` in chunks of ``chunk`` frames.
 
     Args:
-        model: a ``TSN`` with clustering.
+        early: the layers before the clustering point, ``(M*W, C, H, W) frames, W, (M,) lengths or None ->
+            (M*W, C', H', W')`` (``TSN.run_early``).
+        clustering: a ``TemporalClustering``.
         x: (N*T, C, H, W) input frames.
         t: frames per video T.
         lengths: (N,) real frame counts or None.
         chunk: frames per chunk K.
+        halo: frames of context each chunk needs on each side (``shift_halo``).
 
     Returns:
-        (N*G, C', H', W') cluster means, as ``model.clustering(model.run_early(x, t, lengths), t, lengths)``.
+        (N*G, C', H', W') cluster means, as ``clustering(early(x, t, lengths), t, lengths)``.
     """
-    clustering = model.clustering
     g = clustering.num_clusters
     n = x.shape[0] // t
     frames = x.view(n, t, *x.shape[1:])
-    halo = shift_halo(model)
     starts = list(range(0, t, chunk))
 
     rule = get_rule(clustering.method)
@@ -100,7 +102,7 @@ def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional
             for s in starts:
                 k = min(chunk, t - s)
                 win, win_len, off, _ = _window(frames, lengths, s, s + k, halo)
-                y = _early(model, win, win_len, off, k)
+                y = _early(early, win, win_len, off, k)
                 codes = sign_codes(y)
                 if prev is not None:
                     codes = torch.cat([prev, codes], dim=1)  # the pair (s-1, s) crosses the border
@@ -116,7 +118,7 @@ def chunked_cluster(model: nn.Module, x: torch.Tensor, t: int, lengths: Optional
     frame_shape = {}
 
     def part(win: torch.Tensor, w: torch.Tensor, win_len: Optional[torch.Tensor], off: int, k: int) -> torch.Tensor:
-        y = _early(model, win, win_len, off, k)
+        y = _early(early, win, win_len, off, k)
         frame_shape['chw'] = tuple(y.shape[2:])
         return torch.bmm(w.to(y.dtype), y.reshape(n, k, -1))
 

@@ -3,48 +3,51 @@
 Constructor keywords and parameter names follow TSM's ``ops/models.py`` so that TSM checkpoints load by
 name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flow of ``forward``:
 
-    (N, T*C, H, W) -> stem + layers up to ``cluster_after`` on N*T frames (shift over T)
+    (N, T*C, H, W) -> stem + stages up to ``cluster_after`` on N*T frames (shift over T)
                    -> TemporalClustering: N*T -> N*G       (skipped with cluster='none', G = T)
-                   -> remaining layers on N*G (shift over G) -> pool, dropout, new_fc -> consensus over G
+                   -> remaining stages on N*G (shift over G) -> pool, dropout, new_fc -> consensus over G
+
+The backbone is any entry of ``archs.BACKBONES``; ``TSN`` runs it from its ``Layout`` (stem, stages, pooling),
+so nothing here names a backbone's modules.
 """
-from typing import Dict, List, Optional, Union
+from typing import List, Optional, Union
 
 import torch
 import torch.nn as nn
 from torch.nn.init import constant_, normal_
 
-from archs.resnet import build_resnet
+from archs import build_backbone
+from archs.base import replace_module, run_modules, stage_modules, stage_number
 from ops.basic_ops import ConsensusModule
-from ops.chunked import chunked_cluster
+from ops.chunked import chunked_cluster, shift_halo
 from ops.clustering import TemporalClustering, rule_names
-from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, set_temporal_context
-
-LAYERS = ('layer1', 'layer2', 'layer3', 'layer4')
+from ops.temporal_shift import insert_temporal_shift, temporal_context
 
 
 class TSN(nn.Module):
     """Temporal Segment Network with TSM shifts and optional temporal clustering.
 
     Args (TSM's): num_class, num_segments (frames sampled with cluster='none'; clusters G otherwise),
-        modality ('RGB' or 'Flow'), base_model (resnet18/34/50/101), new_length, consensus_type, dropout,
+        modality ('RGB' or 'Flow'), base_model (an ``archs.BACKBONES`` name), new_length, consensus_type, dropout,
         partial_bn (freeze every BatchNorm but the first in train mode), pretrain ('imagenet'|'scratch'),
         is_shift, shift_div, shift_place, temporal_pool, fc_lr5.
     Args (ours): cluster ('none' or a rule of ``ops.clustering.rule_names()``), num_frames (frames per video entering
-        the stem when clustering: an int, 'all' or None), cluster_after ('layer1'|'layer2'|'layer3'),
+        the stem when clustering: an int, 'all' or None), cluster_after (the stage the clustering follows:
+        1 = the first, the paper's; a number below the backbone's stage count, or a name such as 'layer1'),
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
         recomputation; 0 = off), fused_assign (the clustering's distances, rule and mean weights
-        torch.compile'd; None: on CUDA when Triton is installed).
+        torch.compile'd; None: on CUDA when Triton is installed), zero_init_residual (from scratch),
+        channels_last (frames enter the backbone in channels-last memory format).
     """
 
     def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
                  new_length: Optional[int] = None, consensus_type: str = 'avg', before_softmax: bool = True,
-                 dropout: float = 0.8, img_feature_dim: int = 256, crop_num: int = 1,
-                 partial_bn: bool = True, print_spec: bool = False, pretrain: str = 'imagenet',
+                 dropout: float = 0.8, crop_num: int = 1, partial_bn: bool = True, print_spec: bool = False, pretrain: str = 'imagenet',
                  is_shift: bool = False, shift_div: int = 8, shift_place: str = 'blockres',
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
-                 cluster_after: str = 'layer1', chunk_frames: int = 0,
-                 fused_assign: Optional[bool] = None, zero_init_residual: bool = False) -> None:
+                 cluster_after: Union[int, str] = 1, chunk_frames: int = 0, fused_assign: Optional[bool] = None,
+                 zero_init_residual: bool = False, channels_last: bool = False) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
@@ -54,8 +57,6 @@ class TSN(nn.Module):
             raise ValueError("only the avg consensus is supported after softmax")
         if cluster != 'none' and cluster not in rule_names():
             raise ValueError(f"cluster {cluster!r}: expected 'none' or one of {rule_names()} (ops/clustering.py)")
-        if cluster_after not in LAYERS[:3]:
-            raise ValueError(f"cluster_after {cluster_after!r}: expected layer1, layer2 or layer3")
         if cluster != 'none' and temporal_pool:
             raise ValueError("temporal_pool cannot be combined with temporal clustering")
         self.num_class = num_class
@@ -75,16 +76,20 @@ class TSN(nn.Module):
         self.temporal_pool = temporal_pool
         self.cluster = cluster
         self.num_frames = num_frames
-        self.cluster_after = cluster_after
+        self.cluster_after = stage_number(cluster_after)
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn
         self.zero_init_residual = zero_init_residual
-        self.channels_last = False  # set by the caller that converts the weights (main.py --channels_last)
+        self.channels_last = channels_last
 
         self._prepare_base_model(base_model)
-        feature_dim = self.base_model.fc.in_features
-        self.base_model.fc = nn.Dropout(p=dropout)  # TSM keeps the name; the classifier is new_fc
-        self.new_fc = nn.Linear(feature_dim, num_class)
+        if not 1 <= self.cluster_after < len(self.layout.stages):
+            raise ValueError(f"cluster_after {cluster_after!r}: {base_model} has {len(self.layout.stages)} stages "
+                             f"({', '.join(self.layout.stage_names)}); the clustering follows one of the first "
+                             f"{len(self.layout.stages) - 1}")
+        # TSM keeps the ImageNet classifier's name for its dropout; the classifier is new_fc
+        replace_module(self.base_model, self.layout.classifier, nn.Dropout(p=dropout))
+        self.new_fc = nn.Linear(self.layout.feature_dim, num_class)
         normal_(self.new_fc.weight, 0, 0.001)
         constant_(self.new_fc.bias, 0)
         if modality == 'Flow':
@@ -95,40 +100,36 @@ class TSN(nn.Module):
         self.clustering = None
         if cluster != 'none':
             self.clustering = TemporalClustering(cluster, num_segments, fused=fused_assign)
-        # Shift/pool modules per layer, so forward can tell each stage its temporal length.
-        self._temporal: Dict[str, List[nn.Module]] = {
-            name: [m for m in getattr(self.base_model, name).modules()
-                   if isinstance(m, (TemporalShift, TemporalPool))] for name in LAYERS}
         self.train()  # apply partial BN now, so requires_grad already matches the optimizer policies
         if print_spec:
             print(self.spec())
 
     # ----------------------------------------------------------------------------------- construction
     def _prepare_base_model(self, base_model: str) -> None:
-        self.base_model = build_resnet(base_model, self.pretrain, self.zero_init_residual)
+        self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual)
         if self.is_shift:
-            make_temporal_shift(self.base_model, self.num_segments, n_div=self.shift_div,
-                                place=self.shift_place, temporal_pool=self.temporal_pool)
-        self.base_model.last_layer_name = 'fc'
-        self.input_size = 224
-        self.input_mean = [0.485, 0.456, 0.406]
-        self.input_std = [0.229, 0.224, 0.225]
+            insert_temporal_shift(self.base_model, self.layout, self.num_segments, n_div=self.shift_div,
+                                  place=self.shift_place, temporal_pool=self.temporal_pool)
+        self.input_size = self.layout.input_size
+        self.input_mean = list(self.layout.input_mean)
+        self.input_std = list(self.layout.input_std)
         if self.modality == 'Flow':
             self.input_mean = [0.5]
             self.input_std = [0.226]
 
     def _construct_flow_model(self) -> None:
         """First conv takes 2*new_length flow channels, initialised from the mean RGB kernel (TSN)."""
-        conv = self.base_model.conv1
+        conv = self.base_model.get_submodule(self.layout.first_conv)
         kernel = conv.weight.data.mean(dim=1, keepdim=True).expand(-1, 2 * self.new_length, -1, -1)
         new_conv = nn.Conv2d(2 * self.new_length, conv.out_channels, conv.kernel_size, conv.stride,
                              conv.padding, bias=conv.bias is not None)
         new_conv.weight.data = kernel.contiguous()
-        self.base_model.conv1 = new_conv
+        replace_module(self.base_model, self.layout.first_conv, new_conv)
 
     def spec(self) -> str:
         """A short description of the network, printed at start-up as TSM does."""
-        temporal = (f"{self.cluster} clustering after {self.cluster_after}: {self.num_frames} frames -> "
+        temporal = (f"{self.cluster} clustering after {self.layout.stage_names[self.cluster_after - 1]}: "
+                    f"{self.num_frames} frames -> "
                     f"{self.num_segments} clusters" if self.clustering is not None
                     else f"{self.num_segments} segments")
         return (f"TSN: {self.arch} {self.modality}, {temporal}, shift={self.is_shift}"
@@ -149,9 +150,6 @@ class TSN(nn.Module):
                         m.weight.requires_grad_(False)
                         m.bias.requires_grad_(False)
         return self
-
-    def partialBN(self, enable: bool) -> None:  # noqa: N802 (TSM's name)
-        self._enable_pbn = enable
 
     def get_optim_policies(self) -> List[dict]:
         """TSM's parameter groups with learning-rate and weight-decay multipliers.
@@ -195,34 +193,35 @@ class TSN(nn.Module):
     def sample_len(self) -> int:
         return (3 if self.modality == 'RGB' else 2) * self.new_length
 
-    def early_layers(self) -> List[str]:
-        """The layers that run on every input frame (up to and including the clustering point)."""
-        if self.clustering is None:
-            return []
-        return list(LAYERS[:LAYERS.index(self.cluster_after) + 1])
+    def early_stages(self) -> List[int]:
+        """The stages (0-based) that run on every input frame: up to the clustering point; none without it."""
+        return list(range(self.cluster_after)) if self.clustering is not None else []
+
+    def early_modules(self) -> List[nn.Module]:
+        """Every module that runs on every input frame: the stem's and the early stages'."""
+        stem = [m for path in self.layout.stem for m in self.base_model.get_submodule(path).modules()]
+        return stem + stage_modules(self.base_model, self.layout, self.early_stages())
 
     def run_early(self, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Stem and the early layers on (N*t, C, H, W) frames, shifting over t frames."""
-        bm = self.base_model
-        x = bm.maxpool(bm.relu(bm.bn1(bm.conv1(x))))
-        for name in self.early_layers():
-            set_temporal_context(self._temporal[name], t, lengths)
-            x = getattr(bm, name)(x)
+        """Stem and the early stages on (N*t, C, H, W) frames, shifting over t frames (``lengths``: (N,) real
+        frame counts of a padded batch)."""
+        x = run_modules(self.base_model, self.layout.stem, x)
+        with temporal_context(t, lengths):
+            for s in self.early_stages():
+                x = run_modules(self.base_model, self.layout.stages[s], x)
         return x
 
     def run_late(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """The remaining layers, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores."""
-        bm = self.base_model
-        for name in LAYERS[len(self.early_layers()):]:
-            set_temporal_context(self._temporal[name], t)
-            x = getattr(bm, name)(x)
-            if self.temporal_pool and name == 'layer2':
-                t //= 2  # TemporalPool halved time before layer2 (TSM)
-        x = torch.flatten(bm.avgpool(x), 1)
-        return self.new_fc(bm.fc(x))
+        """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores."""
+        for s in range(len(self.early_stages()), len(self.layout.stages)):
+            with temporal_context(t):
+                x = run_modules(self.base_model, self.layout.stages[s], x)
+            if self.temporal_pool and s == 1:
+                t //= 2  # TemporalPool halved time at the start of the second stage (TSM)
+        x = torch.flatten(run_modules(self.base_model, self.layout.head, x), 1)
+        return self.new_fc(self.base_model.get_submodule(self.layout.classifier)(x))
 
-    def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None,
-                no_reshape: bool = False) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
 
         With clustering, T is the number of frames of the (padded) batch and ``lengths`` marks the padding;
@@ -242,24 +241,14 @@ class TSN(nn.Module):
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
             if self.chunk_frames and self.chunk_frames < t_in:
-                x = chunked_cluster(self, x, t_in, lengths_, self.chunk_frames)
+                x = chunked_cluster(self.run_early, self.clustering, x, t_in, lengths_, self.chunk_frames,
+                                    halo=shift_halo(self.early_modules()))
             else:
                 x = self.clustering(self.run_early(x, t_in, lengths_), num_frames=t_in, lengths=lengths_)
             t = self.num_segments
             x = self.run_late(x, t)
-        if no_reshape:
-            return x
         if not self.before_softmax:
             x = self.softmax(x)
         t_out = t // 2 if (self.is_shift and self.temporal_pool) else t
         x = x.view((-1, t_out) + x.shape[1:])
         return self.consensus(x).squeeze(1)
-
-    # ------------------------------------------------------------------------------ data properties
-    @property
-    def crop_size(self) -> int:
-        return self.input_size
-
-    @property
-    def scale_size(self) -> int:
-        return self.input_size * 256 // 224

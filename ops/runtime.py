@@ -24,8 +24,8 @@ def store_name(args: argparse.Namespace) -> str:
     parts.append(args.consensus_type)
     if args.cluster != 'none':
         parts.append(f'{args.cluster}{args.num_segments}_frames{args.frames}')
-        if args.cluster_after != 'layer1':
-            parts.append(f'after{args.cluster_after}')
+        if args.cluster_after != 1:
+            parts.append(f'afterstage{args.cluster_after}')
     else:
         parts.append(f'segment{args.num_segments}')
     parts.append(f'e{args.epochs}')
@@ -72,7 +72,7 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
     ``'scratch'`` so that no ImageNet download is attempted.
     """
     model = TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
-                 consensus_type=args.consensus_type, dropout=args.dropout, img_feature_dim=args.img_feature_dim,
+                 consensus_type=args.consensus_type, dropout=args.dropout,
                  partial_bn=not args.no_partialbn, pretrain=pretrain or args.pretrain, is_shift=args.shift,
                  shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
                  non_local=args.non_local, cluster=args.cluster, num_frames=args.frames,

@@ -5,19 +5,45 @@ frame back in time (frame t sees frame t+1), another 1/``shift_div`` one frame f
 t-1), fills the ends with zeros and leaves the other channels untouched (TSM paper, Fig. 1b).
 
 The temporal length is a property of the stage a block sits in, not of the block: before the clustering
-point it is the number of input frames F, after it the number of clusters G. ``TSN`` sets ``n_segment`` (and,
-for padded batches, ``lengths``) on each shift before running a stage, see ``set_temporal_context``.
+point it is the number of input frames F, after it the number of clusters G. ``TSN`` runs each stage inside
+``temporal_context(t, lengths)``, which every shift reads at its call; a shift called outside any context uses its
+own ``n_segment`` (TSM's behaviour). ``insert_temporal_shift`` places the shifts where a backbone's ``Layout``
+says (``archs/``).
 
 Online TSM (TSM paper, Sec. 3.3 "uni-directional" shift; ``--online``): only 1/``shift_div`` of the channels
 move, one frame forward in time (frame t sees frame t-1; zeros at t = 0), so no frame needs a later one and a
 model runs frame by frame: ``start_stream`` makes each shift keep the moved channels of the frame before in a
 cache (``TemporalShift.cache``), which equals the offline uni-directional shift over the same frames.
 """
-from typing import Iterable, Optional
+import contextlib
+import threading
+from typing import Iterable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from archs.base import Layout, replace_module
+
+_CONTEXT = threading.local()  # per thread: a stack of (n_segment, lengths)
+
+
+@contextlib.contextmanager
+def temporal_context(n_segment: int, lengths: Optional[torch.Tensor] = None) -> Iterator[None]:
+    """Inside the block, every ``TemporalShift`` and ``TemporalPool`` takes clips of ``n_segment`` frames
+    (``lengths``: optional (N,) real frame counts of a padded batch)."""
+    stack = _CONTEXT.__dict__.setdefault('stack', [])
+    stack.append((n_segment, lengths))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def current_context(default: int) -> Tuple[int, Optional[torch.Tensor]]:
+    """The innermost ``temporal_context``'s (n_segment, lengths), or (``default``, None) outside any."""
+    stack = getattr(_CONTEXT, 'stack', None)
+    return stack[-1] if stack else (default, None)
 
 
 def temporal_shift(x: torch.Tensor, n_segment: int, fold_div: int = 8,
@@ -63,10 +89,9 @@ class TemporalShift(nn.Module):
     def __init__(self, net: nn.Module, n_segment: int = 8, n_div: int = 8, online: bool = False) -> None:
         super().__init__()
         self.net = net
-        self.n_segment = n_segment
+        self.n_segment = n_segment  # used outside a temporal_context
         self.fold_div = n_div
         self.online = online
-        self.lengths: Optional[torch.Tensor] = None
         self.streaming = False
         self.cache: Optional[torch.Tensor] = None
 
@@ -76,7 +101,8 @@ class TemporalShift(nn.Module):
             past = torch.zeros_like(x[:, :fold]) if self.cache is None else self.cache
             self.cache = x[:, :fold].detach()
             return self.net(torch.cat([past, x[:, fold:]], dim=1))
-        return self.net(temporal_shift(x, self.n_segment, self.fold_div, self.lengths, self.online))
+        n_segment, lengths = current_context(self.n_segment)
+        return self.net(temporal_shift(x, n_segment, self.fold_div, lengths, self.online))
 
     def extra_repr(self) -> str:
         return f"n_segment={self.n_segment}, fold_div={self.fold_div}" + (", online" if self.online else "")
@@ -85,7 +111,8 @@ class TemporalShift(nn.Module):
 class TemporalPool(nn.Module):
     """TSM's temporal pooling: max-pool time by 2 (kernel 3, stride 2, padding 1), then run ``net``.
 
-    As in TSM it wraps ``layer2``, so ``layer2``'s shifts already see half the frames.
+    As in TSM it wraps the second stage (``layer2``), whose shifts see half the frames: it runs ``net`` inside
+    a ``temporal_context`` of ``n_segment // 2`` (without padding lengths).
     """
 
     def __init__(self, net: nn.Module, n_segment: int) -> None:
@@ -95,53 +122,42 @@ class TemporalPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
-        x = x.view(nt // self.n_segment, self.n_segment, c, h, w).transpose(1, 2)
+        t, _ = current_context(self.n_segment)
+        x = x.view(nt // t, t, c, h, w).transpose(1, 2)
         x = F.max_pool3d(x, kernel_size=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0))
-        return self.net(x.transpose(1, 2).reshape(-1, c, h, w))
+        with temporal_context(x.shape[2]):
+            return self.net(x.transpose(1, 2).reshape(-1, c, h, w))
 
 
-def make_temporal_shift(net: nn.Module, n_segment: int, n_div: int = 8, place: str = 'blockres',
-                        temporal_pool: bool = False, online: bool = False) -> None:
-    """Insert temporal shifts into a torchvision ResNet in place (TSM's ``make_temporal_shift``).
+def insert_temporal_shift(net: nn.Module, layout: Layout, n_segment: int, n_div: int = 8,
+                          place: str = 'blockres', temporal_pool: bool = False, online: bool = False) -> int:
+    """Wrap the modules ``layout.shift_sites[place]`` of ``net`` in ``TemporalShift`` (TSM's ``make_temporal_shift``).
 
-    ``blockres`` shifts the residual branch of every block (wraps ``conv1``: parameter names become
-    ``layerK.I.conv1.net.weight`` as in TSM); ``block`` shifts each block's input (wraps the block).
-    With ``temporal_pool`` time is halved before ``layer2``, as in TSM; in ResNet-101 (and deeper) only every
-    second block is shifted, as in TSM. ``online``: uni-directional shifts (no temporal pool).
+    With ``temporal_pool`` the second stage is wrapped in a ``TemporalPool`` (TSM: time halved before ``layer2``);
+    that needs a second stage of one module. ``online``: uni-directional shifts. Returns the number of shifts.
+
+    Raises:
+        ValueError: a placement the backbone does not offer, or a temporal pool it cannot take.
     """
     if online and temporal_pool:
         raise ValueError("online (uni-directional) shift cannot be combined with temporal_pool")
-    if place not in ('blockres', 'block'):
-        raise NotImplementedError(f"shift_place {place!r}: expected 'blockres' or 'block'")
-    # TSM shifts every second residual block of very deep nets (ResNet-101: 23 blocks in layer3).
-    n_round = 2 if place == 'blockres' and len(net.layer3) >= 23 else 1
+    if place not in layout.shift_sites:
+        raise ValueError(f"shift_place {place!r}: this backbone offers {sorted(layout.shift_sites)}")
     late = n_segment // 2 if temporal_pool else n_segment
-    for name, n in (('layer1', n_segment), ('layer2', late), ('layer3', late), ('layer4', late)):
-        layer = getattr(net, name)
-        for i, block in enumerate(layer):
-            if place == 'blockres':
-                if i % n_round == 0:
-                    block.conv1 = TemporalShift(block.conv1, n_segment=n, n_div=n_div, online=online)
-            else:
-                layer[i] = TemporalShift(block, n_segment=n, n_div=n_div, online=online)
+    count = 0
+    for stage, paths in enumerate(layout.shift_sites[place]):
+        for path in paths:
+            shift = TemporalShift(net.get_submodule(path), n_segment=n_segment if stage == 0 else late,
+                                  n_div=n_div, online=online)
+            replace_module(net, path, shift)
+            count += 1
     if temporal_pool:
-        net.layer2 = TemporalPool(net.layer2, n_segment)
-
-
-def set_temporal_context(modules: Iterable[nn.Module], n_segment: int,
-                         lengths: Optional[torch.Tensor] = None) -> None:
-    """Tell every shift / pool in ``modules`` the temporal length (and padding) of the tensor it receives.
-
-    Shifts inside a ``TemporalPool`` see the pooled length, ``n_segment // 2``.
-    """
-    modules = list(modules)
-    pooled = {id(m) for p in modules if isinstance(p, TemporalPool) for m in p.net.modules()}
-    for m in modules:
-        if isinstance(m, TemporalPool):
-            m.n_segment = n_segment
-        elif isinstance(m, TemporalShift):
-            m.n_segment = n_segment // 2 if id(m) in pooled else n_segment
-            m.lengths = None if id(m) in pooled else lengths
+        if len(layout.stages[1]) != 1:
+            raise ValueError(f"temporal_pool wraps the second stage, which is one module in TSM's ResNets; here it "
+                             f"is {len(layout.stages[1])} ({layout.stage_names[1]})")
+        path = layout.stages[1][0]
+        replace_module(net, path, TemporalPool(net.get_submodule(path), n_segment))
+    return count
 
 
 def set_online(modules: Iterable[nn.Module], online: bool = True) -> int:

@@ -21,9 +21,9 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
-def _model(cluster_after: str = 'layer1', cluster: str = 'cumulative', segments: int = 8):
+def _model(cluster_after: int = 1, cluster: str = 'cumulative', segments: int = 8):
     args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'resnet18', '--shift', '--pretrain', 'scratch',
-                            '--cluster', cluster, '--cluster_after', cluster_after, '--img_size', '32',
+                            '--cluster', cluster, '--cluster_after', str(cluster_after), '--img_size', '32',
                             '--num_segments', str(segments)])
     set_seed(0)
     model = build_model(args, 4, print_spec=False).eval()
@@ -33,8 +33,7 @@ def _model(cluster_after: str = 'layer1', cluster: str = 'cumulative', segments:
     return model
 
 
-@pytest.mark.parametrize('cluster_after,block', [('layer1', 'layer1'), ('layer1', 'layer3'),
-                                                 ('layer2', 'layer3')])
+@pytest.mark.parametrize('cluster_after,block', [(1, 1), (1, 3), (2, 3)])
 def test_as_many_clusters_as_frames_gives_the_true_gradient(cluster_after, block):
     """G = F: every method puts each frame in its own cluster, so the clustered network is the all-frame one."""
     f = 8
@@ -65,11 +64,11 @@ def test_both_networks_are_the_models_own_forward():
     tsm_all.load_state_dict(clustered.state_dict())
     frames = torch.randn(2, f * 3, 32, 32, requires_grad=True)
     labels = torch.tensor([0, 2])
-    x_c, _, grads = all_frame_pass(clustered, frames, labels, f, ['layer3'])
-    assert torch.allclose(grads['layer3'], _grad_at(tsm_all, frames, labels, 'layer3'), rtol=1e-4, atol=1e-9)
-    expected = _grad_at(clustered, frames, labels, 'layer3')
+    x_c, _, grads = all_frame_pass(clustered, frames, labels, f, [3])
+    assert torch.allclose(grads[3], _grad_at(tsm_all, frames, labels, 3), rtol=1e-4, atol=1e-9)
+    expected = _grad_at(clustered, frames, labels, 3)
     assign = clustered.clustering.last_assign
-    clust = clustered_pass(clustered, x_c, assign, labels, g, 'layer3')
+    clust = clustered_pass(clustered, x_c, assign, labels, g, 3)
     assert torch.allclose(clust, expected, rtol=1e-4, atol=1e-9)
 
 

@@ -7,7 +7,8 @@ import torchvision
 
 from archs.i3d import I3D_FIRST_TEMPORAL_DOWNSAMPLE, build_i3d_resnet50, inflate_conv, stages
 from ops.models import TSN
-from ops.temporal_shift import make_temporal_shift
+from archs.resnet import resnet_layout
+from ops.temporal_shift import insert_temporal_shift
 
 
 def _random_resnet50(seed: int) -> nn.Module:
@@ -100,7 +101,7 @@ def test_tsm_checkpoint_maps_like_torchvision(tmp_path):
 def test_block_shift_and_temporal_pool_names_map():
     """TSM's ``block`` shift wraps whole blocks (``layer1.0.net.conv1.weight``), temporal pool wraps layer2."""
     net = _random_resnet50(seed=6)
-    make_temporal_shift(net, 8, place='block', temporal_pool=True)
+    insert_temporal_shift(net, resnet_layout(net), 8, place='block', temporal_pool=True)
     state = {'base_model.' + k: v for k, v in net.state_dict().items()}
     assert any('.net.' in k for k in state)
     model = build_i3d_resnet50(num_classes=2, source=state)

@@ -1,7 +1,8 @@
 """ops/temporal_shift.py: the shift equals its definition (TSM paper, Fig. 1b)."""
 import torch
 
-from ops.temporal_shift import TemporalShift, make_temporal_shift, temporal_shift
+from archs import build_backbone
+from ops.temporal_shift import TemporalShift, insert_temporal_shift, temporal_context, temporal_shift
 
 
 def reference_shift(x: torch.Tensor, t: int, fold_div: int) -> torch.Tensor:
@@ -56,30 +57,28 @@ def test_shift_is_differentiable_and_traceable():
 
 
 def test_make_temporal_shift_wraps_every_block_with_tsm_names():
-    import torchvision
-    net = torchvision.models.resnet18(weights=None)
-    make_temporal_shift(net, 8, n_div=8, place='blockres')
+    net, layout = build_backbone('resnet18', 'scratch')
+    insert_temporal_shift(net, layout, 8, n_div=8, place='blockres')
     names = dict(net.named_parameters())
     assert 'layer1.0.conv1.net.weight' in names and 'layer4.1.conv1.net.weight' in names
     assert sum(isinstance(m, TemporalShift) for m in net.modules()) == 8
 
 
 def test_resnet101_shifts_every_second_block_as_tsm():
-    import torchvision
-    net = torchvision.models.resnet101(weights=None)
-    make_temporal_shift(net, 8, place='blockres')
+    net, layout = build_backbone('resnet101', 'scratch')
+    insert_temporal_shift(net, layout, 8, place='blockres')
     shifted = [i for i, b in enumerate(net.layer3) if isinstance(b.conv1, TemporalShift)]
     assert shifted == list(range(0, 23, 2))
 
 
 def test_temporal_pool_halves_time_before_layer2():
-    import torchvision
-
-    from ops.temporal_shift import TemporalPool, set_temporal_context
-    net = torchvision.models.resnet18(weights=None)
-    make_temporal_shift(net, 8, place='blockres', temporal_pool=True)
+    from ops.temporal_shift import TemporalPool, current_context
+    net, layout = build_backbone('resnet18', 'scratch')
+    insert_temporal_shift(net, layout, 8, place='blockres', temporal_pool=True)
     assert isinstance(net.layer2, TemporalPool)
-    set_temporal_context(list(net.layer2.modules()), 8)
-    assert net.layer2.n_segment == 8 and net.layer2.net[0].conv1.n_segment == 4
+    seen = []  # the time length each of layer2's shifts works with
+    net.layer2.net[0].conv1.register_forward_pre_hook(lambda m, args: seen.append(current_context(m.n_segment)[0]))
     x = torch.randn(2 * 8, 64, 8, 8)
-    assert net.layer2(x).shape == (2 * 4, 128, 4, 4)
+    with temporal_context(8):
+        assert net.layer2(x).shape == (2 * 4, 128, 4, 4)
+    assert seen == [4]

@@ -2,13 +2,13 @@
 sum of its frames' gradients? (paper Sec. 4.2, Fig. 5 and Fig. 6)
 
     python tools/grad_check.py move4mnist RGB --root_path D --weights CKPT [--num_segments 16] \\
-        [--block layer3] --num_videos 8 --out DIR
+        [--block 3] --num_videos 8 --out DIR
     python tools/grad_check.py move4mnist RGB --root_path D --arch resnet18 --shift --pretrain scratch \\
         --img_size 64 --out DIR                                   # a fresh model from main.py's flags
 
 The network runs in eval mode (BatchNorm on running statistics, no dropout), so a frame's computation
 depends on the other frames only through the temporal shift, and both networks below are deterministic.
-The stem and the layers up to the clustering point (``--cluster_after``, paper: layer1) run once on all
+The stem and the layers up to the clustering point (``--cluster_after``, paper: stage 1, ResNet's layer1) run once on all
 F frames (shift over F); their output x_i (i = 1..F) feeds two networks, each with its own loss
 L = cross-entropy of its own consensus scores (summed over videos, so a video's gradients are its own):
 
@@ -50,7 +50,8 @@ import torch.nn.functional as F
 
 from ops.clustering import aggregate, rule_names
 from ops.dataset_config import return_dataset
-from ops.models import LAYERS, TSN
+from archs.base import stage_number
+from ops.models import TSN
 from ops.runtime import select_device
 from tools.visualize_clusters import (assign_all, build_analysis_parser, complete_args,
                                       load_models, load_videos)
@@ -59,11 +60,12 @@ PAPER_CLUSTERS = 16  # Fig. 6 uses 16 clusters
 
 
 @contextmanager
-def capture_outputs(model: TSN, names: Sequence[str]) -> Iterator[Dict[str, torch.Tensor]]:
-    """Collect the outputs of ``base_model.<name>`` (layer1..layer4) during the forward passes inside."""
-    store: Dict[str, torch.Tensor] = {}
-    handles = [getattr(model.base_model, n).register_forward_hook(
-        lambda _m, _i, out, n=n: store.__setitem__(n, out)) for n in names]
+def capture_outputs(model: TSN, stages: Sequence[int]) -> Iterator[Dict[int, torch.Tensor]]:
+    """Collect the outputs of the given stages (1-based: the output of a stage's last module) during the forward
+    passes inside."""
+    store: Dict[int, torch.Tensor] = {}
+    handles = [model.base_model.get_submodule(model.layout.stages[k - 1][-1]).register_forward_hook(
+        lambda _m, _i, out, k=k: store.__setitem__(k, out)) for k in stages]
     try:
         yield store
     finally:
@@ -78,9 +80,9 @@ def video_loss(model: TSN, scores: torch.Tensor, t: int, labels: torch.Tensor) -
 
 
 def all_frame_pass(model: TSN, frames: torch.Tensor, labels: torch.Tensor, num_frames: int,
-                   names: Sequence[str]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+                   names: Sequence[int]) -> Tuple[torch.Tensor, Dict[int, torch.Tensor], Dict[int, torch.Tensor]]:
     """TSM on every frame: ``(N, F*C, H, W)`` -> clustering-point activations ``(N*F, ...)`` (detached) and,
-    per layer of ``names``, its per-frame output and dL_F/d(output), both ``(N, F, D)``."""
+    per stage of ``names``, its per-frame output and dL_F/d(output), both ``(N, F, D)``."""
     x = frames.view((-1, model.sample_len) + frames.shape[-2:]).detach().requires_grad_(True)
     with capture_outputs(model, names) as acts:
         x_c = model.run_early(x, num_frames)
@@ -93,7 +95,7 @@ def all_frame_pass(model: TSN, frames: torch.Tensor, labels: torch.Tensor, num_f
 
 
 def clustered_pass(model: TSN, x_c: torch.Tensor, assign: torch.Tensor, labels: torch.Tensor,
-                   num_clusters: int, block: str) -> torch.Tensor:
+                   num_clusters: int, block: int) -> torch.Tensor:
     """The clustered network: means of each cluster, late layers over G -> dL_G/da at ``block``, ``(N, G, D)``."""
     n, g = assign.shape[0], num_clusters
     xbar = aggregate(x_c.view(n, -1, *x_c.shape[1:]), assign, g).reshape(n * g, *x_c.shape[1:])
@@ -183,13 +185,13 @@ def plot_fig5(path: str, pairs: List[Dict[str, np.ndarray]], names: List[str],
             ax.tick_params(labelsize=7)
             if relevance is not None and r == 0 and c == 0:
                 ax.legend(fontsize=7, markerscale=2)
-    fig.suptitle('Fig. 5: frame pairs, layer1 activations vs their gradients (all-frame loss)', fontsize=10)
+    fig.suptitle('Fig. 5: frame pairs, stage-1 activations vs their gradients (all-frame loss)', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_fig6(path: str, per: Dict[str, Dict[str, np.ndarray]], block: str, clusters: int) -> None:
+def plot_fig6(path: str, per: Dict[str, Dict[str, np.ndarray]], block: int, clusters: int) -> None:
     """Fig. 6: per-cluster distance between true and clustered gradients, a box per method."""
     import matplotlib
     matplotlib.use('Agg')
@@ -205,7 +207,7 @@ def plot_fig6(path: str, per: Dict[str, Dict[str, np.ndarray]], block: str, clus
         ax.set_xticklabels(methods)
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=8)
-    axes[0].set_ylabel(f'per cluster, gradient at {block} output', fontsize=8)
+    axes[0].set_ylabel(f'per cluster, gradient at stage {block} output', fontsize=8)
     fig.suptitle(f'Fig. 6: gradient approximation per cluster (G = {clusters}; boxes: median/quartiles, '
                  f'triangles: mean)', fontsize=10)
     fig.tight_layout()
@@ -216,12 +218,12 @@ def plot_fig6(path: str, per: Dict[str, Dict[str, np.ndarray]], block: str, clus
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     """Run both checks, print the tables, write the figures and ``grad_check.json``; return the numbers."""
     parser = build_analysis_parser("true vs clustered gradients (paper Sec. 4.2, Fig. 5 and 6)")
-    parser.add_argument('--block', default='layer3', choices=LAYERS[:3],
-                        help="compare gradients at this layer's output (paper Fig. 6: layer3)")
+    parser.add_argument('--block', default=3, type=stage_number, metavar='STAGE',
+                        help="compare gradients at this stage's output (paper Fig. 6: 3, ResNet's layer3)")
     args = complete_args(parser.parse_args(argv), default_clusters=PAPER_CLUSTERS)
     if len(args.weights) > 1:
         parser.error("grad_check takes one --weights checkpoint")
-    if LAYERS.index(args.block) < LAYERS.index(args.cluster_after):
+    if args.block < args.cluster_after:
         parser.error(f"--block {args.block} lies before the clustering point ({args.cluster_after}): "
                      f"there is no per-cluster activation there")
     if args.consensus_type != 'avg':
@@ -240,18 +242,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     methods = rule_names()
     per: Dict[str, List[Dict[str, np.ndarray]]] = {m: [] for m in methods}
     pairs: List[Dict[str, np.ndarray]] = []
-    names = sorted({'layer1', args.cluster_after, args.block}, key=LAYERS.index)
+    names = sorted({1, args.cluster_after, args.block})
     for v in range(len(videos.paths)):  # one video at a time: memory stays that of one video
         frames, labels = videos.frames[v:v + 1].to(device), videos.labels[v:v + 1].to(device)
         x_c, acts, grads = all_frame_pass(model, frames, labels, f, names)
-        pairs.append(pair_distances(acts['layer1'][0].cpu(), grads['layer1'][0].cpu()))
+        pairs.append(pair_distances(acts[1][0].cpu(), grads[1][0].cpu()))
         for method, assign in assign_all(x_c, f, g).items():
             clust = clustered_pass(model, x_c, assign, labels, g, args.block)
             per[method].append(compare_clusters(grads[args.block], clust, assign, g))
     merged = {m: {k: np.concatenate([d[k] for d in per[m]]) for k in per[m][0]} for m in methods}
     fig6 = {m: _summary(merged[m]) for m in methods}
     print(f"Fig. 6: {len(videos.paths)} videos, {label} model, F={f} frames -> G={g} clusters after "
-          f"{args.cluster_after}, gradients at the {args.block} output (per cluster, over clusters and videos)")
+          f"stage {args.cluster_after}, gradients at the stage {args.block} output (per cluster, over clusters and videos)")
     head = ('method', 'dist mean', 'dist median', 'rel mean', 'rel median', 'size-matched', 'cosine')
     print(f"{head[0]:<11}" + ''.join(f"{h:>13}" for h in head[1:]))
     for m, s in fig6.items():
@@ -269,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
             'pooled_pearson_euclidean': pearson(pooled['act_euclidean'], pooled['grad_euclidean']),
             'pooled_pearson_hamming': pearson(pooled['act_hamming'], pooled['grad_euclidean']),
             'pairs_per_video': int(f * (f - 1) // 2)}
-    print(f"\nFig. 5: layer1, {f * (f - 1) // 2} frame pairs per video; Pearson r of activation distance vs "
+    print(f"\nFig. 5: stage 1, {f * (f - 1) // 2} frame pairs per video; Pearson r of activation distance vs "
           f"gradient distance")
     print(f"{'video':<36}{'Euclidean':>10}{'Hamming':>10}")
     for row in fig5['per_video']:
@@ -279,7 +281,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     plot_fig5(os.path.join(args.out, 'fig5_activation_vs_gradient.png'), pairs, videos.paths, videos.relevance)
     plot_fig6(os.path.join(args.out, 'fig6_gradient_distance.png'), merged, args.block, g)
     result = {'settings': {'model': label, 'weights': args.weights, 'frames': f, 'clusters': g,
-                           'cluster_after': args.cluster_after, 'block': args.block, 'img_size': args.img_size,
+                           'cluster_after': model.layout.stage_names[args.cluster_after - 1],
+                           'block': model.layout.stage_names[args.block - 1], 'img_size': args.img_size,
                            'videos': videos.paths},
               'fig6': {m: {**fig6[m], 'per_cluster': {k: v.tolist() for k, v in merged[m].items()}}
                        for m in methods},

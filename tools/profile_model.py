@@ -304,7 +304,7 @@ def paper_row(args: argparse.Namespace) -> Optional[dict]:
     """The paper's Table 1 row of this configuration, if it is one (ResNet-18, 224 px, RGB, 32 frames)."""
     if (args.arch, args.img_size, args.modality, args.temporal_pool) != ('resnet18', 224, 'RGB', False):
         return None
-    if args.cluster != 'none' and args.cluster_after != 'layer1':
+    if args.cluster != 'none' and args.cluster_after != 1:
         return None
     return PAPER_TABLE1.get((args.cluster != 'none', args.num_segments, frames_per_input(args)))
 

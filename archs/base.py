@@ -1,0 +1,106 @@
+"""The backbone seam: what ``TSN`` needs to know about a 2D backbone, as module paths (docs/DESIGN.md §7).
+
+A backbone builder (one file in ``archs/``, one line in ``archs/__init__.py``'s registry) returns the network
+and its ``Layout``. ``TSN`` keeps the network as ``base_model``, so the parameter names are the network's own
+(TSM's: ``base_model.layer1.0.conv1.net.weight``), and runs it from the layout alone:
+
+    frames (N*T, C, H, W) -> stem -> stage 1 -> ... -> stage S -> head (pooling) -> (N*T, feature_dim)
+
+Paths are dotted submodule names (``'layer1'``, ``'features.4'``), resolved at every call, so a module that
+is wrapped later (a temporal shift, a flow stem) is found under the same path.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A backbone's parts, by module path.
+
+    Attributes:
+        stem: modules run in order before the first stage (ResNet: conv1, bn1, relu, maxpool).
+        stages: per stage, the modules run in order (ResNet: ``[['layer1'], ['layer2'], ...]``); the
+            clustering can follow any stage but the last (``cluster_after``, 1 = after the first stage).
+        stage_names: a name per stage, for messages and run names.
+        head: modules after the last stage that pool to (M, feature_dim, 1, 1).
+        classifier: the ImageNet classifier, which ``TSN`` replaces by its dropout (TSM's ``last_layer_name``).
+        feature_dim: channels entering the classifier.
+        first_conv: the convolution that reads the frames (Flow widens it to 2 * new_length channels).
+        shift_sites: per shift placement (``'blockres'``, ``'block'``), per stage, the modules a temporal shift
+            wraps; a placement the backbone does not offer is absent.
+        input_size, input_mean, input_std: the training crop and the RGB normalisation of the weights.
+    """
+    stem: Sequence[str]
+    stages: Sequence[Sequence[str]]
+    stage_names: Sequence[str]
+    head: Sequence[str]
+    classifier: str
+    feature_dim: int
+    first_conv: str
+    shift_sites: Dict[str, Sequence[Sequence[str]]] = field(default_factory=dict)
+    input_size: int = 224
+    input_mean: Sequence[float] = (0.485, 0.456, 0.406)
+    input_std: Sequence[float] = (0.229, 0.224, 0.225)
+
+
+def run_modules(net: nn.Module, paths: Sequence[str], x: torch.Tensor) -> torch.Tensor:
+    """Apply the submodules of ``net`` named by ``paths`` in order: (M, C, H, W) -> (M, C', H', W')."""
+    for path in paths:
+        x = net.get_submodule(path)(x)
+    return x
+
+
+def replace_module(net: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``path`` of ``net`` (its parameters are then named ``path.*``)."""
+    parent, _, name = path.rpartition('.')
+    owner = net.get_submodule(parent) if parent else net
+    if isinstance(owner, nn.Sequential) and name.isdigit():
+        owner[int(name)] = module
+    else:
+        setattr(owner, name, module)
+
+
+def stage_modules(net: nn.Module, layout: Layout, stages: Sequence[int]) -> List[nn.Module]:
+    """The modules of the given stages (0-based), with everything inside them."""
+    return [m for s in stages for path in layout.stages[s] for m in net.get_submodule(path).modules()]
+
+
+def torchvision_model(fn_name: str, weights_name: str, arch: str, pretrain: str, **kwargs) -> nn.Module:
+    """``torchvision.models.<fn_name>``, with its ImageNet weights when ``pretrain == 'imagenet'``, random with
+    ``'scratch'`` (``kwargs`` go to the builder then).
+
+    Offline, the weights come from torchvision's cache (``$TORCH_HOME/hub/checkpoints``); without the cached
+    file the error says which file to put there, or how to start without it.
+    """
+    import torchvision
+    if pretrain not in ('imagenet', 'scratch'):
+        raise ValueError(f"unknown --pretrain {pretrain!r} for {arch}: expected 'imagenet' or 'scratch'")
+    if pretrain == 'scratch':
+        return getattr(torchvision.models, fn_name)(weights=None, **kwargs)
+    weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+    try:
+        return getattr(torchvision.models, fn_name)(weights=weights)
+    except Exception as err:  # URLError, socket errors, a corrupt cache file: all mean "no weights here"
+        raise RuntimeError(
+            f"could not load torchvision's ImageNet weights for {arch} ({type(err).__name__}: {err}). "
+            f"Without network, put the file {weights.url.rsplit('/', 1)[-1]} into "
+            f"$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints), "
+            f"or start from local weights with --tune_from PATH, or train with --pretrain scratch.") from err
+
+
+def stage_number(value: object) -> int:
+    """A stage given as ``1``, ``'1'``, ``'stage1'`` or TSM's ResNet name ``'layer1'`` -> 1 (1-based).
+
+    Raises:
+        ValueError: anything else.
+    """
+    text = str(value)
+    for prefix in ('layer', 'stage', ''):
+        rest = text[len(prefix):] if text.startswith(prefix) else None
+        if rest is not None and rest.isdigit() and int(rest) >= 1:
+            return int(rest)
+    raise ValueError(f"{value!r} is not a stage: expected a number from 1 (the first stage, the paper's "
+                     f"clustering point), or a name such as 'stage1' or ResNet's 'layer1'")
