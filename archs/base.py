@@ -10,7 +10,7 @@ Paths are dotted submodule names (``'layer1'``, ``'features.4'``), resolved at e
 is wrapped later (a temporal shift, a flow stem) is found under the same path.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 import torch.nn as nn
@@ -70,22 +70,27 @@ def stage_modules(net: nn.Module, layout: Layout, stages: Sequence[int]) -> List
 
 def torchvision_model(fn_name: str, weights_name: str, arch: str, pretrain: str, **kwargs) -> nn.Module:
     """``torchvision.models.<fn_name>``, with its ImageNet weights when ``pretrain == 'imagenet'``, random with
-    ``'scratch'`` (``kwargs`` go to the builder then).
-
-    Offline, the weights come from torchvision's cache (``$TORCH_HOME/hub/checkpoints``); without the cached
-    file the error says which file to put there, or how to start without it.
-    """
+    ``'scratch'`` (``kwargs`` go to the builder then)."""
     import torchvision
     if pretrain not in ('imagenet', 'scratch'):
         raise ValueError(f"unknown --pretrain {pretrain!r} for {arch}: expected 'imagenet' or 'scratch'")
+    builder = getattr(torchvision.models, fn_name)
     if pretrain == 'scratch':
-        return getattr(torchvision.models, fn_name)(weights=None, **kwargs)
-    weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+        return builder(weights=None, **kwargs)
+    return with_weights(builder, getattr(torchvision.models, weights_name).IMAGENET1K_V1, arch, 'ImageNet')
+
+
+def with_weights(builder: Callable[..., nn.Module], weights: Any, arch: str, what: str) -> nn.Module:
+    """``builder(weights=weights)`` for a torchvision weights entry, offline-safe.
+
+    The weights come from torchvision's cache (``$TORCH_HOME/hub/checkpoints``) or a download; without network and
+    without the cached file the error says which file to put there, or how to start without it.
+    """
     try:
-        return getattr(torchvision.models, fn_name)(weights=weights)
+        return builder(weights=weights)
     except Exception as err:  # URLError, socket errors, a corrupt cache file: all mean "no weights here"
         raise RuntimeError(
-            f"could not load torchvision's ImageNet weights for {arch} ({type(err).__name__}: {err}). "
+            f"could not load torchvision's {what} weights for {arch} ({type(err).__name__}: {err}). "
             f"Without network, put the file {weights.url.rsplit('/', 1)[-1]} into "
             f"$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints), "
             f"or start from local weights with --tune_from PATH, or train with --pretrain scratch.") from err

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torchvision.models.video as tvv
 
+from archs.base import with_weights
+
 # name -> (builder, weights enum, index in stages() of the first stage that shortens time or None)
 # Temporal downsampling, read in torchvision/models/video/{resnet,s3d}.py:
 #   r3d_18:      stem stride (1,2,2); layer1 stride 1; layer2's first Conv3DSimple has stride (2,2,2).
@@ -73,15 +75,7 @@ def build_video_model(name: str, num_classes: int, pretrain: str = 'scratch') ->
     if pretrain == 'scratch':
         model = builder(weights=None)
     else:
-        weights = weights_enum.KINETICS400_V1
-        try:
-            model = builder(weights=weights)
-        except Exception as err:  # URLError, socket errors, a corrupt cache file: all mean "no weights here"
-            raise RuntimeError(
-                f"could not load torchvision's Kinetics-400 weights for {name} ({type(err).__name__}: {err}). "
-                f"Without network, put the file {kinetics_weights_file(name)} into "
-                f"$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints), "
-                f"or start from local weights with --tune_from PATH, or train with --pretrain scratch.") from err
+        model = with_weights(builder, weights_enum.KINETICS400_V1, name, 'Kinetics-400')
     if name == 's3d':
         model.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
         model.classifier[1] = nn.Conv3d(model.classifier[1].in_channels, num_classes, kernel_size=1, bias=True)

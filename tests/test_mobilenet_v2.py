@@ -110,3 +110,17 @@ def test_main_trains_an_epoch_with_clustering(tmp_path):
     assert ckpt['epoch'] == 1 and ckpt['args']['arch'] == 'mobilenetv2'
     assert 'base_model.features.3.conv.0.net.weight' in ckpt['state_dict']
     assert 0.0 <= result['top1'] <= 100.0
+
+
+def test_imagenet_weights_load_from_the_local_cache(tmp_path, monkeypatch):
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    folder = tmp_path / 'hub' / 'checkpoints'
+    folder.mkdir(parents=True)
+    torch.manual_seed(1)
+    source = torchvision.models.mobilenet_v2(weights=None)
+    torch.save(source.state_dict(), folder / weights.url.rsplit('/', 1)[-1])
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    model = TSN(4, 2, 'RGB', base_model='mobilenetv2', pretrain='imagenet', is_shift=True)
+    # torchvision's features.3.conv.0.0 (the expanding conv) is TSM's features.3.conv.0, shifted
+    assert torch.equal(model.base_model.features[3].conv[0].net.weight, source.features[3].conv[0][0].weight)
+    assert torch.equal(model.base_model.features[3].conv[7].running_var, source.features[3].conv[3].running_var)

@@ -244,7 +244,7 @@ def recompute_bytes(model: nn.Module, x: torch.Tensor, lengths: Optional[torch.T
     from ops.chunked import shift_halo
     n, chunk = x.shape[0], model.chunk_frames
     t = x.shape[1] // model.sample_len
-    lo, hi, s = largest_chunk_window(t, chunk, shift_halo(model))
+    lo, hi, s = largest_chunk_window(t, chunk, shift_halo(model.early_modules()))
     k = min(chunk, t - s)
     frames = x.view(n, t, model.sample_len, *x.shape[-2:])
     win = frames[:, lo:hi]
