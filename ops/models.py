@@ -45,7 +45,8 @@ class TSN(nn.Module):
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
                  cluster_after: str = 'layer1', chunk_frames: int = 0,
-                 fused_assign: Optional[bool] = None, zero_init_residual: bool = False) -> None:
+                 fused_assign: Optional[bool] = None, zero_init_residual: bool = False,
+                 channels_last: bool = False) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
@@ -80,7 +81,7 @@ class TSN(nn.Module):
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn
         self.zero_init_residual = zero_init_residual
-        self.channels_last = False  # set by the caller that converts the weights (main.py --channels_last)
+        self.channels_last = channels_last  # frames made channels-last in forward; the caller converts weights
 
         self._prepare_base_model(base_model)
         feature_dim = self.base_model.fc.in_features

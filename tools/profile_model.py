@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import builder
 import opts
-from ops.dataset_config import return_dataset
-from ops.runtime import build_model, select_device
+from ops.runtime import select_device
 
 MB = 1e6
 # Paper Table 1 (ResNet-18, 224x224, Move4MNIST: 32-frame videos, 4 classes). Key: (cluster?, G, F).
@@ -99,8 +99,7 @@ def num_classes(args: argparse.Namespace) -> int:
     if getattr(args, 'num_class', None):
         return args.num_class
     try:  # the class count does not depend on the modality; RGB has lists for every known data set
-        return return_dataset(args.dataset, 'RGB', root_path=args.root_path, train_list=args.train_list,
-                              val_list=args.val_list).num_class
+        return builder.dataset_config(args, modality='RGB').num_class
     except (ValueError, OSError) as err:
         raise SystemExit(f"tools/profile_model.py: no class count for {args.dataset!r} ({err}); "
                          f"give --num_class N") from err
@@ -112,7 +111,7 @@ def make_model_and_input(args: argparse.Namespace, device: torch.device
     spec = argparse.Namespace(**vars(args))
     spec.pretrain = 'scratch'  # the structure is the command's; the weights change no figure here
     torch.manual_seed(args.seed)
-    model = build_model(spec, num_classes(args), print_spec=False).to(device).train()
+    model = builder.build_model(spec, num_classes(args), print_spec=False).to(device).train()
     t = frames_per_input(args)
     x = torch.randn(args.batch_size, t * model.sample_len, args.img_size, args.img_size, device=device)
     if args.channels_last:

@@ -8,7 +8,7 @@ import torch
 import ops.dataset
 import opts
 from ops.dataset_config import return_dataset
-from ops.runtime import build_dataset, build_model
+from builder import build_dataset, build_model
 
 
 def test_validation_frames_are_resized_at_load_only_with_our_transform(tmp_path, monkeypatch):
@@ -31,7 +31,7 @@ def test_validation_frames_are_resized_at_load_only_with_our_transform(tmp_path,
 
 def test_learning_rate_warm_up_rises_linearly_then_follows_the_schedule():
     """--warmup_epochs W: the rate is the schedule's times epoch / W before W, the schedule itself after."""
-    from ops.runtime import learning_rate
+    from builder import learning_rate
     args = opts.parse_args(['move4mnist', 'RGB', '--lr', '0.01', '--lr_type', 'cos', '--epochs', '10',
                             '--warmup_epochs', '2'])
     cos = lambda e: 0.5 * 0.01 * (1 + math.cos(math.pi * e / 10))  # noqa: E731
@@ -59,7 +59,7 @@ def test_flow_training_flip_inverts_the_x_images():
 
     from PIL import Image
 
-    from ops.runtime import build_transform
+    from builder import build_transform
     args = opts.parse_args(['ucf101', 'Flow', '--img_size', '32', '--pretrain', 'scratch'])
     model = SimpleNamespace(input_mean=[0.5], input_std=[0.226])
     transform = build_transform(args, model, train=True, flip=True)
