@@ -1,4 +1,4 @@
-"""From flags to things, the one way: main.py and every tool go through here (docs/DESIGN.md §2).
+"""From flags to things, the one way: main.py and every tool go through here (docs/DESIGN.md §1).
 
 Parsed flags (``opts.parse_args``), or a checkpoint's stored flags plus overrides (``checkpoint_args``,
 ``apply_stored``), become the data-set configuration, the model, the transforms and datasets for training,
