@@ -17,6 +17,7 @@ import torchvision
 import opts
 from ops import transforms as T
 from ops.checkpoint import load_checkpoint
+from ops.dataset import collate_videos
 from ops.dataset_config import ALIASES, DatasetConfig, return_dataset
 from ops.models import TSN
 from ops.temporal_shift import set_online
@@ -250,6 +251,17 @@ def collate_views(batch: Sequence, views: int, channels: int) -> Tuple[torch.Ten
               if c.shape[1] < t_max * channels else c for c in clips]
     return (torch.stack(padded), torch.tensor([int(b[1]) for b in batch]),
             torch.tensor([int(b[2]) for b in batch]))
+
+
+def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int):
+    """A loader whose iterator draws its worker seeds from its own generator (seeded with ``seed``), never from
+    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
+        collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
+        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed))
 
 
 def test_loader(dataset, views: int, channels: int, batch_size: int, workers: int, pin_memory: bool):

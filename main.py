@@ -4,7 +4,6 @@ Single process by default; ``torchrun --nproc_per_node N main.py ...`` trains da
 CPU, NCCL on CUDA). ``--evaluate --resume CKPT`` validates a checkpoint and prints its top-1.
 """
 import argparse
-import functools
 import json
 import os
 import sys
@@ -17,14 +16,13 @@ import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config, store_name,
-                     use_fc_lr5, use_stored_settings)
+from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config, make_loader,
+                     store_name, use_fc_lr5, use_stored_settings)
 from opts import check_training, parse_args
 from ops import distributed as dist_utils
 from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
                             save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
-from ops.dataset import collate_videos
 from ops.dataset_config import DatasetConfig
 from ops.runtime import select_device, set_seed
 from ops.utils import AverageMeter, correct_topk
@@ -153,17 +151,6 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
             'count': int(count)}
 
 
-def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int):
-    """A loader whose iterator draws its worker seeds from its own generator (seeded with ``seed``), never from
-    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume)."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-        pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
-        collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
-        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed))
-
-
 def check_mid_epoch(ckpt: dict, args: argparse.Namespace, epoch: int, iteration: int, world: int) -> None:
     """A mid-epoch checkpoint resumes by skipping ``iteration`` batches: only exact with its -b and process count."""
     saved_b = (ckpt.get('args') or {}).get('batch_size', args.batch_size)
@@ -200,6 +187,34 @@ class Run:
         return self.rank == 0
 
 
+def auto_resume(args: argparse.Namespace, is_main: bool) -> str:
+    """``--resume auto``: this run's latest checkpoint, or '' for a fresh start (what elastic restarts need)."""
+    auto = os.path.join(args.root_model, args.store_name, 'ckpt.pth.tar')
+    found = dist_utils.resolve_auto_resume(auto)
+    if args.evaluate and not found:
+        raise FileNotFoundError(f"{auto}: --evaluate --resume auto: no checkpoint to evaluate")
+    if is_main:
+        print(f"=> --resume auto: {'resuming from' if found else 'starting afresh, no'} {auto}")
+    return found
+
+
+def initial_model(args: argparse.Namespace, num_class: int, is_main: bool) -> nn.Module:
+    """The model before ``--resume``: ImageNet or fresh weights, or ``--tune_from``'s (whose stored data set
+    decides ``--fc_lr5 auto``)."""
+    tune = load_checkpoint(args.tune_from) if args.tune_from else None
+    # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
+    model = build_model(args, num_class, print_spec=is_main, pretrain='scratch' if args.resume else None,
+                        fc_lr5=use_fc_lr5(args, tune and tune.get('args')))
+    if tune is not None:
+        load_model_weights(model, tune['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
+        if is_main:
+            print(f"=> fine-tuning from {args.tune_from}")
+    if args.pretrain == 'scratch' and not args.no_partialbn and is_main:
+        print("warning: partial BN freezes every BatchNorm but the first at its initial statistics; "
+              "from scratch you probably want --npb")
+    return model
+
+
 def setup(argv: Optional[List[str]]) -> Run:
     """Flags (completed from ``--resume``'s stored settings), process group, seed, data set and the model with
     its optimizer (weights from ``--tune_from``; ``--resume`` loads later)."""
@@ -216,29 +231,14 @@ def setup(argv: Optional[List[str]]) -> Run:
     if world > 1:  # every node must read the same lists (a shared or identical data folder)
         dist_utils.check_same_on_every_rank(f'{config.train_list} / {config.val_list}',
                                             dist_utils.files_digest(config.train_list, config.val_list))
-    if args.resume == 'auto':  # this run's latest checkpoint, or a fresh start (what elastic restarts need)
-        auto = os.path.join(args.root_model, args.store_name, 'ckpt.pth.tar')
-        args.resume = dist_utils.resolve_auto_resume(auto)
-        if args.evaluate and not args.resume:
-            raise FileNotFoundError(f"{auto}: --evaluate --resume auto: no checkpoint to evaluate")
-        if is_main:
-            print(f"=> --resume auto: {'resuming from' if args.resume else 'starting afresh, no'} {auto}")
+    if args.resume == 'auto':
+        args.resume = auto_resume(args, is_main)
     log_dir = os.path.join(args.root_log, args.store_name)
     model_dir = os.path.join(args.root_model, args.store_name)
     if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save
         check_writable(log_dir, '--root_log')
         check_writable(model_dir, '--root_model')
-    tune = load_checkpoint(args.tune_from) if args.tune_from else None
-    # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
-    model = build_model(args, config.num_class, print_spec=is_main, pretrain='scratch' if args.resume else None,
-                        fc_lr5=use_fc_lr5(args, tune and tune.get('args')))
-    if tune is not None:
-        load_model_weights(model, tune['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
-        if is_main:
-            print(f"=> fine-tuning from {args.tune_from}")
-    if args.pretrain == 'scratch' and not args.no_partialbn and is_main:
-        print("warning: partial BN freezes every BatchNorm but the first at its initial statistics; "
-              "from scratch you probably want --npb")
+    model = initial_model(args, config.num_class, is_main)
     model.to(device)
     optimizer = build_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
