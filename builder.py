@@ -203,8 +203,14 @@ def test_transform(args: argparse.Namespace, model: TSN, crops: int, full_res: b
 
 
 def _finish(crop, model: TSN):
-    """``crop``, then stack the frames, scale to [0, 1] and normalise with the model's mean and std."""
-    return torchvision.transforms.Compose([crop, T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
+    """``crop``, then ``to_input``."""
+    return torchvision.transforms.Compose([crop, to_input(model)])
+
+
+def to_input(model: TSN):
+    """T cropped PIL frames -> ``(T*C, H, W)``: stacked, scaled to [0, 1], normalised with the model's mean and
+    std (the end of every transform here)."""
+    return torchvision.transforms.Compose([T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
                                            T.GroupNormalize(model.input_mean, model.input_std)])
 
 
