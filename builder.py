@@ -94,7 +94,7 @@ def checkpoint_args(saved: Optional[Dict[str, Any]], path: str, dataset: Optiona
     return args
 
 
-def test_sizes(args: argparse.Namespace, frames: Any = None, img_size: Optional[int] = None,
+def eval_sizes(args: argparse.Namespace, frames: Any = None, img_size: Optional[int] = None,
                scale_size: Optional[int] = None) -> argparse.Namespace:
     """In place: test-time F, crop size and short side (None keeps the stored value; a new crop size without
     a short side takes the default short side)."""
@@ -191,7 +191,7 @@ def build_transform(args: argparse.Namespace, model: TSN, train: bool, flip: boo
     return _finish(crop, model)
 
 
-def test_transform(args: argparse.Namespace, model: TSN, crops: int, full_res: bool):
+def views_transform(args: argparse.Namespace, model: TSN, crops: int, full_res: bool):
     """TSM's test crops (1 centre; 3 along the long side; 5 corners + centre; 10 those and their mirrors) on
     frames resized to ``scale_size`` (short side); ``full_res`` crops squares of ``scale_size``."""
     size = args.scale_size if full_res else args.img_size
@@ -241,7 +241,7 @@ def build_test_dataset(args: argparse.Namespace, config: DatasetConfig, model: T
     return VideoDataset(
         config.root_path, config.val_list, num_segments=args.num_segments, new_length=model.new_length,
         modality=args.modality, image_tmpl=config.image_tmpl, start_index=config.start_index,
-        transform=test_transform(args, model, crops, full_res), random_shift=False, test_mode=True,
+        transform=views_transform(args, model, crops, full_res), random_shift=False, test_mode=True,
         dense_sample=args.dense_sample, twice_sample=twice_sample, num_clips=1 if twice_sample else clips,
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
         video_source=config.video_source, decode_size=args.scale_size,
@@ -270,7 +270,7 @@ def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed:
         generator=torch.Generator().manual_seed(seed))
 
 
-def test_loader(dataset, views: int, channels: int, batch_size: int, workers: int, pin_memory: bool):
+def views_loader(dataset, views: int, channels: int, batch_size: int, workers: int, pin_memory: bool):
     """Batches of ``(N, V, T*C, H, W)`` views in list order (``collate_views``)."""
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -159,7 +159,7 @@ def test_checkpoint_args_take_the_stored_model_and_refuse_contradicting_flags(tm
     with pytest.raises(ValueError, match='no .args.'):
         builder.checkpoint_args(None, 'tsm.pth')
     assert builder.checkpoint_args(None, 'tsm.pth', 'ucf101', extra=['--arch', 'resnet34']).arch == 'resnet34'
-    sized = builder.test_sizes(builder.checkpoint_args(saved, 'c.pth'), img_size=112)
+    sized = builder.eval_sizes(builder.checkpoint_args(saved, 'c.pth'), img_size=112)
     assert (sized.img_size, sized.scale_size) == (112, 128)
 
 

@@ -49,7 +49,7 @@ def load_trained(path: str, frames: Any = None, root_path: Optional[str] = None,
     """
     ckpt = load_checkpoint(path)
     args = builder.checkpoint_args(ckpt.get('args'), path, data={'root_path': root_path})
-    builder.test_sizes(args, frames)
+    builder.eval_sizes(args, frames)
     if val_list is not None:
         args.val_list = val_list
     if frames is not None and args.cluster == 'none':

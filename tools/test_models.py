@@ -118,7 +118,7 @@ def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: 
     data paths and test-time sizes."""
     args = builder.checkpoint_args(ckpt.get('args'), path, cli.dataset, cli.modality, extra,
                                    data={k: getattr(cli, k) for k in builder.DATA_KEYS})
-    builder.test_sizes(args, cli.frames, cli.input_size, cli.scale_size)
+    builder.eval_sizes(args, cli.frames, cli.input_size, cli.scale_size)
     args.dense_sample = bool(args.dense_sample or cli.dense_sample)
     return args
 
@@ -198,7 +198,7 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     dataset = builder.build_test_dataset(args, config, model, cli.test_crops, cli.full_res, clips, cli.twice_sample)
     if cli.max_num > 0:
         dataset.video_list = dataset.video_list[:cli.max_num]
-    loader = builder.test_loader(dataset, views, model.sample_len, cli.batch_size, cli.workers, device.type == 'cuda')
+    loader = builder.views_loader(dataset, views, model.sample_len, cli.batch_size, cli.workers, device.type == 'cuda')
     print(f"=> {path}: {model.spec()}; {len(dataset)} videos x {views} views ({clips} clips x "
           f"{cli.test_crops} crops{', full res' if cli.full_res else ''})")
     scores, labels = video_scores(model, loader, views, clustering, cli.softmax, cli.max_views_per_batch, device)
