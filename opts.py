@@ -60,10 +60,11 @@ def default_scale_size(img_size: int) -> int:
     return img_size * 256 // 224
 
 
-def add_ignored(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> None:
+def add_ignored(parser: argparse.ArgumentParser, *names: str, note: str = '', **kwargs: Any) -> None:
     """A TSM flag kept for its command lines only: its help says it is ignored (``IGNORED`` holds the default)."""
     dest = names[0].lstrip('-').replace('-', '_')
-    parser.add_argument(*names, default=IGNORED[dest], help="ignored (kept for TSM's command lines)", **kwargs)
+    parser.add_argument(*names, default=IGNORED[dest], help="ignored (kept for TSM's command lines)" + note,
+                        **kwargs)
 
 
 def warn_ignored(args: argparse.Namespace) -> None:
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ignored(parser, '--snapshot_pref', type=str)
     parser.add_argument('--start-epoch', default=0, type=nonneg_int, metavar='N',
                         help='first epoch (overridden by --resume)')
-    add_ignored(parser, '--gpus', nargs='+', type=int)  # see --device and torchrun
+    add_ignored(parser, '--gpus', nargs='+', type=int, note='; see --device and torchrun')
     add_ignored(parser, '--flow_prefix', type=str)
     parser.add_argument('--root_log', type=str, default='log')
     parser.add_argument('--root_model', type=str, default='checkpoint')
