@@ -4,27 +4,27 @@ Single process by default; ``torchrun --nproc_per_node N main.py ...`` trains da
 CPU, NCCL on CUDA). ``--evaluate --resume CKPT`` validates a checkpoint and prints its top-1.
 """
 import argparse
-import functools
 import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from opts import build_parser, check_training, complete_args, explicit_flags, parse_args, stored_settings
+from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config, make_loader,
+                     store_name, use_fc_lr5, use_stored_settings)
+from opts import check_training, parse_args
 from ops import distributed as dist_utils
 from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
                             save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
-from ops.dataset import collate_videos
-from ops.dataset_config import return_dataset
-from ops.runtime import (adjust_learning_rate, build_dataset, build_model, build_optimizer, select_device,
-                         set_seed, store_name)
+from ops.dataset_config import DatasetConfig
+from ops.runtime import select_device, set_seed
 from ops.train_step import StepTimer, autocast, train_step
 from ops.utils import AverageMeter, correct_topk
 
@@ -56,9 +56,11 @@ class RunLog:
             self.file.close()
 
 
-def to_device(batch, device: torch.device, channels_last: bool):
+def to_device(batch, device: torch.device):
+    """A batch's frames, labels and lengths on ``device`` (channels-last, if asked for, is applied per frame
+    inside TSN)."""
     frames, labels, lengths = batch[0], batch[1], batch[2]
-    frames = frames.to(device, non_blocking=True)  # channels-last is applied per frame inside TSN
+    frames = frames.to(device, non_blocking=True)
     return frames, labels.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
 
 
@@ -90,7 +92,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
             held_back += batch[1].numel() if empty else 0
         if empty:
             continue
-        frames, labels, lengths = to_device(batch, device, args.channels_last)
+        frames, labels, lengths = to_device(batch, device)
         output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
         c1, c5 = correct_topk(output, labels, (1, 5))
         n = labels.shape[0]
@@ -130,7 +132,7 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
     for batch in tqdm(loader, desc='validate', disable=not show, dynamic_ncols=True):
         if batch[1].numel() == 0:
             continue
-        frames, labels, lengths = to_device(batch, device, args.channels_last)
+        frames, labels, lengths = to_device(batch, device)
         with autocast(args.amp, device):
             output = model(frames, lengths).float()
         c1, c5 = correct_topk(output, labels, (1, 5))
@@ -141,17 +143,6 @@ def validate(model: nn.Module, loader, args: argparse.Namespace, device: torch.d
     count = max(count, 1.0)
     return {'top1': 100.0 * hits1 / count, 'top5': 100.0 * hits5 / count, 'loss': loss_sum / count,
             'count': int(count)}
-
-
-def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int):
-    """A loader whose iterator draws its worker seeds from its own generator (seeded with ``seed``), never from
-    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume)."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-        pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
-        collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
-        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed))
 
 
 def check_mid_epoch(ckpt: dict, args: argparse.Namespace, epoch: int, iteration: int, world: int) -> None:
@@ -171,164 +162,172 @@ def check_mid_epoch(ckpt: dict, args: argparse.Namespace, epoch: int, iteration:
 LAST_SAVED: Dict[str, str] = {}
 
 
-def use_stored_settings(args: argparse.Namespace, argv: Optional[List[str]]) -> None:
-    """``--resume CKPT`` (evaluation or training): take the model settings CKPT was trained with (``opts.MODEL_KEYS``).
+@dataclass
+class Run:
+    """What setup builds for one process: flags, process group place, data set, model and optimizer."""
+    args: argparse.Namespace
+    rank: int
+    world: int
+    device: torch.device
+    config: DatasetConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    log_dir: str
+    model_dir: str
 
-    A flag given on the command line that contradicts them is an error, unless ``--override_model_args``.
-    A checkpoint without ``args`` (TSM's own) is used with the command line's settings.
-    """
-    saved = load_checkpoint(args.resume).get('args')
-    if not saved:
-        return
-    given = explicit_flags(list(sys.argv[1:] if argv is None else argv))
-    settings = stored_settings(saved, given, args.resume, override=args.override_model_args)
-    changed = [f"--{k} {v}" for k, v in settings.items() if getattr(args, k) != v]
-    for key, value in settings.items():
-        setattr(args, key, value)
-    if args.cluster == 'none' and 'frames' not in given:
-        args.frames = None
-    if 'img_size' in given and 'scale_size' not in given and args.img_size != saved.get('img_size'):
-        args.scale_size = None
-    complete_args(args, build_parser())
-    if changed and int(os.environ.get('RANK', 0)) == 0:
-        print(f"=> {args.resume}: its stored model settings {' '.join(changed)} replace the defaults")
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
-    args = parse_args(argv)
-    if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
-        use_stored_settings(args, argv)
-    check_training(args)
-    rank, world = dist_utils.init_from_env(args.device)
-    device = select_device(args.device)
-    set_seed(args.seed + rank)
-    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, train_list=args.train_list,
-                            val_list=args.val_list, image_tmpl=args.image_tmpl, start_index=args.start_index,
-                            video_source=args.video_source)
-    args.store_name = store_name(args)
-    is_main = rank == 0
-    if world > 1:  # every node must read the same lists (a shared or identical data folder)
-        dist_utils.check_same_on_every_rank(f'{config.train_list} / {config.val_list}',
-                                            dist_utils.files_digest(config.train_list, config.val_list))
-    if args.resume == 'auto':  # this run's latest checkpoint, or a fresh start (what elastic restarts need)
-        auto = os.path.join(args.root_model, args.store_name, 'ckpt.pth.tar')
-        args.resume = dist_utils.resolve_auto_resume(auto)
-        if args.evaluate and not args.resume:
-            raise FileNotFoundError(f"{auto}: --evaluate --resume auto: no checkpoint to evaluate")
-        if is_main:
-            print(f"=> --resume auto: {'resuming from' if args.resume else 'starting afresh, no'} {auto}")
-    log_dir = os.path.join(args.root_log, args.store_name)
-    model_dir = os.path.join(args.root_model, args.store_name)
-    if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save
-        check_writable(log_dir, '--root_log')
-        check_writable(model_dir, '--root_model')
+def auto_resume(args: argparse.Namespace, is_main: bool) -> str:
+    """``--resume auto``: this run's latest checkpoint, or '' for a fresh start (what elastic restarts need)."""
+    auto = os.path.join(args.root_model, args.store_name, 'ckpt.pth.tar')
+    found = dist_utils.resolve_auto_resume(auto)
+    if args.evaluate and not found:
+        raise FileNotFoundError(f"{auto}: --evaluate --resume auto: no checkpoint to evaluate")
+    if is_main:
+        print(f"=> --resume auto: {'resuming from' if found else 'starting afresh, no'} {auto}")
+    return found
+
+
+def initial_model(args: argparse.Namespace, num_class: int, is_main: bool) -> nn.Module:
+    """The model before ``--resume``: ImageNet or fresh weights, or ``--tune_from``'s (whose stored data set
+    decides ``--fc_lr5 auto``)."""
+    tune = load_checkpoint(args.tune_from) if args.tune_from else None
     # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
-    model = build_model(args, config.num_class, print_spec=is_main,
-                        pretrain='scratch' if args.resume else None)
-    if args.tune_from:
-        ckpt = load_checkpoint(args.tune_from)
-        load_model_weights(model, ckpt['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
+    model = build_model(args, num_class, print_spec=is_main, pretrain='scratch' if args.resume else None,
+                        fc_lr5=use_fc_lr5(args, tune and tune.get('args')))
+    if tune is not None:
+        load_model_weights(model, tune['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
         if is_main:
             print(f"=> fine-tuning from {args.tune_from}")
     if args.pretrain == 'scratch' and not args.no_partialbn and is_main:
         print("warning: partial BN freezes every BatchNorm but the first at its initial statistics; "
               "from scratch you probably want --npb")
+    return model
+
+
+def setup(argv: Optional[List[str]]) -> Run:
+    """Flags (completed from ``--resume``'s stored settings), process group, seed, data set and the model with
+    its optimizer (weights from ``--tune_from``; ``--resume`` loads later)."""
+    args = parse_args(argv)
+    if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
+        use_stored_settings(args, list(sys.argv[1:] if argv is None else argv))
+    check_training(args)
+    rank, world = dist_utils.init_from_env(args.device)
+    device = select_device(args.device)
+    set_seed(args.seed + rank)
+    config = dataset_config(args)
+    args.store_name = store_name(args)
+    is_main = rank == 0
+    if world > 1:  # every node must read the same lists (a shared or identical data folder)
+        dist_utils.check_same_on_every_rank(f'{config.train_list} / {config.val_list}',
+                                            dist_utils.files_digest(config.train_list, config.val_list))
+    if args.resume == 'auto':
+        args.resume = auto_resume(args, is_main)
+    log_dir = os.path.join(args.root_log, args.store_name)
+    model_dir = os.path.join(args.root_model, args.store_name)
+    if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save
+        check_writable(log_dir, '--root_log')
+        check_writable(model_dir, '--root_model')
+    model = initial_model(args, config.num_class, is_main)
     model.to(device)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-        model.channels_last = True
     optimizer = build_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+    return Run(args, rank, world, device, config, model, optimizer, scaler, log_dir, model_dir)
+
+
+def resume(run: Run) -> Tuple[int, int, float]:
+    """``--resume``: weights, and for training the optimizer, scaler and random states; returns the epoch and
+    iteration to start from and the best top-1 so far."""
+    args, rank, world = run.args, run.rank, run.world
     start_epoch, start_iter, best_prec1 = args.start_epoch, 0, 0.0
-    if args.resume:
-        ckpt = load_checkpoint(args.resume, map_location='cpu')
-        load_model_weights(model, ckpt['state_dict'], args.resume)
-        if not args.evaluate:
-            if 'optimizer' in ckpt:
-                optimizer.load_state_dict(ckpt['optimizer'])
-            if ckpt.get('scaler'):
-                scaler.load_state_dict(ckpt['scaler'])
-            start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
-            check_mid_epoch(ckpt, args, start_epoch, start_iter, world)
-            best_prec1 = float(ckpt.get('best_prec1', 0.0))
-            per_rank = ckpt.get('rng_ranks') or [ckpt.get('rng')]
-            if len(per_rank) == world:  # every rank continues its own random streams: an exact resume
-                set_rng_state(per_rank[rank])
-            else:  # saved with another number of processes: rank 0's states, the others' streams kept apart
-                set_rng_state(ckpt.get('rng'))
-                if rank > 0:
-                    set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
-                if is_main:
-                    print(f"note: {args.resume} holds the random states of {len(per_rank)} process(es), this run "
-                          f"has {world}: the resumed run is not the uninterrupted one exactly")
-        if is_main:
-            print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
-    net = dist_utils.wrap_model(model, device, sync_bn=args.sync_bn) if dist_utils.is_distributed() else model
-    if args.sync_bn and world == 1 and is_main:
-        print("note: --sync_bn only acts under torchrun with several processes")
+    if not args.resume:
+        return start_epoch, start_iter, best_prec1
+    ckpt = load_checkpoint(args.resume, map_location='cpu')
+    load_model_weights(run.model, ckpt['state_dict'], args.resume)
+    if not args.evaluate:
+        if 'optimizer' in ckpt:
+            run.optimizer.load_state_dict(ckpt['optimizer'])
+        if ckpt.get('scaler'):
+            run.scaler.load_state_dict(ckpt['scaler'])
+        start_epoch, start_iter = int(ckpt.get('epoch', 0)), int(ckpt.get('iteration', 0))
+        check_mid_epoch(ckpt, args, start_epoch, start_iter, world)
+        best_prec1 = float(ckpt.get('best_prec1', 0.0))
+        per_rank = ckpt.get('rng_ranks') or [ckpt.get('rng')]
+        if len(per_rank) == world:  # every rank continues its own random streams: an exact resume
+            set_rng_state(per_rank[rank])
+        else:  # saved with another number of processes: rank 0's states, the others' streams kept apart
+            set_rng_state(ckpt.get('rng'))
+            if rank > 0:
+                set_seed(args.seed + rank + 1000003 * (start_epoch * 100003 + start_iter), deterministic=False)
+            if run.is_main:
+                print(f"note: {args.resume} holds the random states of {len(per_rank)} process(es), this run "
+                      f"has {world}: the resumed run is not the uninterrupted one exactly")
+    if run.is_main:
+        print(f"=> loaded {args.resume} (epoch {ckpt.get('epoch')}, iteration {ckpt.get('iteration', 0)})")
+    return start_epoch, start_iter, best_prec1
 
-    channels = model.sample_len
-    val_set = build_dataset(args, config, model, train=False)
-    val_loader = make_loader(val_set, args, dist_utils.EpochSampler(len(val_set), False, args.seed, rank, world,
-                                                                    pad=False), channels, args.seed)
-    # Validation runs the bare model: DDP's forward may start a collective, and ranks can hold different
-    # numbers of validation batches. Rank 0's BatchNorm statistics are copied first (broadcast_buffers).
-    if args.evaluate:
-        result = validate(model, val_loader, args, device, show=is_main)
-        if is_main:
-            print(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
-                  f"Loss {result['loss']:.5f} ({result['count']} videos)")
-        dist_utils.cleanup()
-        return result
 
-    if is_main:
-        for name in remove_stale_temporaries(model_dir):
-            print(f"=> removed {os.path.join(model_dir, name)}, left by a save that was killed")
-        with open(os.path.join(log_dir, 'args.txt'), 'w') as f:
+def save(run: Run, epoch: int, iteration: int, best_prec1: float, is_best: bool = False) -> None:
+    """Every rank's random states (a collective: every rank calls it); rank 0 writes ``ckpt.pth.tar`` (and
+    ``ckpt.best.pth.tar`` when ``is_best``)."""
+    rngs = [rng_state()]
+    if run.world > 1:
+        rngs = [None] * run.world
+        torch.distributed.all_gather_object(rngs, rng_state())
+    if not run.is_main:
+        return
+    args, config = run.args, run.config
+    state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': run.model.state_dict(),
+             'optimizer': run.optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
+             'scaler': run.scaler.state_dict() if run.scaler.is_enabled() else None, 'rng': rngs[0],
+             'rng_ranks': rngs if run.world > 1 else None,
+             # the data set's class file, in label order, for tools/demo.py (None without a class file)
+             'class_names': [str(c) for c in config.classes] if config.classes else None}
+    path = os.path.join(run.model_dir, 'ckpt.pth.tar')
+    save_checkpoint(state, path)
+    LAST_SAVED['path'] = path
+    LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'
+    if is_best:
+        save_checkpoint(state, os.path.join(run.model_dir, 'ckpt.best.pth.tar'))
+
+
+def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int, best_prec1: float,
+        argv: Optional[List[str]]) -> Dict[str, float]:
+    """Train from ``start_epoch`` (batch ``start_iter``) to ``--epochs``, validating every ``--eval-freq``
+    epochs and checkpointing at each epoch's end; returns the last validation and the best top-1."""
+    args, model, rank, device = run.args, run.model, run.rank, run.device
+    if run.is_main:
+        for name in remove_stale_temporaries(run.model_dir):
+            print(f"=> removed {os.path.join(run.model_dir, name)}, left by a save that was killed")
+        with open(os.path.join(run.log_dir, 'args.txt'), 'w') as f:
             f.write(json.dumps(vars(args), indent=1, default=str) + '\n')
-    log = RunLog(log_dir if is_main else None)
+    log = RunLog(run.log_dir if run.is_main else None)
     log.line(' '.join(sys.argv if argv is None else ['main.py'] + list(argv)))
-    train_set = build_dataset(args, config, model, train=True)
-    train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, world, pad=True)
-
-    def save(epoch: int, iteration: int, is_best: bool = False) -> None:
-        rngs = [rng_state()]  # every rank's random states (a collective: every rank calls save)
-        if world > 1:
-            rngs = [None] * world
-            torch.distributed.all_gather_object(rngs, rng_state())
-        if not is_main:
-            return
-        state = {'epoch': epoch, 'iteration': iteration, 'arch': args.arch, 'state_dict': model.state_dict(),
-                 'optimizer': optimizer.state_dict(), 'best_prec1': best_prec1, 'args': vars(args),
-                 'scaler': scaler.state_dict() if scaler.is_enabled() else None, 'rng': rngs[0],
-                 'rng_ranks': rngs if world > 1 else None,
-                 # the data set's class file, in label order, for tools/demo.py (None without a class file)
-                 'class_names': [str(c) for c in config.classes] if config.classes else None}
-        save_checkpoint(state, os.path.join(model_dir, 'ckpt.pth.tar'))
-        LAST_SAVED['path'] = os.path.join(model_dir, 'ckpt.pth.tar')
-        LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'
-        if is_best:
-            save_checkpoint(state, os.path.join(model_dir, 'ckpt.best.pth.tar'))
-
+    train_set = build_dataset(args, run.config, model, train=True)
+    train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, run.world, pad=True)
     result = {}
     for epoch in range(start_epoch, args.epochs):
-        lr = adjust_learning_rate(optimizer, args, epoch)
+        lr = adjust_learning_rate(run.optimizer, args, epoch)
         train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
         # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
         # epoch): a run resumed mid-epoch sees the batches and dropout stream of the uninterrupted run
         # (docs/DESIGN.md §6)
         train_set.set_sample_seed((args.seed, epoch))
-        loader = make_loader(train_set, args, train_sampler, channels, (args.seed + rank) * 100003 + epoch)
+        loader = make_loader(train_set, args, train_sampler, model.sample_len, (args.seed + rank) * 100003 + epoch)
         t0 = time.time()
-        stats = train_one_epoch(net, loader, optimizer, scaler, epoch, start_iter, args, device, log,
-                                lambda e, it: save(e, it))
+        stats = train_one_epoch(net, loader, run.optimizer, run.scaler, epoch, start_iter, args, device, log,
+                                lambda e, it: save(run, e, it, best_prec1))
         start_iter = 0
         log.scalars({'loss/train': stats['loss'], 'acc/train_top1': stats['top1'],
                      'acc/train_top5': stats['top5'], 'lr': lr, 'time/epoch_s': time.time() - t0}, epoch)
         is_best = False
         if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
             dist_utils.broadcast_buffers(model)
-            result = validate(model, val_loader, args, device, show=is_main)
+            result = validate(model, val_loader, args, device, show=run.is_main)
             is_best = result['top1'] > best_prec1 or best_prec1 == 0.0
             best_prec1 = max(result['top1'], best_prec1)
             log.line(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
@@ -336,10 +335,34 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             log.line(f'Best Prec@1: {best_prec1:.3f}')
             log.scalars({'loss/test': result['loss'], 'acc/test_top1': result['top1'],
                          'acc/test_top5': result['top5'], 'acc/test_top1_best': best_prec1}, epoch)
-        save(epoch + 1, 0, is_best)
+        save(run, epoch + 1, 0, best_prec1, is_best)
     log.close()
-    dist_utils.cleanup()
     result['best_prec1'] = best_prec1
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    """Set up, resume, then evaluate (``--evaluate``) or fit; the last validation's figures."""
+    run = setup(argv)
+    args = run.args
+    start_epoch, start_iter, best_prec1 = resume(run)
+    model = run.model
+    net = dist_utils.wrap_model(model, run.device, sync_bn=args.sync_bn) if dist_utils.is_distributed() else model
+    if args.sync_bn and run.world == 1 and run.is_main:
+        print("note: --sync_bn only acts under torchrun with several processes")
+    val_set = build_dataset(args, run.config, model, train=False)
+    val_loader = make_loader(val_set, args, dist_utils.EpochSampler(len(val_set), False, args.seed, run.rank,
+                                                                    run.world, pad=False), model.sample_len, args.seed)
+    # Validation runs the bare model: DDP's forward may start a collective, and ranks can hold different
+    # numbers of validation batches. Rank 0's BatchNorm statistics are copied first (broadcast_buffers).
+    if args.evaluate:
+        result = validate(model, val_loader, args, run.device, show=run.is_main)
+        if run.is_main:
+            print(f"Testing Results: Prec@1 {result['top1']:.3f} Prec@5 {result['top5']:.3f} "
+                  f"Loss {result['loss']:.5f} ({result['count']} videos)")
+    else:
+        result = fit(run, net, val_loader, start_epoch, start_iter, best_prec1, argv)
+    dist_utils.cleanup()
     return result
 
 

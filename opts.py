@@ -1,4 +1,6 @@
-"""Command-line flags. TSM's flags keep their names and meanings; ours are grouped at the end (docs/DESIGN.md §2)."""
+"""Command-line flags in three sections: TSM's flags (names and meanings as TSM's ``opts.py``), the paper's
+flags (full-video clustering), and run time (device, data paths, checkpoints). ``builder.py`` turns them into
+things (docs/DESIGN.md §2)."""
 import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
@@ -13,6 +15,14 @@ from ops.transforms import default_scale_size
 MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
               'temporal_pool', 'non_local', 'cluster', 'frames', 'cluster_after', 'dense_sample', 'img_size',
               'scale_size')
+
+# F, the frames per video entering the stem when clustering, unless --frames says otherwise.
+DEFAULT_FRAMES = 32
+
+# TSM's flags that nothing here reads, kept so that TSM's command lines run: dest -> default. Giving one a
+# value other than its default prints a warning (``warn_ignored``).
+IGNORED = {'k': 3, 'loss_type': 'nll', 'img_feature_dim': 256, 'snapshot_pref': '', 'flow_prefix': '',
+           'gpus': None}
 
 
 def _checked(kind: str, test: Callable[[float], bool], cast: Callable[[str], Any] = int) -> Callable[[str], Any]:
@@ -50,9 +60,26 @@ def frames_type(value: str) -> Union[int, str]:
     return n
 
 
+def add_ignored(parser: argparse.ArgumentParser, *names: str, note: str = '', **kwargs: Any) -> None:
+    """A TSM flag kept for its command lines only: its help says it is ignored (``IGNORED`` holds the default)."""
+    dest = names[0].lstrip('-').replace('-', '_')
+    parser.add_argument(*names, default=IGNORED[dest], help="ignored (kept for TSM's command lines)" + note,
+                        **kwargs)
+
+
+def warn_ignored(args: argparse.Namespace) -> None:
+    """Warn about each ignored TSM flag (``IGNORED``) given a value other than its default."""
+    for dest, default in IGNORED.items():
+        value = getattr(args, dest, default)
+        if value != default:
+            print(f"warning: {flag_name(dest)} {value!r} is ignored (kept for TSM's command lines only)",
+                  file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser shared by ``main.py`` and the tools, so a tool builds exactly the model a run trains."""
     parser = argparse.ArgumentParser(description="TSM with full-video temporal clustering (Liu et al., CVPR 2021)")
+    # ========================= TSM's flags: data set and run name ==========================
     parser.add_argument('dataset', type=str, help="ucf101, hmdb51, something, somethingv2, kinetics, breakfast, "
                         "move4mnist (alias movingmnist) or custom")
     parser.add_argument('modality', type=str, choices=['RGB', 'Flow'])
@@ -61,21 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--root_path', type=str, default=None, help="overrides the data set's frame root")
     parser.add_argument('--store_name', type=str, default="", help="run name (default: built from the settings)")
 
-    # ========================= Model Configs ==========================
+    # ========================= TSM's flags: model ==========================
     parser.add_argument('--arch', type=str, default="resnet50", choices=arch_names(),
                         help="the backbone (archs/__init__.py's registry)")
     parser.add_argument('--num_segments', type=positive_int, default=8,
                         help="frames sampled per video (cluster none) or clusters G (clustering)")
     parser.add_argument('--consensus_type', type=str, default='avg', choices=['avg', 'identity'])
-    parser.add_argument('--k', type=int, default=3, help="unused, kept for TSM's command lines")
+    add_ignored(parser, '--k', type=int)
     parser.add_argument('--dropout', '--do', default=0.5, type=fraction, metavar='DO')
-    parser.add_argument('--loss_type', type=str, default="nll", choices=['nll'])
-    parser.add_argument('--img_feature_dim', default=256, type=int, help="unused, kept for TSM's command lines")
-    parser.add_argument('--suffix', type=str, default=None)
+    add_ignored(parser, '--loss_type', type=str, choices=['nll'])
+    add_ignored(parser, '--img_feature_dim', type=int)
+    parser.add_argument('--suffix', type=str, default=None, help="appended to the run name")
     parser.add_argument('--pretrain', type=str, default='imagenet', choices=['imagenet', 'scratch'])
     parser.add_argument('--tune_from', type=str, default=None, help='fine-tune from local weights')
+    parser.add_argument('--fc_lr5', default='auto', choices=['auto', 'on', 'off'],
+                        help="the new classifier learns at lr x5 (bias x10), as TSM's fc_lr5 (TSM passes "
+                             "fc_lr5=not (tune_from and dataset in tune_from)). auto: on when the weights come "
+                             "from another task (--pretrain imagenet, or --tune_from a checkpoint whose stored "
+                             "args name another data set or none), off from scratch or when tuning from a "
+                             "checkpoint of the same data set")
 
-    # ========================= Learning Configs ==========================
+    # ========================= TSM's flags: learning ==========================
     parser.add_argument('--epochs', default=120, type=nonneg_int, metavar='N')
     parser.add_argument('-b', '--batch-size', default=256, type=positive_int, metavar='N', help='mini-batch size')
     parser.add_argument('--lr', '--learning-rate', default=0.001, type=nonneg_float, metavar='LR')
@@ -94,11 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='gradient norm clipping (0 = off)')
     parser.add_argument('--no_partialbn', '--npb', default=False, action="store_true")
 
-    # ========================= Monitor Configs ==========================
+    # ========================= TSM's flags: monitoring ==========================
     parser.add_argument('--print-freq', '-p', default=20, type=positive_int, metavar='N')
     parser.add_argument('--eval-freq', '-ef', default=5, type=positive_int, metavar='N')
 
-    # ========================= Runtime Configs ==========================
+    # ========================= TSM's flags: run time ==========================
     parser.add_argument('-j', '--workers', default=8, type=nonneg_int, metavar='N', help='data loading workers')
     parser.add_argument('--resume', default='', type=str, metavar='PATH',
                         help="checkpoint to resume from; 'auto': this run's own {root_model}/{store_name}/"
@@ -106,14 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "--max_restarts)")
     parser.add_argument('-e', '--evaluate', dest='evaluate', action='store_true',
                         help='evaluate the model on the validation set and exit')
-    parser.add_argument('--snapshot_pref', type=str, default="")
+    add_ignored(parser, '--snapshot_pref', type=str)
     parser.add_argument('--start-epoch', default=0, type=nonneg_int, metavar='N',
                         help='first epoch (overridden by --resume)')
-    parser.add_argument('--gpus', nargs='+', type=int, default=None, help="unused: see --device and torchrun")
-    parser.add_argument('--flow_prefix', default="", type=str)
+    add_ignored(parser, '--gpus', nargs='+', type=int, note='; see --device and torchrun')
+    add_ignored(parser, '--flow_prefix', type=str)
     parser.add_argument('--root_log', type=str, default='log')
     parser.add_argument('--root_model', type=str, default='checkpoint')
 
+    # ========================= TSM's flags: temporal shift and sampling ==========================
     parser.add_argument('--shift', default=False, action="store_true", help='use temporal shift')
     parser.add_argument('--shift_div', default=8, type=positive_int, help='number of div for shift (default: 8)')
     parser.add_argument('--shift_place', default='blockres', type=str, choices=['blockres', 'block'])
@@ -122,13 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--dense_sample', default=False, action="store_true", help='dense sampling (I3D)')
     parser.add_argument('--twice_sample', default=False, action="store_true", help='test: two clips offset by half a segment')
 
-    # ========================= Full-video clustering (ours) ==========================
+    # ========================= The paper's flags: full-video clustering ==========================
     parser.add_argument('--cluster', default='none', choices=['none', *rule_names()],
                         help="temporal clustering after --cluster_after (paper Sec. 3.3), by the rules registered "
                              "in ops/clustering.py; none = TSM sampling")
     parser.add_argument('--frames', default=None, type=frames_type,
                         help="frames per video entering the stem when clustering: an integer F or 'all' "
-                             "(default 32)")
+                             f"(default {DEFAULT_FRAMES})")
     parser.add_argument('--cluster_after', default=1, type=stage_number, metavar='STAGE',
                         help="the stage the clustering follows: 1 = the first (the paper's); a number below the "
                              "backbone's stage count; ResNet's names layer1-layer3 are taken too")
@@ -146,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--online', default=False, action='store_true',
                         help="online TSM: uni-directional shift (past to future only), so that tools/demo.py "
                              "--online runs the model frame by frame; needs --shift and --cluster none")
+
+    # ========================= Run time (ours): sizes, device, precision, data, saving ==========================
     parser.add_argument('--img_size', default=224, type=positive_int, help="crop size")
     parser.add_argument('--scale_size', default=None, type=positive_int,
                         help="test-time short side (default img_size*256/224)")
@@ -170,13 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse and complete the arguments (defaults that depend on other flags); contradictions exit with 2."""
     parser = build_parser()
-    return complete_args(parser.parse_args(argv), parser)
+    args = complete_args(parser.parse_args(argv), parser)
+    warn_ignored(args)
+    return args
 
 
 def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Fill the defaults that depend on other flags and refuse combinations that cannot work."""
     if args.cluster != 'none' and args.frames is None:
-        args.frames = 32
+        args.frames = DEFAULT_FRAMES
     if args.cluster == 'none' and args.frames is not None:
         parser.error(f"--frames only applies with --cluster {'|'.join(rule_names())}")
     if args.online and (not args.shift or args.cluster != 'none' or args.temporal_pool):

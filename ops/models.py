@@ -80,7 +80,7 @@ class TSN(nn.Module):
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn
         self.zero_init_residual = zero_init_residual
-        self.channels_last = channels_last
+        self.channels_last = channels_last  # frames made channels-last in forward; the caller converts weights
 
         self._prepare_base_model(base_model)
         if not 1 <= self.cluster_after < len(self.layout.stages):

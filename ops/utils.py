@@ -27,8 +27,3 @@ def correct_topk(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int]
     hit = pred.eq(target.view(-1, 1))
     return [hit[:, :min(k, maxk)].any(dim=1).sum() for k in topk]
 
-
-def accuracy(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1,)) -> List[torch.Tensor]:
-    """Top-k accuracy in percent for each k (TSM's ``accuracy``)."""
-    n = max(target.shape[0], 1)
-    return [c.float() * (100.0 / n) for c in correct_topk(output, target, topk)]

@@ -16,9 +16,9 @@ import torchvision
 
 import main as train_main
 import opts
+from builder import build_dataset, build_model
 from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
 from ops.models import TSN
-from ops.runtime import build_dataset, build_model
 from ops.dataset_config import return_dataset
 from tools import convert_checkpoint
 from tools.make_move4mnist import main as make_move4mnist

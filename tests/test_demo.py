@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import opts
-from ops.runtime import build_model
+from builder import build_model
 from ops.temporal_shift import temporal_shift
 from tools import demo
 
@@ -63,7 +63,7 @@ def own_model(path: str):
 
 def decoded_input(video: Path, args, model) -> torch.Tensor:
     """Every frame of the MP4 through main.py's validation transform: (1, T*3, H, W)."""
-    from ops.runtime import build_transform
+    from builder import build_transform
     with av.open(str(video)) as container:
         frames = [f.to_image() for f in container.decode(video=0)]
     return build_transform(args, model, train=False, flip=False)(frames)[None]

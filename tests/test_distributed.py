@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a torchrun worker script
     sys.path.insert(0, str(ROOT))
 
+import builder  # noqa: E402
 import main as train_main  # noqa: E402
 from ops import distributed as dist_utils  # noqa: E402
-from ops import runtime  # noqa: E402
 from ops.checkpoint import load_checkpoint  # noqa: E402
 from ops.models import TSN  # noqa: E402
 
@@ -41,7 +41,7 @@ def deterministic_hooks(setattr_: Callable, train_losses: List[float]) -> None:
     per-process mean gradients, which for equal shards is the mean gradient of the global batch.
     """
     def build_dataset(args, config, model, train, transform=None):
-        data = runtime.build_dataset(args, config, model, train, runtime.build_transform(args, model, False, False))
+        data = builder.build_dataset(args, config, model, train, builder.build_transform(args, model, False, False))
         data.random_shift = False
         return data
 
@@ -108,7 +108,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(data, tmp_path, monk
     one = load_checkpoint(str(tmp_path / 'one' / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
     two = load_checkpoint(str(tmp_path / 'ddp' / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
     torch.manual_seed(0)
-    initial = runtime.build_model(train_main.parse_args(run_args(data, tmp_path, 8, *flags)), 4, False).state_dict()
+    initial = builder.build_model(train_main.parse_args(run_args(data, tmp_path, 8, *flags)), 4, False).state_dict()
     assert set(one) == set(two)
     moved = max((one[k].float() - initial[k].float()).abs().max().item() for k in one)
     assert moved > 1e-3, "training did not change the weights: the comparison would prove nothing"

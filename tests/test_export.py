@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     (tests/test_demo.py trains its checkpoints through main.py.)"""
     import opts
     from ops.checkpoint import save_checkpoint
-    from ops.runtime import build_model
+    from builder import build_model
     from tools.make_move4mnist import main as make_move4mnist
     tmp = tmp_path_factory.mktemp('export')
     data = tmp / 'data'
@@ -84,7 +84,7 @@ def trained(tmp_path_factory):
 def own_model(ckpt_path: str):
     """The checkpoint's model built here from its args (independently of the tool under test)."""
     import opts
-    from ops.runtime import build_model
+    from builder import build_model
     ckpt = torch.load(ckpt_path, weights_only=True)
     saved = ckpt['args']
     args = opts.parse_args([saved['dataset'], 'RGB'])

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import opts
-from ops.runtime import build_model, set_seed
+from builder import build_model
+from ops.runtime import set_seed
 from tools.grad_check import all_frame_pass, capture_outputs, clustered_pass, compare_clusters, main, pair_distances
 from tools.make_move4mnist import main as make_move4mnist
 from tools.visualize_clusters import assign_all

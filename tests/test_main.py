@@ -15,8 +15,8 @@ import torch
 
 import main as train_main
 import opts
+from builder import build_model
 from ops.checkpoint import load_checkpoint, save_checkpoint
-from ops.runtime import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = re.compile(r'Testing Results: Prec@1 ([\d.]+) Prec@5 ([\d.]+) Loss ([\d.]+)')

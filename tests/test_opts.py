@@ -72,3 +72,28 @@ def test_stored_settings_refuse_a_contradiction_naming_flag_and_values():
 
 def test_flag_name_is_the_long_option():
     assert opts.flag_name('batch_size') == '--batch-size' and opts.flag_name('num_segments') == '--num_segments'
+
+
+def test_ignored_tsm_flags_say_so_and_warn_only_when_given_another_value(capsys):
+    """TSM's flags that nothing reads: the help says 'ignored'; a non-default value prints a warning."""
+    helps = {a.dest: a.help for a in opts.build_parser()._actions}
+    assert all('ignored' in helps[dest] for dest in opts.IGNORED)
+    opts.parse_args(BASE + ['--loss_type', 'nll', '--k', '3'])  # the defaults: nothing to say
+    assert 'ignored' not in capsys.readouterr().err
+    opts.parse_args(BASE + ['--img_feature_dim', '512', '--gpus', '0', '1', '--snapshot_pref', 'x'])
+    err = capsys.readouterr().err
+    assert '--img_feature_dim 512 is ignored' in err and '--gpus [0, 1] is ignored' in err
+    assert "--snapshot_pref 'x' is ignored" in err and '--flow_prefix' not in err
+
+
+def test_every_flag_is_read_somewhere_or_ignored():
+    """Each flag's dest appears as ``.dest`` or ``'dest'`` in the code outside opts.py and the tests, unless
+    it is one of TSM's ignored flags."""
+    import re
+    from pathlib import Path
+    root = Path(opts.__file__).resolve().parent
+    code = ''.join(p.read_text() for p in root.rglob('*.py')
+                   if 'tests' not in p.relative_to(root).parts and p.name != 'opts.py')
+    unread = [a.dest for a in opts.build_parser()._actions if a.dest != 'help' and a.dest not in opts.IGNORED
+              and not re.search(rf"\.{a.dest}\b|'{a.dest}'", code)]
+    assert unread == []

@@ -12,8 +12,8 @@ from PIL import Image
 
 import main as train_main
 import opts
+from builder import build_model
 from ops.checkpoint import save_checkpoint
-from ops.runtime import build_model
 from tools import ensemble, test_models
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import opts
+from builder import build_model
 from ops.checkpoint import save_checkpoint
-from ops.runtime import build_model
 from tools.make_move4mnist import main as make_move4mnist
 from tools.visualize_clusters import cluster_purity, main, purity_summary
 

@@ -30,8 +30,9 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
+import builder
 from ops import clustering, compiled
-from ops.runtime import build_optimizer, select_device
+from ops.runtime import select_device
 from ops.train_step import grad_scaler, train_step
 from tools.profile_model import MB, activation_memory, cuda_step_peak, make_model_and_input, parse_profile_args
 
@@ -192,7 +193,7 @@ def measure(name: str, argv: List[str], opts: argparse.Namespace, time_it: bool 
         row['cuda_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
     if not time_it:
         return row
-    optimizer = build_optimizer(args, model)
+    optimizer = builder.build_optimizer(args, model)
     scaler = grad_scaler(args.amp, device)
     labels = torch.zeros(n, dtype=torch.long, device=device)
 

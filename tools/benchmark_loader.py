@@ -11,7 +11,7 @@ of ``--target`` vs (b) ``load_image(p, 'RGB', resize_short=target)``: reduced de
 is installed, and then also timed with Pillow's draft mode alone) and torch's resize of the decoded array;
 also the same decoding followed by Pillow's resize; with the mean absolute difference of (a) and (b) (0-255
 scale); (c) a validation run's pipeline (``val_transform(scale_size, target)``, stack, normalise;
-``decode_size=resize_short=scale_size`` as ``ops.runtime.build_dataset``) against full-size decoding and
+``decode_size=resize_short=scale_size`` as ``builder.build_dataset``) against full-size decoding and
 Pillow's resize, 1 and ``-j`` workers;
 (d) ``--clip_frames`` frames of a ``--clip_size`` clip through the training pipeline
 (``decode_size=train_decode_size(img_size)``) vs a ResNet-50 TSM training step on 8 frames and a

@@ -26,10 +26,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from tqdm import tqdm
 
+import builder
 from ops import transforms as T
 from ops.sampling import cluster_indices, val_indices
 from ops.runtime import select_device
@@ -103,10 +103,8 @@ def _open_image(path: str) -> Image.Image:
 
 
 def to_tensor(crops: Sequence[Image.Image], model) -> torch.Tensor:
-    """T crops -> ``(T*3, H, W)`` normalised as in training (``build_transform``'s last steps)."""
-    tail = torchvision.transforms.Compose([T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
-                                           T.GroupNormalize(model.input_mean, model.input_std)])
-    return tail(list(crops))
+    """T crops -> ``(T*3, H, W)`` normalised as in training (``builder.to_input``)."""
+    return builder.to_input(model)(list(crops))
 
 
 def positions(model, args: argparse.Namespace, num_frames: int) -> Tuple[np.ndarray, int]:

@@ -3,7 +3,7 @@
     python tools/export.py CKPT OUT.onnx [--format onnx|torchscript|exported_program] [--exporter dynamo|torchscript]
         [--frames F] [--val_list LIST --root_path ROOT] [--labels FILE]
 
-The model is the one the checkpoint's stored ``args`` build (``tools/test_models.py``'s ``model_args``), with
+The model is the one the checkpoint's stored ``args`` build (``builder.checkpoint_args``), with
 its clustering switched to the export path (``TemporalClustering(exportable=True)``: the same assignments
 with only ops ONNX has). Inputs: ``frames`` ``(N, T*3, H, W)`` float32, normalised as in training, and for
 clustering models ``lengths`` ``(N,)`` int64, the real frames of each video (the rest is padding); output
@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import builder
 from ops.checkpoint import load_checkpoint, load_model_weights
-from ops.dataset_config import read_class_file, return_dataset
-from ops.runtime import build_dataset, build_model
+from ops.dataset_config import read_class_file
 from tools import test_models
 
 FORMATS = ('onnx', 'torchscript', 'exported_program')
@@ -47,16 +47,14 @@ def load_trained(path: str, frames: Any = None, root_path: Optional[str] = None,
 
     ``frames`` overrides F of a clustering model; ``root_path``/``val_list`` only where the data lives.
     """
-    cli = argparse.Namespace(dataset=None, modality=None, root_path=root_path, image_tmpl=None, start_index=None,
-                             video_source=None, frames=frames, input_size=None, scale_size=None,
-                             dense_sample=False)
     ckpt = load_checkpoint(path)
-    args = test_models.model_args(ckpt, path, cli, [])
+    args = builder.checkpoint_args(ckpt.get('args'), path, data={'root_path': root_path})
+    builder.eval_sizes(args, frames)
     if val_list is not None:
         args.val_list = val_list
     if frames is not None and args.cluster == 'none':
         raise ValueError(f"{path} samples {args.num_segments} frames (--cluster none): --frames does not apply")
-    model = build_model(args, test_models.classifier_size(ckpt['state_dict'], path), print_spec=False)
+    model = builder.build_model(args, test_models.classifier_size(ckpt['state_dict'], path), print_spec=False)
     load_model_weights(model, ckpt['state_dict'], path)
     return model.eval(), args, ckpt
 
@@ -203,11 +201,10 @@ def load_exported(path: str, fmt: str):
 
 def real_clip(model: nn.Module, args: argparse.Namespace) -> Optional[Tuple[Tuple[torch.Tensor, ...], str]]:
     """The first clip of the validation list with the validation transform, or None when there is no list."""
-    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,
-                            image_tmpl=args.image_tmpl, start_index=args.start_index, video_source=args.video_source)
+    config = builder.dataset_config(args)
     if not os.path.isfile(config.val_list):
         return None
-    dataset = build_dataset(args, config, model, train=False)
+    dataset = builder.build_dataset(args, config, model, train=False)
     frames, _, length = dataset[0]
     inputs = (frames[None],) if model.clustering is None else (frames[None], torch.tensor([int(length)]))
     return inputs, dataset.video_list[0].path

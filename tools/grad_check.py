@@ -48,9 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ops.clustering import aggregate, rule_names
-from ops.dataset_config import return_dataset
+import builder
 from archs.base import stage_number
+from ops.clustering import aggregate, rule_names
 from ops.models import TSN
 from ops.runtime import select_device
 from tools.visualize_clusters import (assign_all, build_analysis_parser, complete_args,
@@ -229,8 +229,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if args.consensus_type != 'avg':
         parser.error("the video loss needs --consensus_type avg")
     device = select_device(args.device)
-    num_class = return_dataset(args.dataset, args.modality, root_path=args.root_path,
-                               train_list=args.train_list, val_list=args.val_list).num_class
+    num_class = builder.dataset_config(args).num_class
     label, model = load_models(args, num_class, device)[0]
     for p in model.parameters():
         p.requires_grad_(False)  # only activation gradients are needed

@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import builder
 import opts
-from ops.dataset_config import return_dataset
-from ops.runtime import build_model, build_optimizer, select_device
+from ops.runtime import select_device
 from ops.train_step import autocast, grad_scaler, train_step
 
 MB = 1e6
@@ -100,8 +100,7 @@ def num_classes(args: argparse.Namespace) -> int:
     if getattr(args, 'num_class', None):
         return args.num_class
     try:  # the class count does not depend on the modality; RGB has lists for every known data set
-        return return_dataset(args.dataset, 'RGB', root_path=args.root_path, train_list=args.train_list,
-                              val_list=args.val_list).num_class
+        return builder.dataset_config(args, modality='RGB').num_class
     except (ValueError, OSError) as err:
         raise SystemExit(f"tools/profile_model.py: no class count for {args.dataset!r} ({err}); "
                          f"give --num_class N") from err
@@ -113,7 +112,7 @@ def make_model_and_input(args: argparse.Namespace, device: torch.device
     spec = argparse.Namespace(**vars(args))
     spec.pretrain = 'scratch'  # the structure is the command's; the weights change no figure here
     torch.manual_seed(args.seed)
-    model = build_model(spec, num_classes(args), print_spec=False).to(device).train()
+    model = builder.build_model(spec, num_classes(args), print_spec=False).to(device).train()
     t = frames_per_input(args)
     x = torch.randn(args.batch_size, t * model.sample_len, args.img_size, args.img_size, device=device)
     if args.channels_last:
@@ -285,7 +284,7 @@ def activation_memory(model: nn.Module, x: torch.Tensor, lengths: Optional[torch
 def cuda_step_peak(model: nn.Module, x: torch.Tensor, lengths: Optional[torch.Tensor],
                    args: argparse.Namespace) -> int:
     """Peak bytes of one CUDA training step above model + optimizer state + gradients + input."""
-    optimizer = build_optimizer(args, model)
+    optimizer = builder.build_optimizer(args, model)
     scaler = grad_scaler(args.amp, x.device)
     labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     step = functools.partial(train_step, model, optimizer, scaler, x, labels, lengths, args.amp, args.clip_gradient,

@@ -21,25 +21,18 @@ Writes ``{out_dir}/{tag}_per_class.csv``, ``_confusion.npy`` (rows: true class, 
 ``tools/ensemble.py`` combines.
 """
 import argparse
-import functools
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torchvision
 
+import builder
 import opts
-from ops import transforms as T
 from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights
-from ops.dataset import VideoDataset
-from ops.dataset_config import return_dataset
-from ops.runtime import build_model, select_device
+from ops.runtime import select_device
 from tools.ensemble import metrics, save_scores, write_reports
-
-# data flags: given on the command line, they replace the training run's paths saved in the checkpoint
-DATA_KEYS = ('root_path', 'image_tmpl', 'start_index', 'video_source')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,34 +114,11 @@ def split_list(value: Optional[str], n: int, name: str, cast=str) -> List[Any]:
 
 
 def model_args(ckpt: Dict[str, Any], path: str, cli: argparse.Namespace, extra: List[str]) -> argparse.Namespace:
-    """main.py's namespace for the model of ``ckpt``: its saved ``args``, else the model flags in ``extra``."""
-    saved = ckpt.get('args')
-    dataset = cli.dataset or (saved or {}).get('dataset')
-    if dataset is None:
-        raise ValueError(f"{path} holds no 'args' (a TSM checkpoint?): give DATASET and main.py's model "
-                         f"flags (--arch, --shift, --num_segments, ...) on the command line")
-    modality = (saved or {}).get('modality') or cli.modality or 'RGB'
-    args = opts.parse_args([dataset, modality] + extra)
-    if saved:
-        defaults = vars(opts.parse_args([dataset, modality]))
-        # main.py --evaluate's rule: a model flag given here must agree with the stored one (it raises)
-        given = {k: v for k, v in opts.explicit_flags([dataset, modality] + extra).items()
-                 if k not in ('dataset', 'modality')}
-        opts.stored_settings(saved, given, path, keys=given)
-        args = argparse.Namespace(**{**defaults, **saved})
-        if args.dataset != dataset:  # another data set: its own defaults, not the training run's paths
-            for key in DATA_KEYS + ('train_list', 'val_list'):
-                setattr(args, key, None)
-        args.dataset = dataset
-    args.pretrain = 'scratch'  # the checkpoint replaces every weight: no ImageNet download
-    for key in DATA_KEYS:
-        if getattr(cli, key) is not None:
-            setattr(args, key, getattr(cli, key))
-    for key, value in (('frames', cli.frames), ('img_size', cli.input_size), ('scale_size', cli.scale_size)):
-        if value is not None:
-            setattr(args, key, value)
-    if cli.input_size is not None and cli.scale_size is None:
-        args.scale_size = T.default_scale_size(args.img_size)
+    """main.py's namespace for the model of ``ckpt`` (``builder.checkpoint_args``), with this command line's
+    data paths and test-time sizes."""
+    args = builder.checkpoint_args(ckpt.get('args'), path, cli.dataset, cli.modality, extra,
+                                   data={k: getattr(cli, k) for k in builder.DATA_KEYS})
+    builder.eval_sizes(args, cli.frames, cli.input_size, cli.scale_size)
     args.dense_sample = bool(args.dense_sample or cli.dense_sample)
     return args
 
@@ -158,27 +128,6 @@ def classifier_size(state_dict: Dict[str, torch.Tensor], path: str) -> int:
         if key in state_dict:
             return int(state_dict[key].shape[0])
     raise CheckpointError(f"{path}: no classifier (new_fc.weight) in the state dict")
-
-
-def test_transform(args: argparse.Namespace, crops: int, full_res: bool, mean, std):
-    """TSM's test crops on frames resized to ``scale_size`` (short side), then stack and normalise."""
-    size = args.scale_size if full_res else args.img_size
-    cropping = {1: torchvision.transforms.Compose([T.GroupScale(args.scale_size), T.GroupCenterCrop(size)]),
-                3: T.GroupFullResSample(size, args.scale_size, flip=False),
-                5: T.GroupOverSample(size, args.scale_size, flip=False),
-                10: T.GroupOverSample(size, args.scale_size)}[crops]
-    return torchvision.transforms.Compose([cropping, T.Stack(roll=False), T.ToTorchFormatTensor(div=True),
-                                           T.GroupNormalize(mean, std)])
-
-
-def collate_views(batch: Sequence, views: int, channels: int):
-    """Samples ``(V*T_i*C, H, W)`` -> ``(N, V, T_max*C, H, W)``, each view padded with its last frame."""
-    clips = [frames.view(views, -1, *frames.shape[-2:]) for frames, _, _ in batch]
-    t_max = max(c.shape[1] // channels for c in clips)
-    padded = [torch.cat([c, c[:, -channels:].repeat(1, t_max - c.shape[1] // channels, 1, 1)], dim=1)
-              if c.shape[1] < t_max * channels else c for c in clips]
-    return (torch.stack(padded), torch.tensor([int(b[1]) for b in batch]),
-            torch.tensor([int(b[2]) for b in batch]))
 
 
 @torch.no_grad()
@@ -222,9 +171,7 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
         raise ValueError(f"{path}: {problem} (--test_segments, --frames)")
     if test_list is not None:
         args.val_list = test_list
-    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, val_list=args.val_list,
-                            image_tmpl=args.image_tmpl, start_index=args.start_index,
-                            video_source=args.video_source)
+    config = builder.dataset_config(args)
     num_class = len(ckpt['class_names']) if onnx_file else classifier_size(ckpt['state_dict'], path)
     if num_class != config.num_class:
         raise ValueError(f"{path}: the model has {num_class} classes, data set {config.name} "
@@ -233,7 +180,7 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
         from tools.export import OnnxModel
         model = OnnxModel(path, args, device)
     else:
-        model = build_model(args, num_class, print_spec=False)
+        model = builder.build_model(args, num_class, print_spec=False)
         load_model_weights(model, ckpt['state_dict'], path)
         model.to(device).eval()
     clustering = args.cluster != 'none'
@@ -248,20 +195,10 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     if cli.test_crops == 10 and config.direction_sensitive:
         print(f"warning: 10 crops include mirrored crops, which swap left and right in {config.name}")
     views = clips * cli.test_crops
-    dataset = VideoDataset(
-        config.root_path, config.val_list, num_segments=args.num_segments, new_length=model.new_length,
-        modality=args.modality, image_tmpl=config.image_tmpl, start_index=config.start_index,
-        transform=test_transform(args, cli.test_crops, cli.full_res, model.input_mean, model.input_std),
-        random_shift=False, test_mode=True, dense_sample=args.dense_sample, twice_sample=cli.twice_sample,
-        num_clips=1 if cli.twice_sample else clips, frames=args.frames if clustering else None,
-        num_class=config.num_class, video_source=config.video_source, decode_size=args.scale_size,
-        resize_short=args.scale_size)  # every test_transform begins with GroupScale(scale_size)
+    dataset = builder.build_test_dataset(args, config, model, cli.test_crops, cli.full_res, clips, cli.twice_sample)
     if cli.max_num > 0:
         dataset.video_list = dataset.video_list[:cli.max_num]
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cli.batch_size, shuffle=False, num_workers=cli.workers,
-        collate_fn=functools.partial(collate_views, views=views, channels=model.sample_len),
-        pin_memory=device.type == 'cuda')
+    loader = builder.views_loader(dataset, views, model.sample_len, cli.batch_size, cli.workers, device.type == 'cuda')
     print(f"=> {path}: {model.spec()}; {len(dataset)} videos x {views} views ({clips} clips x "
           f"{cli.test_crops} crops{', full res' if cli.full_res else ''})")
     scores, labels = video_scores(model, loader, views, clustering, cli.softmax, cli.max_views_per_batch, device)

@@ -30,21 +30,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+import builder
 import opts
 from ops.checkpoint import load_checkpoint, load_model_weights
 from ops.clustering import TemporalClustering, rule_names
 from ops.dataset import collate_videos
-from ops.dataset_config import return_dataset
 from ops.hamming import neighbour_hamming
 from ops.models import TSN
-from ops.runtime import build_dataset, build_model, select_device, set_seed
+from ops.runtime import select_device, set_seed
 from ops.sampling import cluster_indices
-from ops.transforms import default_scale_size
-
-# Training arguments a checkpoint fixes: the network and the image size it was trained at.
-ARCH_KEYS = ('arch', 'modality', 'shift', 'shift_div', 'shift_place', 'temporal_pool', 'consensus_type',
-             'dropout', 'cluster_after', 'no_partialbn', 'img_size', 'scale_size', 'img_feature_dim')
-
 
 # ------------------------------------------------------------------------------------ shared set-up
 def build_analysis_parser(description: str) -> argparse.ArgumentParser:
@@ -65,29 +59,25 @@ def complete_args(args: argparse.Namespace, default_clusters: Optional[int]) -> 
     """Fill what ``opts.parse_args`` would, and take the network from the (last) checkpoint.
 
     G = ``--num_segments``, else ``default_clusters`` when given (grad_check: the paper's 16), else the
-    checkpoint's, else 8. F = ``--frames`` (default 32; an integer: every video enters with F frames).
+    checkpoint's, else 8. F = ``--frames`` (default ``opts.DEFAULT_FRAMES``; an integer: every video enters with
+    F frames). The checkpoint's other model settings (``opts.MODEL_KEYS``) replace the flags.
     """
+    saved = None
     if args.weights:
         saved = load_checkpoint(args.weights[-1]).get('args')
         if not saved:
             raise SystemExit(f"{args.weights[-1]}: checkpoint has no 'args'; build the model from flags instead")
-        for key in ARCH_KEYS:
-            if key in saved:
-                setattr(args, key, saved[key])
-        if args.num_segments is None and default_clusters is None:
-            args.num_segments = saved.get('num_segments')
     if args.num_segments is None:
-        args.num_segments = default_clusters or 8
-    if args.frames is None:
-        args.frames = 32
-    if args.frames == 'all':
-        raise SystemExit("analysis tools take an integer --frames F (every video enters with F frames)")
-    if args.num_segments > args.frames:
-        raise SystemExit(f"--num_segments {args.num_segments} clusters > --frames {args.frames}")
-    if args.scale_size is None:
-        args.scale_size = default_scale_size(args.img_size)
+        args.num_segments = default_clusters or (saved or {}).get('num_segments') or 8
     if args.cluster == 'none':
         args.cluster = 'cumulative'  # any method: it only marks where the clustering point is
+    if args.frames == 'all':
+        raise SystemExit("analysis tools take an integer --frames F (every video enters with F frames)")
+    if saved:  # G, F and the method stay this command's
+        keys = [k for k in opts.MODEL_KEYS if k not in ('num_segments', 'frames', 'cluster', 'dense_sample')]
+        builder.apply_stored(args, saved, {}, args.weights[-1], keys=keys)
+    else:
+        opts.complete_args(args, opts.build_parser())
     return args
 
 
@@ -95,12 +85,12 @@ def load_models(args: argparse.Namespace, num_class: int, device: torch.device) 
     """``(label, model in eval mode)`` per ``--weights`` (label: the epoch), or one fresh model."""
     if not args.weights:
         set_seed(args.seed)
-        return [('fresh', build_model(args, num_class, print_spec=False).to(device).eval())]
+        return [('fresh', builder.build_model(args, num_class, print_spec=False).to(device).eval())]
     models = []
     spec = argparse.Namespace(**{**vars(args), 'pretrain': 'scratch'})  # weights come from the file
     for path in args.weights:
         ckpt = load_checkpoint(path)
-        model = build_model(spec, num_class, print_spec=False)
+        model = builder.build_model(spec, num_class, print_spec=False)
         load_model_weights(model, ckpt['state_dict'], path)
         models.append((f"epoch {ckpt['epoch']}" if 'epoch' in ckpt else Path(path).name, model.to(device).eval()))
     return models
@@ -119,10 +109,8 @@ class Videos:
 
 def load_videos(args: argparse.Namespace, model: TSN) -> Tuple[Videos, object]:
     """The first ``--num_videos`` videos of the validation list, as main.py validates (centre crop)."""
-    config = return_dataset(args.dataset, args.modality, root_path=args.root_path, train_list=args.train_list,
-                            val_list=args.val_list, image_tmpl=args.image_tmpl, start_index=args.start_index,
-                            video_source=args.video_source)
-    dataset = build_dataset(args, config, model, train=False)
+    config = builder.dataset_config(args)
+    dataset = builder.build_dataset(args, config, model, train=False)
     count = min(args.num_videos, len(dataset))
     frames, labels, lengths = collate_videos([dataset[i] for i in range(count)],
                                              channels=model.sample_len)
@@ -274,8 +262,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     parser = build_analysis_parser("temporal clusters per video (paper Fig. 3, 7, 8)")
     args = complete_args(parser.parse_args(argv), default_clusters=None)
     device = select_device(args.device)
-    num_class = return_dataset(args.dataset, args.modality, root_path=args.root_path,
-                               train_list=args.train_list, val_list=args.val_list).num_class
+    num_class = builder.dataset_config(args).num_class
     models = load_models(args, num_class, device)
     videos, _ = load_videos(args, models[-1][1])
     f, g = args.frames, args.num_segments
