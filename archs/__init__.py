@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch.nn as nn
 
-from archs import mobilenet_v2, resnet
+from archs import c3d, i3d, mobilenet_v2, resnet, video_torchvision
 from archs.base import Layout
 
 BACKBONES: Dict[str, Callable[..., Tuple[nn.Module, Layout]]] = {
@@ -18,6 +18,12 @@ BACKBONES: Dict[str, Callable[..., Tuple[nn.Module, Layout]]] = {
     'resnet50': functools.partial(resnet.build, 'resnet50'),
     'resnet101': functools.partial(resnet.build, 'resnet101'),
     'mobilenetv2': functools.partial(mobilenet_v2.build, 'mobilenetv2'),
+    'r3d_18': functools.partial(video_torchvision.build, 'r3d_18'),
+    'mc3_18': functools.partial(video_torchvision.build, 'mc3_18'),
+    'r2plus1d_18': functools.partial(video_torchvision.build, 'r2plus1d_18'),
+    's3d': functools.partial(video_torchvision.build, 's3d'),
+    'c3d': functools.partial(c3d.build, 'c3d'),
+    'i3d_resnet50': functools.partial(i3d.build, 'i3d_resnet50'),
 }
 
 
@@ -31,3 +37,12 @@ def build_backbone(arch: str, pretrain: str = 'imagenet', zero_init_residual: bo
     if arch not in BACKBONES:
         raise ValueError(f"unknown --arch {arch!r}: expected one of {arch_names()}")
     return BACKBONES[arch](pretrain=pretrain, zero_init_residual=zero_init_residual)
+
+
+@functools.lru_cache(maxsize=None)
+def backbone_layout(arch: str) -> Layout:
+    """The ``Layout`` of ``arch`` without building its weights (built on the meta device): e.g. whether it takes
+    clips (``.clip``), for the code that samples frames."""
+    import torch
+    with torch.device('meta'):
+        return build_backbone(arch, 'scratch')[1]

@@ -32,6 +32,8 @@ class Layout:
         shift_sites: per shift placement (``'blockres'``, ``'block'``), per stage, the modules a temporal shift
             wraps; a placement the backbone does not offer is absent.
         input_size, input_mean, input_std: the training crop and the RGB normalisation of the weights.
+        clip: the network takes clips ``(M, C, T, H, W)`` and keeps time as an axis through its stages (3D CNNs);
+            otherwise frames ``(M*T, C, H, W)`` (2D CNNs, time in the batch). A clip network's head pools time.
     """
     stem: Sequence[str]
     stages: Sequence[Sequence[str]]
@@ -44,6 +46,7 @@ class Layout:
     input_size: int = 224
     input_mean: Sequence[float] = (0.485, 0.456, 0.406)
     input_std: Sequence[float] = (0.229, 0.224, 0.225)
+    clip: bool = False
 
 
 def run_modules(net: nn.Module, paths: Sequence[str], x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +64,16 @@ def replace_module(net: nn.Module, path: str, module: nn.Module) -> None:
         owner[int(name)] = module
     else:
         setattr(owner, name, module)
+
+
+def frames_to_clip(x: torch.Tensor, t: int) -> torch.Tensor:
+    """(M*t, C, H, W) frames -> (M, C, t, H, W) clips."""
+    return x.view(-1, t, *x.shape[1:]).transpose(1, 2)
+
+
+def clip_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(M, C, t, H, W) clips -> (M*t, C, H, W) frames."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
 
 
 def stage_modules(net: nn.Module, layout: Layout, stages: Sequence[int]) -> List[nn.Module]:

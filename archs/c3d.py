@@ -8,10 +8,12 @@ also used by jfzhang95/pytorch-video-recognition): ``conv1, conv2, conv3a, conv3
 conv5b, fc6, fc7, fc8``, with ``pool5`` padded (0,1,1) so that fc6 sees 512x1x4x4 = 8192 values as Caffe's
 ceil-mode pooling gave. A Sports-1M state dict therefore loads by name (fc8 dropped when the classes differ).
 """
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
+
+from archs.base import Layout
 
 C3D_CLIP = (16, 112, 112)  # (T, H, W) of the paper's input; fc6's 8192 inputs assume it
 
@@ -50,6 +52,7 @@ class C3D(nn.Module):
         self.fc8 = nn.Linear(4096, num_classes)
         self.dropout = nn.Dropout(p=dropout)
         self.relu = nn.ReLU()
+        self.flatten = nn.Flatten()  # fc6's input, for the Layout's head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Convolutions and pools: ``(N, 3, T, H, W) -> (N, 512, T/16, ceil(H/32), ceil(W/32))`` (fc6's input)."""
@@ -113,3 +116,28 @@ C3D_FIRST_TEMPORAL_DOWNSAMPLE = 1  # index into stages(): pool2 is the first poo
 def build_c3d(num_classes: int, adaptive_pool: bool = False, dropout: float = 0.5) -> C3D:
     """A randomly initialised C3D (no pretrained weights are downloadable from torchvision)."""
     return C3D(num_classes=num_classes, dropout=dropout, adaptive_pool=adaptive_pool)
+
+
+def c3d_layout(model: C3D) -> Layout:
+    """C3D's ``Layout``: five stages of convolutions ending in a pool; the head is fc6 and fc7 (4096 features).
+
+    pool1 keeps time (1x2x2), so after stage 1 the clip still has every frame: the clustering point.
+    """
+    convs = [['conv1'], ['conv2'], ['conv3a', 'conv3b'], ['conv4a', 'conv4b'], ['conv5a', 'conv5b']]
+    stages = [[p for c in cs for p in (c, 'relu')] + [f'pool{i + 1}'] for i, cs in enumerate(convs)]
+    return Layout(stem=(), stages=stages, stage_names=[f'conv{i}' for i in range(1, 6)],
+                  head=('flatten', 'fc6', 'relu', 'dropout', 'fc7', 'relu', 'dropout'), classifier='fc8',
+                  feature_dim=4096, first_conv='conv1', input_size=112, clip=True,
+                  input_mean=(0.485, 0.456, 0.406), input_std=(0.229, 0.224, 0.225))
+
+
+def build(arch: str = 'c3d', pretrain: str = 'scratch', zero_init_residual: bool = False) -> Tuple[C3D, Layout]:
+    """The registry's builder: C3D as published (16x112x112 clips), from scratch (Sports-1M weights load with
+    ``--tune_from``: their names are this module's)."""
+    if pretrain != 'scratch':
+        raise ValueError(f"c3d: --pretrain {pretrain!r} is not available; train with --pretrain scratch, or load the "
+                         f"Sports-1M port (c3d.pickle) with --tune_from")
+    if zero_init_residual:
+        raise ValueError("--zero_init_residual: C3D has no residual blocks")
+    model = C3D()
+    return model, c3d_layout(model)

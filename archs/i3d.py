@@ -27,11 +27,13 @@ Parameter names are torchvision's ResNet-50 names (``conv1``, ``bn1``, ``layer1.
 and TSM's TSN checkpoints (``module.base_model.layer1.0.conv1.net.weight``).
 """
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from archs.base import Layout
 
 # per res stage, per block: 1 = the block's first conv is 3x1x1 (mmaction2's i3d_r50.py)
 I3D_R50_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
@@ -239,3 +241,28 @@ def build_i3d_resnet50(num_classes: int, source: Source = None, dropout: float =
     """
     model = I3DResNet50(num_classes, dropout=dropout, temporal_padding=temporal_padding)
     return model if source is None else inflate_resnet50(model, source)
+
+
+def i3d_layout(model: I3DResNet50) -> Layout:
+    """I3D-ResNet-50's ``Layout`` (torchvision's ResNet names): pool2 closes stage 1.
+
+    The published stem already shortens time by 4 (conv1 and pool1, stride 2 each), so the clustering point after
+    stage 1 sees F/4 time steps of F input frames; they are grouped into G clusters.
+    """
+    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[['layer1', 'pool2'], ['layer2'], ['layer3'],
+                                                                    ['layer4']],
+                  stage_names=[f'layer{i}' for i in range(1, 5)], head=('avgpool',), classifier='fc',
+                  feature_dim=model.fc.in_features, first_conv='conv1', clip=True)
+
+
+def build(arch: str = 'i3d_resnet50', pretrain: str = 'imagenet',
+          zero_init_residual: bool = False) -> Tuple[I3DResNet50, Layout]:
+    """The registry's builder: inflated from torchvision's ImageNet ResNet-50 (``pretrain='imagenet'``) or random."""
+    if pretrain not in ('imagenet', 'scratch'):
+        raise ValueError(f"i3d_resnet50: --pretrain {pretrain!r}: expected 'imagenet' (inflated) or 'scratch'")
+    model = build_i3d_resnet50(400, source='imagenet' if pretrain == 'imagenet' else None)
+    if zero_init_residual and pretrain == 'scratch':
+        for m in model.modules():
+            if isinstance(m, Bottleneck3d):
+                nn.init.zeros_(m.bn3.weight)
+    return model, i3d_layout(model)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torchvision.models.video as tvv
 
-from archs.base import with_weights
+from archs.base import Layout, with_weights
 
 # name -> (builder, weights enum, index in stages() of the first stage that shortens time or None)
 # Temporal downsampling, read in torchvision/models/video/{resnet,s3d}.py:
@@ -120,3 +120,34 @@ def stages(model: nn.Module) -> List[nn.Module]:
         blocks: List[nn.Module] = [nn.Sequential(*model.features[a:b]) for a, b in _S3D_SPLITS]
         return blocks + [_S3DHead(model.avgpool, model.classifier)]
     raise TypeError(f"stages(): expected a torchvision VideoResNet or S3D, got {type(model).__name__}")
+
+
+KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)  # torchvision's video weights
+
+
+def video_layout(name: str, model: nn.Module) -> Layout:
+    """The ``Layout`` of a model from ``build_video_model`` (a clip network: time stays an axis)."""
+    common = dict(shift_sites={}, input_mean=KINETICS_MEAN, input_std=KINETICS_STD, clip=True)
+    if isinstance(model, tvv.S3D):
+        stages = [[f'features.{i}' for i in range(a, b)] for a, b in _S3D_SPLITS[1:]]
+        return Layout(stem=('features.0',), stages=stages, stage_names=['2a-2c', '3a-3c', '4a-4f', '5a-5c'],
+                      head=('avgpool',), classifier='classifier', feature_dim=model.classifier[1].in_channels,
+                      first_conv='features.0.0.0', input_size=224, **common)
+    return Layout(stem=('stem',), stages=[[f'layer{i}'] for i in range(1, 5)],
+                  stage_names=[f'layer{i}' for i in range(1, 5)], head=('avgpool',), classifier='fc',
+                  feature_dim=model.fc.in_features, first_conv='stem.0', input_size=112, **common)
+
+
+def build(name: str, pretrain: str = 'kinetics400', zero_init_residual: bool = False) -> Tuple[nn.Module, Layout]:
+    """The registry's builder: torchvision's ``name`` (Kinetics-400 weights with ``pretrain='kinetics400'``)."""
+    if pretrain == 'imagenet':
+        raise ValueError(f"{name} has no ImageNet weights: use --pretrain kinetics400 (torchvision's Kinetics-400 "
+                         f"weights) or --pretrain scratch")
+    model = build_video_model(name, 400, pretrain)
+    if zero_init_residual and pretrain == 'scratch':
+        if isinstance(model, tvv.S3D):
+            raise ValueError("--zero_init_residual: S3D has no residual blocks")
+        for m in model.modules():
+            if isinstance(m, tvv.resnet.BasicBlock):
+                nn.init.zeros_(m.conv2[1].weight)
+    return model, video_layout(name, model)

@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.nn.init import constant_, normal_
 
 from archs import build_backbone
-from archs.base import replace_module, run_modules, stage_modules, stage_number
+from archs.base import clip_to_frames, frames_to_clip, replace_module, run_modules, stage_modules, stage_number
 from ops.basic_ops import ConsensusModule
 from ops.chunked import chunked_cluster, shift_halo
 from ops.clustering import TemporalClustering, rule_names
@@ -107,6 +107,8 @@ class TSN(nn.Module):
     # ----------------------------------------------------------------------------------- construction
     def _prepare_base_model(self, base_model: str) -> None:
         self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual)
+        if self.layout.clip:
+            self._check_clip_options()
         if self.is_shift:
             insert_temporal_shift(self.base_model, self.layout, self.num_segments, n_div=self.shift_div,
                                   place=self.shift_place, temporal_pool=self.temporal_pool)
@@ -116,6 +118,15 @@ class TSN(nn.Module):
         if self.modality == 'Flow':
             self.input_mean = [0.5]
             self.input_std = [0.226]
+
+    def _check_clip_options(self) -> None:
+        """A clip network (3D CNN) keeps time as an axis: TSM's shift and pool and the chunked path are 2D's."""
+        for on, what in ((self.is_shift, 'the temporal shift (--shift)'), (self.temporal_pool, '--temporal_pool'),
+                         (self.chunk_frames, '--chunk_frames'), (self.modality != 'RGB', f'{self.modality} input'),
+                         (self.new_length != 1, f'new_length {self.new_length} (frame stacks)')):
+            if on:
+                raise ValueError(f"{self.arch} is a clip network (a 3D CNN: time is an axis of its convolutions): "
+                                 f"{what} applies to 2D backbones only")
 
     def _construct_flow_model(self) -> None:
         """First conv takes 2*new_length flow channels, initialised from the mean RGB kernel (TSN)."""
@@ -143,7 +154,7 @@ class TSN(nn.Module):
         if self._enable_pbn and mode:
             count = 0
             for m in self.base_model.modules():
-                if isinstance(m, nn.BatchNorm2d):
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     count += 1
                     if count >= 2:
                         m.eval()
@@ -204,15 +215,21 @@ class TSN(nn.Module):
 
     def run_early(self, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Stem and the early stages on (N*t, C, H, W) frames, shifting over t frames (``lengths``: (N,) real
-        frame counts of a padded batch)."""
+        frame counts of a padded batch) -> (N*t', C', H', W'); t' = t except after a clip network's temporal
+        strides."""
+        if self.layout.clip:
+            x = frames_to_clip(x, t)
         x = run_modules(self.base_model, self.layout.stem, x)
         with temporal_context(t, lengths):
             for s in self.early_stages():
                 x = run_modules(self.base_model, self.layout.stages[s], x)
-        return x
+        return clip_to_frames(x) if self.layout.clip else x
 
     def run_late(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores."""
+        """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores; a clip network
+        pools time in its head: (N, K)."""
+        if self.layout.clip:
+            x = frames_to_clip(x, t)
         for s in range(len(self.early_stages()), len(self.layout.stages)):
             with temporal_context(t):
                 x = run_modules(self.base_model, self.layout.stages[s], x)
@@ -225,7 +242,8 @@ class TSN(nn.Module):
         """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
 
         With clustering, T is the number of frames of the (padded) batch and ``lengths`` marks the padding;
-        without, T must equal ``num_segments`` (callers fold extra crops or clips into N).
+        without, T must equal ``num_segments`` (callers fold extra crops or clips into N). A clip network (3D
+        CNN) takes the T frames as one clip; with clustering its later stages see a clip of the G cluster means.
         """
         n = input.shape[0]
         x = input.reshape((-1, self.sample_len) + input.shape[-2:])
@@ -237,18 +255,23 @@ class TSN(nn.Module):
                 raise ValueError(f"input has {t_in} frames per video; expected num_segments="
                                  f"{self.num_segments} (fold extra clips or crops into the batch)")
             t = self.num_segments
-            x = self.run_late(self.run_early(x, t), t)
+            x = self.run_early(x, t)
+            x = self.run_late(x, x.shape[0] // n)
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
             if self.chunk_frames and self.chunk_frames < t_in:
                 x = chunked_cluster(self.run_early, self.clustering, x, t_in, lengths_, self.chunk_frames,
                                     halo=shift_halo(self.early_modules()))
             else:
-                x = self.clustering(self.run_early(x, t_in, lengths_), num_frames=t_in, lengths=lengths_)
+                x = self.run_early(x, t_in, lengths_)
+                t_mid = x.shape[0] // n  # a clip network's stem may stride time: F -> F' steps to cluster
+                if lengths_ is not None and t_mid != t_in:
+                    lengths_ = ((lengths_ * t_mid + t_in - 1) // t_in).clamp(1, t_mid)
+                x = self.clustering(x, num_frames=t_mid, lengths=lengths_)
             t = self.num_segments
             x = self.run_late(x, t)
         if not self.before_softmax:
             x = self.softmax(x)
-        t_out = t // 2 if (self.is_shift and self.temporal_pool) else t
+        t_out = 1 if self.layout.clip else t // 2 if (self.is_shift and self.temporal_pool) else t
         x = x.view((-1, t_out) + x.shape[1:])
         return self.consensus(x).squeeze(1)

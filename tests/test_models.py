@@ -149,3 +149,70 @@ def test_bf16_autocast_and_channels_last_on_the_cpu(cluster):
         loss = nn.functional.cross_entropy(model(x).float(), torch.tensor([0, 1]))
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ------------------------------------------------------------------------- clip networks (3D CNNs) via the seam
+CLIP_ARCHS = ['r3d_18', 'mc3_18', 'r2plus1d_18', 's3d', 'i3d_resnet50']
+
+
+@pytest.mark.parametrize('arch', CLIP_ARCHS)
+def test_a_clip_backbone_runs_from_its_layout_as_its_own_forward(arch):
+    """The seam's contract for 3D CNNs: stem, stages and head in order are the network's forward."""
+    from archs import build_backbone
+    from archs.base import run_modules
+    torch.manual_seed(0)
+    net, layout = build_backbone(arch, 'scratch')
+    net.eval()
+    x = torch.randn(1, 3, 8, 32, 32)
+    y = run_modules(net, layout.stem, x)
+    for paths in layout.stages:
+        y = run_modules(net, paths, y)
+    y = torch.flatten(run_modules(net, layout.head, y), 1)
+    classifier = net.get_submodule(layout.classifier)
+    with torch.no_grad():
+        if arch == 's3d':  # torchvision's S3D classifies with a 1x1x1 convolution before its mean
+            logits = classifier(y[:, :, None, None, None]).flatten(1)
+        else:
+            logits = classifier(y)
+        assert torch.allclose(logits, net(x), atol=1e-5)
+    assert layout.clip and y.shape == (1, layout.feature_dim)
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_clustering_a_3d_backbone_with_g_equal_f_is_the_plain_clip_network(method):
+    torch.manual_seed(0)
+    plain = TSN(4, 6, 'RGB', base_model='r3d_18', pretrain='scratch').eval()
+    ours = TSN(4, 6, 'RGB', base_model='r3d_18', pretrain='scratch', cluster=method, num_frames=6).eval()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6 * 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), plain(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_clustered_3d_backbone_runs_its_later_stages_on_g_frames():
+    torch.manual_seed(0)
+    model = TSN(4, 4, 'RGB', base_model='r3d_18', pretrain='scratch', cluster='cumulative', num_frames=16).eval()
+    seen = []
+    model.base_model.layer2.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    out = model(torch.randn(2, 16 * 3, 32, 32), torch.tensor([16, 11]))
+    assert out.shape == (2, 4) and seen[0][:3] == (2, 64, 4)  # (N, C, G, H, W): G = 4 cluster means
+    assert model.clustering.last_assign.shape == (2, 16)
+
+
+@pytest.mark.parametrize('flags,named', [({'is_shift': True}, '--shift'), ({'chunk_frames': 4}, '--chunk_frames'),
+                                         ({'temporal_pool': True}, '--temporal_pool')])
+def test_2d_only_options_are_refused_for_a_clip_backbone(flags, named):
+    with pytest.raises(ValueError, match=f'r3d_18 is a clip network.*{named}'):
+        TSN(4, 8, 'RGB', base_model='r3d_18', pretrain='scratch', **flags)
+
+
+def test_a_clip_backbone_checkpoint_round_trips(tmp_path):
+    from ops.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    torch.manual_seed(0)
+    model = TSN(4, 4, 'RGB', base_model='mc3_18', pretrain='scratch', cluster='slope', num_frames=8).eval()
+    save_checkpoint({'state_dict': model.state_dict()}, str(tmp_path / 'c.pth.tar'))
+    again = TSN(4, 4, 'RGB', base_model='mc3_18', pretrain='scratch', cluster='slope', num_frames=8).eval()
+    load_model_weights(again, load_checkpoint(str(tmp_path / 'c.pth.tar'))['state_dict'], 'c.pth.tar')
+    x = torch.randn(1, 8 * 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
