@@ -64,18 +64,13 @@ class TSN(nn.Module):
         self.modality = modality
         self.arch = base_model
         self.new_length = new_length or (1 if modality == 'RGB' else 5)
-        self.consensus_type = consensus_type
-        self.before_softmax = before_softmax
-        self.dropout = dropout
+        self.consensus_type, self.before_softmax, self.dropout = consensus_type, before_softmax, dropout
         self.crop_num = crop_num
         self.pretrain = pretrain
-        self.is_shift = is_shift
-        self.shift_div = shift_div
-        self.shift_place = shift_place
+        self.is_shift, self.shift_div, self.shift_place = is_shift, shift_div, shift_place  # TSM's shift
         self.fc_lr5 = fc_lr5
         self.temporal_pool = temporal_pool
-        self.cluster = cluster
-        self.num_frames = num_frames
+        self.cluster, self.num_frames = cluster, num_frames  # the paper's clustering
         self.cluster_after = stage_number(cluster_after)
         self.chunk_frames = chunk_frames
         self._enable_pbn = partial_bn

@@ -112,14 +112,10 @@ def test_main_trains_an_epoch_with_clustering(tmp_path):
     assert 0.0 <= result['top1'] <= 100.0
 
 
-def test_imagenet_weights_load_from_the_local_cache(tmp_path, monkeypatch):
-    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
-    folder = tmp_path / 'hub' / 'checkpoints'
-    folder.mkdir(parents=True)
+def test_imagenet_weights_load_from_the_local_cache(cached_weights):
     torch.manual_seed(1)
     source = torchvision.models.mobilenet_v2(weights=None)
-    torch.save(source.state_dict(), folder / weights.url.rsplit('/', 1)[-1])
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    cached_weights(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, source.state_dict())
     model = TSN(4, 2, 'RGB', base_model='mobilenetv2', pretrain='imagenet', is_shift=True)
     # torchvision's features.3.conv.0.0 (the expanding conv) is TSM's features.3.conv.0, shifted
     assert torch.equal(model.base_model.features[3].conv[0].net.weight, source.features[3].conv[0][0].weight)

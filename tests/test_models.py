@@ -84,15 +84,11 @@ def test_pretrained_imagenet_fails_clearly_offline(monkeypatch, tmp_path):
         TSN(4, 2, 'RGB', base_model='resnet18', pretrain='imagenet')
 
 
-def test_pretrained_imagenet_loads_from_the_local_cache(tmp_path, monkeypatch):
+def test_pretrained_imagenet_loads_from_the_local_cache(cached_weights):
     import torchvision
-    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    folder = tmp_path / 'hub' / 'checkpoints'
-    folder.mkdir(parents=True)
     torch.manual_seed(1)
     source = torchvision.models.resnet18(weights=None)
-    torch.save(source.state_dict(), folder / weights.url.rsplit('/', 1)[-1])
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    cached_weights(torchvision.models.ResNet18_Weights.IMAGENET1K_V1, source.state_dict())
     model = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='imagenet', is_shift=True)
     assert torch.equal(model.base_model.layer1[0].conv1.net.weight, source.layer1[0].conv1.weight)
 
