@@ -245,3 +245,15 @@ def test_clip_sampling_option_conflicts_are_errors(tmp_path):
                    dict(sample_rate=2, twice_sample=True, random_shift=False)):
         with pytest.raises(ValueError, match='sample_rate'):
             dataset(tmp_path, ['v 4 0'], **kwargs)
+
+
+def test_rgb_new_length_stacks_consecutive_frames_per_position(tmp_path):
+    """Early fusion's input: each position takes K consecutive RGB frames, the last repeated at the video's end."""
+    make_video(tmp_path, 'v', 16)
+    frames, _, length = dataset(tmp_path, ['v 16 0'], num_segments=4, new_length=3, random_shift=False)[0]
+    assert frames.shape == (4 * 3 * 3, H, W) and length == 4
+    starts = val_indices(16, 4, new_length=3).tolist()
+    assert frame_ids(frames) == [p + k for p in starts for k in range(3)]
+    make_video(tmp_path, 'short', 2)
+    frames, _, _ = dataset(tmp_path, ['short 2 0'], num_segments=1, new_length=3, random_shift=False)[0]
+    assert frame_ids(frames) == [0, 1, 1]
