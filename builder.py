@@ -42,6 +42,8 @@ def apply_stored(args: argparse.Namespace, saved: Dict[str, Any], given: Dict[st
         setattr(args, key, value)
     if args.cluster == 'none' and 'frames' not in given:
         args.frames = None
+    if args.cluster != 'none' and 'sample_rate' not in given:  # a clip network clustering takes every frame
+        args.sample_rate = None
     if 'img_size' in given and 'scale_size' not in given and args.img_size != saved.get('img_size'):
         args.scale_size = None
     opts.complete_args(args, opts.build_parser())

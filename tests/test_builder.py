@@ -253,3 +253,16 @@ def test_tune_from_a_2d_resnet50_inflates_it_into_i3d(tmp_path, monkeypatch):
     assert builder.load_tune_from(model, model.state_dict(), 'i3d.pth') == 'by name'
     with pytest.raises(CheckpointError, match='r18.pth'):
         builder.load_tune_from(model, torchvision.models.resnet18(weights=None).state_dict(), 'r18.pth')
+
+
+def test_a_clip_checkpoint_evaluated_with_clustering_drops_its_stride():
+    """A clip network trained with --cluster none stores --sample_rate; evaluated (--override_model_args) or
+    analysed with a clustering, it takes every frame, so the stored stride is dropped, not refused."""
+    saved = vars(opts.parse_args(['move4mnist', 'RGB', '--arch', 'r3d_18', '--sample_rate', '2']))
+    assert saved['sample_rate'] == 2
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'r3d_18', '--cluster', 'uniform'])
+    builder.apply_stored(args, saved, {'cluster': 'uniform'}, 'c.pth', override=True)
+    assert (args.cluster, args.sample_rate, args.frames) == ('uniform', None, 32)
+    again = opts.parse_args(['move4mnist', 'RGB'])
+    builder.apply_stored(again, saved, {}, 'c.pth')
+    assert (again.arch, again.sample_rate) == ('r3d_18', 2)
