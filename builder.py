@@ -140,6 +140,10 @@ def store_name(args: argparse.Namespace) -> str:
         name += f'_{args.lr_type}'
     if args.dense_sample:
         name += '_dense'
+    if (getattr(args, 'sample_rate', None) or 1) > 1:  # a clip backbone's stride
+        name += f'_rate{args.sample_rate}'
+    if args.modality == 'RGB' and (getattr(args, 'new_length', None) or 1) > 1:  # early fusion
+        name += f'_len{args.new_length}'
     if getattr(args, 'online', False):
         name += '_online'
     if args.suffix is not None:

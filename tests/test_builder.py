@@ -188,6 +188,9 @@ def test_clip_backbones_get_clip_sampling_from_the_builder(tmp_path, monkeypatch
     test = builder.build_test_dataset(args, config, model, crops=3, clips=10)
     assert train['sample_rate'] == val['sample_rate'] == test['sample_rate'] == 3
     assert train['random_shift'] and not val['random_shift'] and test['num_clips'] == 10
+    assert builder.store_name(args).endswith('_segment4_e120_scratch_rate3')
+    fused = opts.parse_args(base + ['--arch', 'resnet18', '--new_length', '2'])
+    assert builder.store_name(fused).endswith('_scratch_len2')
     flat = opts.parse_args(base + ['--arch', 'resnet18'])
     assert build_dataset(flat, config, build_model(flat, 4, print_spec=False), train=True)['sample_rate'] is None
 
