@@ -16,7 +16,7 @@ import torchvision
 
 import opts
 from ops import transforms as T
-from ops.checkpoint import load_checkpoint
+from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from ops.dataset import collate_videos
 from ops.dataset_config import ALIASES, DatasetConfig, return_dataset
 from ops.models import TSN
@@ -42,6 +42,8 @@ def apply_stored(args: argparse.Namespace, saved: Dict[str, Any], given: Dict[st
         setattr(args, key, value)
     if args.cluster == 'none' and 'frames' not in given:
         args.frames = None
+    if args.cluster != 'none' and 'sample_rate' not in given:  # a clip network clustering takes every frame
+        args.sample_rate = None
     if 'img_size' in given and 'scale_size' not in given and args.img_size != saved.get('img_size'):
         args.scale_size = None
     opts.complete_args(args, opts.build_parser())
@@ -138,6 +140,10 @@ def store_name(args: argparse.Namespace) -> str:
         name += f'_{args.lr_type}'
     if args.dense_sample:
         name += '_dense'
+    if (getattr(args, 'sample_rate', None) or 1) > 1:  # a clip backbone's stride
+        name += f'_rate{args.sample_rate}'
+    if args.modality == 'RGB' and (getattr(args, 'new_length', None) or 1) > 1:  # early fusion
+        name += f'_len{args.new_length}'
     if getattr(args, 'online', False):
         name += '_online'
     if args.suffix is not None:
@@ -155,7 +161,7 @@ def use_fc_lr5(args: argparse.Namespace, tune_args: Optional[Dict[str, Any]] = N
     if args.tune_from:
         stored = (tune_args or {}).get('dataset')
         return stored is None or ALIASES.get(stored, stored) != ALIASES.get(args.dataset, args.dataset)
-    return args.pretrain == 'imagenet'
+    return args.pretrain != 'scratch'  # ImageNet or Kinetics-400 weights
 
 
 def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True,
@@ -166,6 +172,7 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
     ``'scratch'`` so that no ImageNet download is attempted. ``fc_lr5``: ``use_fc_lr5``'s answer.
     """
     model = TSN(num_class, args.num_segments, args.modality, base_model=args.arch,
+                new_length=getattr(args, 'new_length', None),
                 consensus_type=args.consensus_type, dropout=args.dropout,
                 partial_bn=not args.no_partialbn, pretrain=pretrain or args.pretrain, is_shift=args.shift,
                 shift_div=args.shift_div, shift_place=args.shift_place, temporal_pool=args.temporal_pool,
@@ -179,6 +186,26 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
     if getattr(args, 'channels_last', False):
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def load_tune_from(model: TSN, state_dict: Dict[str, torch.Tensor], path: str) -> str:
+    """``--tune_from``'s weights into ``model``; returns how they were taken (for the log).
+
+    By name (``ops.checkpoint.load_model_weights``; a classifier of another class count stays new), except a 2D
+    ResNet-50 (ours, TSM's or torchvision's: its ``conv1.weight`` is 4-D) for ``--arch i3d_resnet50``, which is
+    inflated to 3D (``archs.i3d.inflate_resnet50``: BatchNorm as is, the classifier stays new).
+    """
+    if model.arch == 'i3d_resnet50':
+        from archs.i3d import inflate_resnet50, map_resnet50_keys
+        backbone = map_resnet50_keys(state_dict)
+        if 'conv1.weight' in backbone and backbone['conv1.weight'].dim() == 4:
+            try:
+                inflate_resnet50(model.base_model, backbone)
+            except ValueError as err:
+                raise CheckpointError(f"{path}: a 2D checkpoint for --arch i3d_resnet50: {err}") from err
+            return 'a 2D ResNet-50 inflated to I3D'
+    load_model_weights(model, state_dict, path, drop_classifier_if_mismatch=True)
+    return 'by name'
 
 
 # ------------------------------------------------------------------------------- transforms, data
@@ -232,12 +259,14 @@ def build_dataset(args: argparse.Namespace, config: DatasetConfig, model: TSN, t
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
         video_source=config.video_source, on_bad_video=args.on_bad_video,
         decode_size=train_decode_size(args.img_size) if train else args.scale_size,
-        resize_short=resize_short)
+        resize_short=resize_short, sample_rate=getattr(args, 'sample_rate', None))
 
 
 def build_test_dataset(args: argparse.Namespace, config: DatasetConfig, model: TSN, crops: int = 1,
                        full_res: bool = False, clips: int = 1, twice_sample: bool = False):
-    """The test ``VideoDataset``: each sample holds ``clips`` (2 with ``twice_sample``) x ``crops`` views."""
+    """The test ``VideoDataset``: each sample holds ``clips`` (2 with ``twice_sample``) x ``crops`` views; a clip
+    backbone's ``clips`` are clips of T frames at stride ``--sample_rate`` spread evenly over the video
+    (``ops.sampling.clip_indices``; one: the centre clip)."""
     from ops.dataset import VideoDataset
     return VideoDataset(
         config.root_path, config.val_list, num_segments=args.num_segments, new_length=model.new_length,
@@ -246,7 +275,8 @@ def build_test_dataset(args: argparse.Namespace, config: DatasetConfig, model: T
         dense_sample=args.dense_sample, twice_sample=twice_sample, num_clips=1 if twice_sample else clips,
         frames=args.frames if args.cluster != 'none' else None, num_class=config.num_class,
         video_source=config.video_source, decode_size=args.scale_size,
-        resize_short=args.scale_size)  # every test transform begins with GroupScale(scale_size)
+        resize_short=args.scale_size,  # every test transform begins with GroupScale(scale_size)
+        sample_rate=getattr(args, 'sample_rate', None))
 
 
 def collate_views(batch: Sequence, views: int, channels: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,8 +16,8 @@ import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config, make_loader,
-                     store_name, use_fc_lr5, use_stored_settings)
+from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config,
+                     load_tune_from, make_loader, store_name, use_fc_lr5, use_stored_settings)
 from opts import check_training, parse_args
 from ops import distributed as dist_utils
 from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
@@ -200,9 +200,9 @@ def initial_model(args: argparse.Namespace, num_class: int, is_main: bool) -> nn
     model = build_model(args, num_class, print_spec=is_main, pretrain='scratch' if args.resume else None,
                         fc_lr5=use_fc_lr5(args, tune and tune.get('args')))
     if tune is not None:
-        load_model_weights(model, tune['state_dict'], args.tune_from, drop_classifier_if_mismatch=True)
+        how = load_tune_from(model, tune['state_dict'], args.tune_from)
         if is_main:
-            print(f"=> fine-tuning from {args.tune_from}")
+            print(f"=> fine-tuning from {args.tune_from}" + ('' if how == 'by name' else f" ({how})"))
     if args.pretrain == 'scratch' and not args.no_partialbn and is_main:
         print("warning: partial BN freezes every BatchNorm but the first at its initial statistics; "
               "from scratch you probably want --npb")

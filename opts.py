@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-from archs import arch_names
+from archs import arch_names, backbone_layout
+from archs.video_torchvision import VIDEO_MODELS
 from archs.base import stage_number
 from ops.clustering import rule_names
 from ops.transforms import default_scale_size
@@ -14,7 +15,7 @@ from ops.transforms import default_scale_size
 # (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
 MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
               'temporal_pool', 'non_local', 'cluster', 'frames', 'cluster_after', 'dense_sample', 'img_size',
-              'scale_size')
+              'scale_size', 'sample_rate', 'new_length')
 
 # F, the frames per video entering the stem when clustering, unless --frames says otherwise.
 DEFAULT_FRAMES = 32
@@ -99,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_ignored(parser, '--loss_type', type=str, choices=['nll'])
     add_ignored(parser, '--img_feature_dim', type=int)
     parser.add_argument('--suffix', type=str, default=None, help="appended to the run name")
-    parser.add_argument('--pretrain', type=str, default='imagenet', choices=['imagenet', 'scratch'])
+    parser.add_argument('--pretrain', type=str, default='imagenet', choices=['imagenet', 'scratch', 'kinetics400'],
+                        help="imagenet: torchvision's ImageNet weights (2D backbones; i3d_resnet50 inflates them); "
+                             "kinetics400: torchvision's Kinetics-400 weights of its video models "
+                             f"({', '.join(VIDEO_MODELS)}); scratch: random")
     parser.add_argument('--tune_from', type=str, default=None, help='fine-tune from local weights')
     parser.add_argument('--fc_lr5', default='auto', choices=['auto', 'on', 'off'],
                         help="the new classifier learns at lr x5 (bias x10), as TSM's fc_lr5 (TSM passes "
@@ -155,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--non_local', default=False, action="store_true", help="not supported")
     parser.add_argument('--dense_sample', default=False, action="store_true", help='dense sampling (I3D)')
     parser.add_argument('--twice_sample', default=False, action="store_true", help='test: two clips offset by half a segment')
+    parser.add_argument('--new_length', default=None, type=positive_int, metavar='K',
+                        help="consecutive frames per sampled position, stacked into the first convolution of a 2D "
+                             "backbone (TSN's; default 1 for RGB, 5 for Flow). RGB with K > 1 is Karpathy et al.'s "
+                             "early fusion: 3K input channels, the ImageNet kernel spread over the K frames (w / K)")
+    parser.add_argument('--sample_rate', default=None, type=positive_int, metavar='TAU',
+                        help="clip backbones (3D CNNs) with --cluster none: the stride between the --num_segments "
+                             "T consecutive frames of the clip (T x tau of PySlowFast and mmaction2; default 1). "
+                             "Training takes one clip at a random place, validation the centre clip. Refused for "
+                             "2D backbones (TSN segments) and with --cluster (every frame)")
 
     # ========================= The paper's flags: full-video clustering ==========================
     parser.add_argument('--cluster', default='none', choices=['none', *rule_names()],
@@ -221,6 +234,7 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--online needs --shift and --cluster none, without --temporal_pool")
     if args.scale_size is None:
         args.scale_size = default_scale_size(args.img_size)
+    check_clip_flags(args, parser)
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
     if problem:
         parser.error(problem)
@@ -235,6 +249,30 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print("note: --fused_assign on does not apply with --chunk_frames (the chunked path computes its distances "
               "from packed sign codes, and its rule and mean weights, eagerly)")
     return args
+
+
+def check_clip_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--sample_rate`` (default 1 for a clip backbone with ``--cluster none``), ``--pretrain kinetics400`` and
+    ``--dense_sample`` against ``--arch``: a flag that would do nothing, or two that say the same, is an error."""
+    if args.pretrain == 'kinetics400' and args.arch not in VIDEO_MODELS:
+        parser.error(f"--pretrain kinetics400: torchvision has Kinetics-400 weights for {', '.join(VIDEO_MODELS)}, "
+                     f"not for --arch {args.arch}")
+    clip = backbone_layout(args.arch).clip
+    if not clip:
+        if args.sample_rate is not None:
+            parser.error(f"--sample_rate applies to clip backbones (3D CNNs); --arch {args.arch} takes TSN's "
+                         f"--num_segments segments, one frame each")
+        return
+    if args.cluster != 'none':
+        if args.sample_rate is not None:
+            parser.error(f"--sample_rate: with --cluster {args.cluster} {args.arch} takes every frame of the "
+                         f"video (--frames), not a strided clip")
+        return
+    if args.dense_sample:
+        parser.error(f"--dense_sample: {args.arch} samples one clip of --num_segments frames at stride "
+                     f"--sample_rate (e.g. --num_segments 8 --sample_rate 8 for TSM's 64-frame window)")
+    if args.sample_rate is None:
+        args.sample_rate = 1
 
 
 def cluster_problem(cluster: str, num_segments: int, frames: Union[int, str, None]) -> Optional[str]:

@@ -21,8 +21,8 @@ import torch.utils.data as data
 from PIL import Image
 
 from ops.frames import FrameReader
-from ops.sampling import (FramesArg, check_frames, cluster_indices, dense_indices, seeded_random, train_indices,
-                          val_indices)
+from ops.sampling import (FramesArg, check_frames, clip_indices, cluster_indices, dense_indices, seeded_random,
+                          train_indices, val_indices)
 from ops.transforms import Stack, ToTorchFormatTensor
 from ops.video_list import BadVideoError, VideoRecord, parse_list
 
@@ -38,7 +38,7 @@ class VideoDataset(data.Dataset):
     Args:
         root_path: data set root; list paths are relative to it unless absolute.
         list_file: the list (see ``ops.video_list.parse_list``).
-        num_segments: positions per clip when sampling (``frames=None``).
+        num_segments: positions per clip when sampling (``frames=None``); the clip length T with ``sample_rate``.
         new_length: consecutive frames per position (TSM: 1 for RGB, 5 for Flow).
         modality: 'RGB' (grayscale frames become 3-channel) or 'Flow' (``image_tmpl.format('x'|'y', i)``,
             the flow from frame i to i + 1: a list line of N frames gives N - 1 flow positions).
@@ -47,6 +47,9 @@ class VideoDataset(data.Dataset):
         test_mode: test sampling (``num_clips``, ``twice_sample``, 10-clip dense with ``num_clips=10``).
         dense_sample, twice_sample, num_clips: TSM's options; twice and clips apply to evaluation.
         frames: None (sampling), an int F or 'all' (clustering mode, see ``ops.sampling.cluster_indices``).
+        sample_rate: None: TSN segments; an int tau: clip sampling for clip backbones (3D CNNs), ``num_segments``
+            consecutive frames at stride tau (``ops.sampling.clip_indices``): a random clip in training, else
+            ``num_clips`` clips spread evenly (one: the centre clip).
         num_class: labels must lie in ``[0, num_class)``.
         video_source: 'frames' (a folder of images per video) or 'video' (files read by ops.video_io).
         on_bad_video: 'error' raises ``BadVideoError``; 'skip' returns None for that video and warns.
@@ -69,13 +72,15 @@ class VideoDataset(data.Dataset):
                  transform=None, random_shift: bool = True, test_mode: bool = False,
                  dense_sample: bool = False, twice_sample: bool = False, num_clips: int = 1,
                  frames: FramesArg = None, num_class: int | None = None, video_source: str = 'frames',
-                 on_bad_video: str = 'error', decode_size: int | None = None, resize_short: int | None = None):
+                 on_bad_video: str = 'error', decode_size: int | None = None, resize_short: int | None = None,
+                 sample_rate: int | None = None):
         self.root_path, self.list_file = root_path, list_file
         self.num_segments, self.new_length, self.modality = num_segments, new_length, modality
         self.image_tmpl, self.start_index, self.transform = image_tmpl, start_index, transform
         self.random_shift, self.test_mode = random_shift, test_mode
         self.dense_sample, self.twice_sample, self.num_clips = dense_sample, twice_sample, num_clips
         self.frames = check_frames(frames)
+        self.sample_rate = sample_rate
         self.video_source, self.on_bad_video, self.decode_size = video_source, on_bad_video, decode_size
         self.resize_short = resize_short
         self.reader = FrameReader(modality, image_tmpl, start_index, video_source, decode_size, resize_short)
@@ -131,6 +136,11 @@ class VideoDataset(data.Dataset):
             fail('twice_sample takes no num_clips > 1 and no dense_sample')
         if self.frames is not None and (self.dense_sample or self.twice_sample or self.num_clips > 1):
             fail('frames (clustering mode) takes every frame: no dense_sample, twice_sample or num_clips')
+        if self.sample_rate is not None:
+            if self.sample_rate < 1:
+                fail(f'sample_rate must be >= 1, got {self.sample_rate}')
+            if self.frames is not None or self.dense_sample or self.twice_sample:
+                fail('sample_rate (clip sampling) takes no frames (clustering mode), dense_sample or twice_sample')
         try:
             name = self.reader.file_name(0)
         except (IndexError, ValueError, KeyError) as err:
@@ -174,8 +184,11 @@ class VideoDataset(data.Dataset):
         """Positions of the sample and the number of real ones."""
         if self.frames is not None:
             return cluster_indices(num_frames, self.frames, self.random_shift and not self.test_mode)
-        if self.dense_sample:
-            training = self.random_shift and not self.test_mode
+        training = self.random_shift and not self.test_mode
+        if self.sample_rate is not None:
+            idx = clip_indices(num_frames, self.num_segments, self.sample_rate, 'train' if training else 'test',
+                               num_clips=1 if training else self.num_clips)
+        elif self.dense_sample:
             mode = 'train' if training else ('test' if self.test_mode or self.num_clips > 1 else 'val')
             idx = dense_indices(num_frames, self.num_segments, mode, num_clips=self.num_clips)
         elif self.test_mode or not self.random_shift:

@@ -89,6 +89,8 @@ class TSN(nn.Module):
         constant_(self.new_fc.bias, 0)
         if modality == 'Flow':
             self._construct_flow_model()
+        elif self.new_length > 1:
+            self._construct_rgb_model()
         self.consensus = ConsensusModule(consensus_type)
         if not before_softmax:
             self.softmax = nn.Softmax(dim=-1)
@@ -130,6 +132,18 @@ class TSN(nn.Module):
         new_conv = nn.Conv2d(2 * self.new_length, conv.out_channels, conv.kernel_size, conv.stride,
                              conv.padding, bias=conv.bias is not None)
         new_conv.weight.data = kernel.contiguous()
+        replace_module(self.base_model, self.layout.first_conv, new_conv)
+
+    def _construct_rgb_model(self) -> None:
+        """Early fusion (Karpathy et al. 2014): the first conv takes ``new_length`` K stacked RGB frames (3K
+        channels, frame after frame); each frame's slice is the RGB kernel / K, so K identical frames give the
+        1-frame stem's output."""
+        conv = self.base_model.get_submodule(self.layout.first_conv)
+        new_conv = nn.Conv2d(3 * self.new_length, conv.out_channels, conv.kernel_size, conv.stride,
+                             conv.padding, bias=conv.bias is not None)
+        new_conv.weight.data = conv.weight.data.repeat(1, self.new_length, 1, 1) / self.new_length
+        if conv.bias is not None:
+            new_conv.bias.data = conv.bias.data.clone()
         replace_module(self.base_model, self.layout.first_conv, new_conv)
 
     def spec(self) -> str:

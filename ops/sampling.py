@@ -2,6 +2,8 @@
 
   * sampling (TSN/TSM): ``train_indices`` (a random frame per segment), ``val_indices`` (segment
     centres; TSM's twice sampling and multi-clip), ``dense_indices`` (TSM/I3D's 64-frame window);
+  * clip sampling (3D CNNs, T x tau of PySlowFast and mmaction2): ``clip_indices``, T consecutive frames at a
+    stride tau: one at a random place (training), the centre clip, or clips spread evenly (testing);
   * clustering (``frames=F`` or ``'all'``): ``cluster_indices``, every frame of the video (evenly
     sampled down to F when longer, padded with the last frame up to F when shorter).
 
@@ -73,6 +75,41 @@ def dense_indices(num_frames: int, num_segments: int, mode: str, rng=None, num_c
     else:
         starts = np.linspace(0, sample_pos - 1, num=num_clips, dtype=int).tolist()
     return np.concatenate([(np.arange(num_segments) * stride + s) % num_frames for s in starts])
+
+
+def clip_indices(num_frames: int, clip_len: int, sample_rate: int = 1, mode: str = 'train',
+                 num_clips: int = 1, rng=None) -> np.ndarray:
+    """Clip sampling for clip backbones: ``num_clips`` clips of ``clip_len`` frames ``s, s + tau, ..., s + (T-1) tau``
+    (tau = ``sample_rate``), clip after clip.
+
+    A clip spans ``w = (T - 1) * tau + 1`` frames; its start ``s`` lies in ``[0, num_frames - w]``:
+
+    * ``mode='train'``: one clip, ``s`` uniform over the starts (``rng``, default ``np.random``);
+    * ``mode='val'``: one clip, the centre one (``s = (num_frames - w) // 2``);
+    * ``mode='test'``: ``num_clips`` starts spread evenly from the first to the last start
+      (``np.linspace``, rounded down), the centre clip for ``num_clips=1``, as PySlowFast's
+      ``get_start_end_idx``.
+
+    A video shorter than ``w`` takes ``s = 0`` and repeats its last frame for the positions past its end (as
+    clustering mode pads and as a ``new_length`` stack ends), not looping back to frame 0.
+    """
+    if clip_len < 1 or sample_rate < 1 or num_clips < 1:
+        raise ValueError(f"clip_indices: clip_len, sample_rate and num_clips must be >= 1, got "
+                         f"{clip_len}, {sample_rate}, {num_clips}")
+    if mode not in ('train', 'val', 'test'):
+        raise ValueError(f"clip_indices: mode must be 'train', 'val' or 'test', got {mode!r}")
+    if mode != 'test' and num_clips != 1:
+        raise ValueError(f"clip_indices: {mode} takes one clip, got num_clips={num_clips}")
+    last_start = max(0, num_frames - ((clip_len - 1) * sample_rate + 1))
+    if mode == 'train':
+        rng = rng if rng is not None else np.random
+        starts = np.array([rng.randint(last_start + 1)])
+    elif num_clips == 1:
+        starts = np.array([last_start // 2])
+    else:
+        starts = np.linspace(0, last_start, num_clips).astype(np.int64)
+    offsets = np.arange(clip_len) * sample_rate
+    return np.minimum(starts[:, None] + offsets[None, :], num_frames - 1).reshape(-1).astype(np.int64)
 
 
 def cluster_indices(num_frames: int, frames: int | str, random_shift: bool, rng=None) -> tuple[np.ndarray, int]:

@@ -89,6 +89,7 @@ def _lr_mults(model) -> dict:
     (['--pretrain', 'scratch', '--tune_from', 'x'], '', True),      # TSM's checkpoint: no stored args
     (['--pretrain', 'scratch', '--fc_lr5', 'on'], None, True),
     (['--pretrain', 'imagenet', '--fc_lr5', 'off'], None, False),
+    (['--arch', 's3d', '--pretrain', 'kinetics400'], None, True),  # Kinetics-400 weights: another task
 ])
 def test_fc_lr5_gives_the_new_classifier_lr_x5_and_bias_x10_only_for_another_tasks_weights(flags, tuned_on,
                                                                                           expected):
@@ -172,3 +173,99 @@ def test_channels_last_reaches_the_model_through_the_constructor():
     assert model.channels_last and weight.is_contiguous(memory_format=torch.channels_last)
     args.channels_last = False
     assert not build_model(args, 4, print_spec=False).channels_last
+
+
+def test_clip_backbones_get_clip_sampling_from_the_builder(tmp_path, monkeypatch):
+    """A clip backbone's training, validation and test datasets sample clips at --sample_rate (one random, the
+    centre one, N spread evenly); a 2D backbone's keep TSN's segments (sample_rate None)."""
+    seen = []
+    monkeypatch.setattr(ops.dataset, 'VideoDataset', lambda *a, **kw: seen.append(kw) or kw)
+    config = return_dataset('move4mnist', 'RGB', root_path=str(tmp_path))
+    base = ['move4mnist', 'RGB', '--num_segments', '4', '--img_size', '32', '--pretrain', 'scratch']
+    args = opts.parse_args(base + ['--arch', 'mc3_18', '--sample_rate', '3'])
+    model = build_model(args, 4, print_spec=False)
+    train, val = build_dataset(args, config, model, train=True), build_dataset(args, config, model, train=False)
+    test = builder.build_test_dataset(args, config, model, crops=3, clips=10)
+    assert train['sample_rate'] == val['sample_rate'] == test['sample_rate'] == 3
+    assert train['random_shift'] and not val['random_shift'] and test['num_clips'] == 10
+    assert builder.store_name(args).endswith('_segment4_e120_scratch_rate3')
+    fused = opts.parse_args(base + ['--arch', 'resnet18', '--new_length', '2'])
+    assert builder.store_name(fused).endswith('_scratch_len2')
+    flat = opts.parse_args(base + ['--arch', 'resnet18'])
+    assert build_dataset(flat, config, build_model(flat, 4, print_spec=False), train=True)['sample_rate'] is None
+
+
+def test_kinetics400_weights_load_through_the_builder(tmp_path, monkeypatch):
+    """--pretrain kinetics400: TSN's backbone holds torchvision's Kinetics-400 weights, read from TORCH_HOME."""
+    import urllib.error
+
+    import torch.hub
+    import torchvision.models.video as tvv
+
+    from archs.video_torchvision import kinetics_weights_file
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError('no network in this test')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
+    torch.manual_seed(2)
+    saved = tvv.s3d(weights=None).state_dict()
+    (tmp_path / 'hub' / 'checkpoints').mkdir(parents=True)
+    torch.save(saved, tmp_path / 'hub' / 'checkpoints' / kinetics_weights_file('s3d'))
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', 's3d', '--num_segments', '8', '--pretrain',
+                            'kinetics400'])
+    model = build_model(args, 4, print_spec=False)
+    own = model.base_model.state_dict()
+    backbone = [k for k in saved if not k.startswith('classifier.')]
+    assert len(backbone) > 100 and all(torch.equal(own[k], saved[k]) for k in backbone)
+    assert model.new_fc.out_features == 4 and builder.store_name(args).endswith('_kinetics400')
+    (tmp_path / 'hub' / 'checkpoints' / kinetics_weights_file('s3d')).unlink()
+    with pytest.raises(RuntimeError, match=kinetics_weights_file('s3d')):
+        build_model(args, 4, print_spec=False)
+
+
+def test_tune_from_a_2d_resnet50_inflates_it_into_i3d(tmp_path, monkeypatch):
+    """--tune_from with --arch i3d_resnet50: our TSN ResNet-50 checkpoint (TSM's names, trained 0 steps) is
+    inflated (each conv repeated over its temporal size / t), as is torchvision's bare state dict; a 3D checkpoint
+    loads by name; a 2D checkpoint that is no ResNet-50 is refused naming the file."""
+    import torchvision
+
+    import main as train_main
+    from archs.i3d import inflate_conv
+    from ops.checkpoint import CheckpointError, save_checkpoint
+    base = ['move4mnist', 'RGB', '--num_segments', '2', '--pretrain', 'scratch', '--npb', '--device', 'cpu',
+            '--root_path', str(tmp_path), '--root_log', str(tmp_path / 'log'), '--root_model', str(tmp_path / 'ckpt')]
+    (tmp_path / 'train_videofolder.txt').write_text('')
+    torch.manual_seed(4)
+    source = build_model(opts.parse_args(base + ['--arch', 'resnet50', '--shift']), 4, print_spec=False)
+    path = str(tmp_path / 'tsn_r50.pth.tar')
+    save_checkpoint({'state_dict': source.state_dict(), 'args': {'dataset': 'ucf101'}}, path)
+    monkeypatch.setattr(train_main.dist_utils, 'init_from_env', lambda device: (0, 1))
+    model = train_main.setup(base + ['--arch', 'i3d_resnet50', '--tune_from', path]).model
+    src = source.state_dict()
+    own = model.base_model
+    assert torch.equal(own.layer1[0].conv1.weight, inflate_conv(src['base_model.layer1.0.conv1.net.weight'], 3))
+    assert torch.equal(own.conv1.weight, inflate_conv(src['base_model.conv1.weight'], 5))
+    assert torch.equal(own.layer3[2].bn2.running_var, src['base_model.layer3.2.bn2.running_var'])
+    tv = torchvision.models.resnet50(weights=None).state_dict()
+    torch.save(tv, tmp_path / 'tv.pth')
+    from ops.checkpoint import load_checkpoint
+    assert builder.load_tune_from(model, load_checkpoint(str(tmp_path / 'tv.pth'))['state_dict'],
+                                  'tv.pth') != 'by name'
+    assert torch.equal(model.base_model.layer4[1].conv2.weight, tv['layer4.1.conv2.weight'].unsqueeze(2))
+    assert builder.load_tune_from(model, model.state_dict(), 'i3d.pth') == 'by name'
+    with pytest.raises(CheckpointError, match='r18.pth'):
+        builder.load_tune_from(model, torchvision.models.resnet18(weights=None).state_dict(), 'r18.pth')
+
+
+def test_a_clip_checkpoint_evaluated_with_clustering_drops_its_stride():
+    """A clip network trained with --cluster none stores --sample_rate; evaluated (--override_model_args) or
+    analysed with a clustering, it takes every frame, so the stored stride is dropped, not refused."""
+    saved = vars(opts.parse_args(['move4mnist', 'RGB', '--arch', 'r3d_18', '--sample_rate', '2']))
+    assert saved['sample_rate'] == 2
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'r3d_18', '--cluster', 'uniform'])
+    builder.apply_stored(args, saved, {'cluster': 'uniform'}, 'c.pth', override=True)
+    assert (args.cluster, args.sample_rate, args.frames) == ('uniform', None, 32)
+    again = opts.parse_args(['move4mnist', 'RGB'])
+    builder.apply_stored(again, saved, {}, 'c.pth')
+    assert (again.arch, again.sample_rate) == ('r3d_18', 2)

@@ -221,3 +221,39 @@ def test_sample_seed_makes_a_sample_independent_of_the_global_generators(tmp_pat
     assert np.array_equal(np.random.get_state()[1], state[1]) and torch.equal(torch.get_rng_state(), state[0])
     ds.set_sample_seed((5, 2))  # another epoch: other positions (30 frames, 4 segments: almost surely)
     assert frame_ids(ds[0][0]) != first
+
+
+def test_clip_sampling_loads_t_frames_at_the_stride(tmp_path):
+    make_video(tmp_path, 'v', 20)
+    val = dataset(tmp_path, ['v 20 0'], num_segments=4, sample_rate=2, random_shift=False)
+    assert frame_ids(val[0][0]) == [6, 8, 10, 12] and val[0][2] == 4  # the centre clip
+    test = dataset(tmp_path, ['v 20 0'], num_segments=4, sample_rate=2, random_shift=False, test_mode=True,
+                   num_clips=3)
+    assert frame_ids(test[0][0]) == [0, 2, 4, 6, 6, 8, 10, 12, 13, 15, 17, 19]
+    train = dataset(tmp_path, ['v 20 0'], num_segments=4, sample_rate=2)
+    train.set_sample_seed((0, 0))
+    ids = frame_ids(train[0][0])
+    assert np.diff(ids).tolist() == [2, 2, 2] and ids == frame_ids(train[0][0])  # seeded per sample
+    make_video(tmp_path, 'short', 3)
+    short = dataset(tmp_path, ['short 3 0'], num_segments=4, sample_rate=1, random_shift=False)
+    assert frame_ids(short[0][0]) == [0, 1, 2, 2]  # the last frame repeated
+
+
+def test_clip_sampling_option_conflicts_are_errors(tmp_path):
+    make_video(tmp_path, 'v', 4)
+    for kwargs in (dict(sample_rate=0), dict(sample_rate=2, frames=8), dict(sample_rate=2, dense_sample=True),
+                   dict(sample_rate=2, twice_sample=True, random_shift=False)):
+        with pytest.raises(ValueError, match='sample_rate'):
+            dataset(tmp_path, ['v 4 0'], **kwargs)
+
+
+def test_rgb_new_length_stacks_consecutive_frames_per_position(tmp_path):
+    """Early fusion's input: each position takes K consecutive RGB frames, the last repeated at the video's end."""
+    make_video(tmp_path, 'v', 16)
+    frames, _, length = dataset(tmp_path, ['v 16 0'], num_segments=4, new_length=3, random_shift=False)[0]
+    assert frames.shape == (4 * 3 * 3, H, W) and length == 4
+    starts = val_indices(16, 4, new_length=3).tolist()
+    assert frame_ids(frames) == [p + k for p in starts for k in range(3)]
+    make_video(tmp_path, 'short', 2)
+    frames, _, _ = dataset(tmp_path, ['short 2 0'], num_segments=1, new_length=3, random_shift=False)[0]
+    assert frame_ids(frames) == [0, 1, 1]

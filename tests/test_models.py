@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from archs.base import run_modules
 from ops.models import TSN
 
 
@@ -31,6 +32,41 @@ def test_flow_model_takes_stacked_flow():
     model = TSN(3, 2, 'Flow', base_model='resnet18', pretrain='scratch').eval()
     assert model.base_model.conv1.in_channels == 10
     assert model(torch.randn(2, 2 * 10, 32, 32)).shape == (2, 3)
+
+
+def test_early_fusion_stacks_k_frames_into_the_first_conv():
+    """--new_length K with RGB (Karpathy et al.'s early fusion): 3K input channels, each frame's slice is the RGB
+    kernel / K, so a stack of K identical frames gives the 1-frame network's stem output."""
+    torch.manual_seed(0)
+    one = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='scratch').eval()
+    torch.manual_seed(0)
+    fused = TSN(4, 2, 'RGB', base_model='resnet18', pretrain='scratch', new_length=3).eval()
+    assert fused.base_model.conv1.in_channels == 9 and fused.sample_len == 9
+    torch.testing.assert_close(fused.base_model.conv1.weight[:, 3:6] * 3, one.base_model.conv1.weight)
+    frame = torch.randn(2, 3, 32, 32)
+    stem = [run_modules(m.base_model, m.layout.stem, x) for m, x in ((one, frame), (fused, frame.repeat(1, 3, 1, 1)))]
+    torch.testing.assert_close(stem[1], stem[0], rtol=1e-5, atol=1e-5)
+    assert fused(torch.randn(2, 2 * 9, 32, 32)).shape == (2, 4)
+    assert fused.get_optim_policies()[0]['lr_mult'] == 1  # RGB's first conv learns at the base rate (Flow's: x5)
+
+
+def test_early_fusion_trains_a_step_through_main(tmp_path):
+    import main as train_main
+    from ops.checkpoint import load_checkpoint
+    from tools.make_move4mnist import main as make_move4mnist
+    make_move4mnist(['--out', str(tmp_path / 'data'), '--num_train', '4', '--num_val', '2', '--seed', '0'])
+    train_main.main(['move4mnist', 'RGB', '--root_path', str(tmp_path / 'data'), '--arch', 'resnet18',
+                     '--num_segments', '2', '--new_length', '2', '-b', '4', '-j', '0', '--img_size', '32',
+                     '--scale_size', '36', '--pretrain', 'scratch', '--npb', '--device', 'cpu', '--epochs', '1',
+                     '--lr', '0.1', '--root_log', str(tmp_path / 'log'), '--root_model', str(tmp_path / 'ckpt'),
+                     '--store_name', 'ef'])
+    ckpt = load_checkpoint(str(tmp_path / 'ckpt' / 'ef' / 'ckpt.pth.tar'))
+    assert ckpt['args']['new_length'] == 2 and ckpt['state_dict']['base_model.conv1.weight'].shape[1] == 6
+
+
+def test_clip_backbone_refuses_frame_stacks():
+    with pytest.raises(ValueError, match='new_length 2'):
+        TSN(4, 4, 'RGB', base_model='r3d_18', pretrain='scratch', new_length=2)
 
 
 def test_tsm_parameter_names():

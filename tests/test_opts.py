@@ -38,6 +38,11 @@ def test_bad_flag_values_exit_2_naming_the_flag(argv, flag, capsys):
     (['--freeze_early_bn'], ['--freeze_early_bn', '--cluster']),
     (['--cluster', 'slope', '--chunk_frames', '4'], ['--chunk_frames 4', '--freeze_early_bn']),
     (['--shift', '--shift_div', '65'], ['--shift_div 65']),
+    (['--sample_rate', '2'], ['--sample_rate', '--arch resnet50']),  # a 2D backbone takes TSN segments
+    (['--arch', 'r3d_18', '--cluster', 'uniform', '--sample_rate', '2'], ['--sample_rate', '--cluster uniform']),
+    (['--arch', 'r3d_18', '--dense_sample'], ['--dense_sample', '--sample_rate']),
+    (['--pretrain', 'kinetics400'], ['--pretrain kinetics400', '--arch resnet50']),
+    (['--arch', 'i3d_resnet50', '--pretrain', 'kinetics400'], ['--pretrain kinetics400', '--arch i3d_resnet50']),
 ])
 def test_contradictions_exit_2_naming_the_flags(argv, names, capsys):
     last = exit_message(argv, capsys)
@@ -50,6 +55,15 @@ def test_good_values_pass():
     opts.check_training(args)
     assert args.frames == 8 and args.lr == 0.0 and args.workers == 0
     opts.check_training(opts.parse_args(BASE + ['--cluster', 'slope', '--chunk_frames', '4', '-e']))  # evaluation
+
+
+def test_sample_rate_defaults_to_1_for_clip_backbones_only():
+    assert opts.parse_args(BASE + ['--arch', 'r3d_18']).sample_rate == 1
+    assert opts.parse_args(BASE + ['--arch', 'r3d_18', '--sample_rate', '4']).sample_rate == 4
+    assert opts.parse_args(BASE + ['--arch', 'r3d_18', '--cluster', 'uniform']).sample_rate is None  # every frame
+    assert opts.parse_args(BASE + ['--arch', 'resnet18']).sample_rate is None
+    assert opts.parse_args(BASE + ['--arch', 's3d', '--pretrain', 'kinetics400']).pretrain == 'kinetics400'
+    assert opts.parse_args(BASE + ['--new_length', '3']).new_length == 3
 
 
 def test_explicit_flags_are_only_those_given():

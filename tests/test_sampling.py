@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ops.sampling import cluster_indices, dense_indices, train_indices, val_indices
+from ops.sampling import clip_indices, cluster_indices, dense_indices, seeded_random, train_indices, val_indices
 
 
 @pytest.mark.parametrize('n, s', [(40, 8), (8, 8), (9, 4), (100, 3)])
@@ -67,3 +67,45 @@ def test_cluster_indices_all_pad_and_even_sampling():
         edges = np.arange(17) * n // 16
         assert all(len(idx) == 16 and ((edges[:-1] <= idx) & (idx < edges[1:])).all() for idx in draws)
         assert len({tuple(idx) for idx in draws}) > 1  # a random frame per segment, not a fixed one
+
+
+def test_clip_indices_train_one_strided_clip_at_a_random_place():
+    rng = np.random.RandomState(0)
+    draws = [clip_indices(40, 4, 3, 'train', rng=rng) for _ in range(200)]
+    for idx in draws:
+        assert len(idx) == 4 and (np.diff(idx) == 3).all() and 0 <= idx[0] and idx[-1] < 40
+    starts = {int(d[0]) for d in draws}
+    assert starts == set(range(40 - 10 + 1))  # every start of a 10-frame window is drawn, none other
+
+
+def test_clip_indices_centre_and_evenly_spread_test_clips():
+    assert clip_indices(20, 4, 2, 'val').tolist() == [6, 8, 10, 12]  # window 7, starts 0..13, centre 6
+    assert clip_indices(20, 4, 2, 'test').tolist() == [6, 8, 10, 12]  # one test clip is the centre clip
+    clips = clip_indices(100, 8, 2, 'test', num_clips=10).reshape(10, 8)
+    assert clips[:, 0].tolist() == np.linspace(0, 85, 10).astype(int).tolist()  # first to last start
+    assert (np.diff(clips, axis=1) == 2).all() and clips.max() == 99
+
+
+def test_clip_indices_short_video_repeats_its_last_frame():
+    assert clip_indices(5, 4, 2, 'train', rng=np.random.RandomState(0)).tolist() == [0, 2, 4, 4]
+    assert clip_indices(3, 4, 1, 'val').tolist() == [0, 1, 2, 2]
+    assert clip_indices(3, 2, 1, 'test', num_clips=3).tolist() == [0, 1, 0, 1, 1, 2]
+
+
+def test_clip_indices_under_a_seed_depend_on_the_key_alone():
+    with seeded_random((0, 1, 7)):
+        first = clip_indices(500, 8, 4, 'train')
+    np.random.seed(99)
+    with seeded_random((0, 1, 7)):
+        again = clip_indices(500, 8, 4, 'train')
+    with seeded_random((0, 2, 7)):
+        other = clip_indices(500, 8, 4, 'train')
+    assert first.tolist() == again.tolist() and first.tolist() != other.tolist()
+
+
+@pytest.mark.parametrize('kwargs', [dict(clip_len=0), dict(sample_rate=0), dict(mode='dense'),
+                                    dict(mode='train', num_clips=2)])
+def test_clip_indices_refuses_bad_arguments(kwargs):
+    args = dict(num_frames=10, clip_len=4, sample_rate=1, mode='test') | kwargs
+    with pytest.raises(ValueError, match='clip_indices'):
+        clip_indices(**args)

@@ -14,6 +14,7 @@ import main as train_main
 import opts
 from builder import build_model
 from ops.checkpoint import save_checkpoint
+from ops.sampling import clip_indices
 from tools import ensemble, test_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,21 @@ def setup(tmp_path_factory):
         save_checkpoint({'epoch': 1, 'arch': 'resnet18', 'state_dict': model.state_dict(), 'best_prec1': 0.0,
                          'args': vars(args)}, ckpts[name])
     return data, ckpts
+
+
+@pytest.fixture(scope='module')
+def clip_setup(setup, tmp_path_factory):
+    """The data of ``setup`` and a clip backbone's checkpoint (mc3_18, clips of 4 frames at stride 2)."""
+    data, ckpts = setup
+    args = opts.parse_args(['move4mnist', 'RGB', '--root_path', str(data), '--arch', 'mc3_18', '--pretrain',
+                            'scratch', '--img_size', '32', '--scale_size', '36', '--num_segments', '4',
+                            '--sample_rate', '2'])
+    torch.manual_seed(5)
+    model = build_model(args, 4, print_spec=False)
+    path = str(tmp_path_factory.mktemp('clip') / 'mc3.pth.tar')
+    save_checkpoint({'epoch': 1, 'arch': 'mc3_18', 'state_dict': model.state_dict(), 'best_prec1': 0.0,
+                     'args': vars(args)}, path)
+    return data, {**ckpts, 'mc3': path}
 
 
 def run(setup, tmp_path, weights: str, *flags: str) -> dict:
@@ -176,3 +192,27 @@ def test_test_segments_and_frames_are_checked(setup, tmp_path):
         run(setup, tmp_path, 'tsm', '--test_segments', '0')
     with pytest.raises(ValueError, match='--num_segments 16 clusters from --frames 8'):
         run(setup, tmp_path, 'cluster', '--test_segments', '16', '--frames', '8')
+
+
+def test_clip_backbone_takes_the_fields_views_of_strided_clips(clip_setup, tmp_path, capsys, monkeypatch):
+    """--test_clips 10 --test_crops 3: ten clips of T frames at stride tau spread over the video, three crops,
+    scores averaged; one view is the centre clip, main.py's validation."""
+    import ops.dataset
+    data, ckpts = clip_setup
+    calls = []
+    monkeypatch.setattr(ops.dataset, 'clip_indices', lambda *a, **k: calls.append((a, k)) or clip_indices(*a, **k))
+    many = run(clip_setup, tmp_path, 'mc3', '--test_clips', '10', '--test_crops', '3', '--max_num', '2',
+               '--batch_size', '2', '--max_views_per_batch', '12')
+    assert '2 videos x 30 views (10 clips x 3 crops)' in capsys.readouterr().out
+    assert calls and all(a[1:] == (4, 2, 'test') and k == {'num_clips': 10} for a, k in calls)
+    one = run(clip_setup, tmp_path, 'mc3')
+    assert not np.allclose(one['scores'][:2], many['scores'])  # the views do change the average
+    calls.clear()
+    evaluated = train_main.main(['move4mnist', 'RGB', '--root_path', str(data), '-j', '0', '-b', '3', '--device',
+                                 'cpu', '--evaluate', '--resume', ckpts['mc3']])
+    assert calls and all(a[1:] == (4, 2, 'test') and k == {'num_clips': 1} for a, k in calls)  # the centre clip
+    loss = torch.nn.functional.cross_entropy(torch.from_numpy(one['scores']), torch.from_numpy(one['labels']))
+    assert one['count'] == evaluated['count'] == 6 and loss.item() == pytest.approx(evaluated['loss'], abs=1e-5)
+    for flags in (['--twice_sample'], ['--dense_sample']):
+        with pytest.raises(ValueError, match='clip backbone'):
+            run(clip_setup, tmp_path, 'mc3', *flags)

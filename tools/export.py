@@ -168,7 +168,7 @@ class OnnxModel:
             providers.insert(0, 'CUDAExecutionProvider')
         self.session = ort.InferenceSession(path, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self.new_length = 1 if args.modality == 'RGB' else 5
+        self.new_length = getattr(args, 'new_length', None) or (1 if args.modality == 'RGB' else 5)
         self.sample_len = (3 if args.modality == 'RGB' else 2) * self.new_length
         self.input_mean = [0.485, 0.456, 0.406] if args.modality == 'RGB' else [0.5]
         self.input_std = [0.229, 0.224, 0.225] if args.modality == 'RGB' else [0.226]

@@ -1,7 +1,7 @@
 """Evaluation protocol (TSM's ``test_models.py``): many views per video, score averaging, ensembles, reports.
 
     python tools/test_models.py [DATASET] --weights CKPT[,CKPT2] [--coeff 1,0.5] [--test_crops 1|3|5|10]
-        [--full_res] [--num_clips N | --twice_sample | --dense_sample] [--softmax] [--test_segments T]
+        [--full_res] [--test_clips N | --twice_sample | --dense_sample] [--softmax] [--test_segments T]
         [--max_views_per_batch K] [--save_scores S.npz] [--out_dir D] [data flags] [model flags]
 
 The model is built from the checkpoint's own ``args`` (architecture, shift, clustering, G, F), exactly as
@@ -10,9 +10,13 @@ main.py built it for training; flags override only the data (``--root_path --tes
 ``--input_size``, ``--scale_size``). A checkpoint without ``args`` (TSM's own) takes main.py's model flags on
 this command line (``--arch resnet50 --shift --num_segments 8 ...``); with ``args`` such flags must agree.
 
-Views: clips (``--num_clips``, 2 with ``--twice_sample``, 10 with ``--dense_sample`` as TSM) x crops (1 centre;
-3 along the long side; 5 = corners + centre; 10 = those and their mirrors); ``--full_res`` crops squares of
-``scale_size`` as TSM. A clustering model sees the whole video in every view, so it takes crops only. A
+Views: clips (``--test_clips``, TSM's ``--num_clips``: one flag, two names; 2 with ``--twice_sample``, 10 with
+``--dense_sample`` as TSM) x crops (1 centre; 3 along the long side; 5 = corners + centre; 10 = those and their
+mirrors); ``--full_res`` crops squares of ``scale_size`` as TSM. A clip backbone (3D CNN) takes clips of T frames
+at its stride ``--sample_rate`` spread evenly over the video (``ops.sampling.clip_indices``; one: the centre
+clip), so the field's protocol is ``--test_clips 10 --test_crops 3`` (PySlowFast and mmaction2 also crop at the
+full short side: add ``--full_res``). A clustering model sees the whole video in every view, so it takes crops
+only. A
 video's score is the mean over its views of the logits, or of the class probabilities with ``--softmax``
 (TSM takes the softmax after the mean). Several ``--weights`` add their scores weighted by ``--coeff``.
 
@@ -55,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--scale_size', type=opts.positive_int, default=None)
     p.add_argument('--test_crops', type=int, default=1, choices=[1, 3, 5, 10])
     p.add_argument('--full_res', action='store_true', help="crop squares of scale_size (Non-local I3D)")
-    p.add_argument('--num_clips', type=opts.positive_int, default=None,
-                   help="clips per video (default 1; 10 when dense)")
+    p.add_argument('--test_clips', '--num_clips', dest='num_clips', type=opts.positive_int, default=None,
+                   help="clips per video (default 1; 10 when dense); a clip backbone's clips are spread evenly "
+                        "over the video (the field's protocol: --test_clips 10 --test_crops 3)")
     p.add_argument('--twice_sample', action='store_true', help="two clips: segment centres and starts")
     p.add_argument('--dense_sample', action='store_true', help="I3D dense sampling (also if trained dense)")
     p.add_argument('--softmax', action='store_true', help="average class probabilities instead of logits")
@@ -190,8 +195,11 @@ def evaluate_checkpoint(path: str, cli: argparse.Namespace, extra: List[str], te
     if cli.twice_sample:
         clips = 2
     if clustering and (clips > 1 or args.dense_sample):
-        raise ValueError(f"{path} clusters the whole video (--cluster {args.cluster}): --num_clips, "
+        raise ValueError(f"{path} clusters the whole video (--cluster {args.cluster}): --test_clips, "
                          f"--twice_sample and --dense_sample do not apply; use --test_crops")
+    if getattr(args, 'sample_rate', None) is not None and (cli.twice_sample or args.dense_sample):
+        raise ValueError(f"{path} is a clip backbone ({args.arch}): it samples clips of {args.num_segments} frames "
+                         f"at stride {args.sample_rate}; --twice_sample and --dense_sample are TSN's, use --test_clips")
     if cli.test_crops == 10 and config.direction_sensitive:
         print(f"warning: 10 crops include mirrored crops, which swap left and right in {config.name}")
     views = clips * cli.test_crops
