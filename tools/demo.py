@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import builder
 from ops import transforms as T
-from ops.sampling import cluster_indices, val_indices
+from ops.sampling import clip_indices, cluster_indices, val_indices
 from ops.runtime import select_device
 from ops.temporal_shift import start_stream, stop_stream
 from ops.video_io import VideoDecodeError, _video_stream, iter_frames
@@ -109,6 +109,8 @@ def to_tensor(crops: Sequence[Image.Image], model) -> torch.Tensor:
 
 def positions(model, args: argparse.Namespace, num_frames: int) -> Tuple[np.ndarray, int]:
     """The frame indices the model sees, as in validation, and how many are real (not padding)."""
+    if model.clustering is None and model.layout.clip:  # a 3D CNN: the centre clip, as main.py validates
+        return clip_indices(num_frames, args.num_segments, getattr(args, 'sample_rate', None) or 1, 'val'), args.num_segments
     if model.clustering is None:
         return val_indices(num_frames, args.num_segments, model.new_length), args.num_segments
     return cluster_indices(num_frames, args.frames, random_shift=False)
