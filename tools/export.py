@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 import builder
+from archs import backbone_layout
 from ops.checkpoint import load_checkpoint, load_model_weights
 from ops.dataset_config import read_class_file
 from tools import test_models
@@ -170,8 +171,9 @@ class OnnxModel:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.new_length = getattr(args, 'new_length', None) or (1 if args.modality == 'RGB' else 5)
         self.sample_len = (3 if args.modality == 'RGB' else 2) * self.new_length
-        self.input_mean = [0.485, 0.456, 0.406] if args.modality == 'RGB' else [0.5]
-        self.input_std = [0.229, 0.224, 0.225] if args.modality == 'RGB' else [0.226]
+        layout = backbone_layout(args.arch)  # the normalisation of the backbone's weights (Kinetics for 3D CNNs)
+        self.input_mean = list(layout.input_mean) if args.modality == 'RGB' else [0.5]
+        self.input_std = list(layout.input_std) if args.modality == 'RGB' else [0.226]
 
     def __call__(self, frames: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         feed = {'frames': frames.detach().cpu().float().numpy()}
