@@ -23,11 +23,17 @@ Figures, per video (batch figures divided by N):
   * on CUDA: the true peak of one training step, max_memory_allocated minus the baseline of model, optimizer
     state, gradients (kept allocated, zeroed) and input.
 MB = 1e6 bytes and GB = 1e9 bytes, as the paper's GB. --no_flops skips the counts, whose unchunked forward
-needs the memory of all F frames at once (without gradient).
+needs the memory of all F frames at once (without gradient). --meta builds the model on the meta device and counts
+GMACs and parameters without arithmetic (seconds for a 3D CNN on the CPU); the memory figures are then null, and the
+clustering rules, which read the activations, cannot run there.
+
+Clip backbones (3D CNNs, ``--arch r3d_18 ...``) are counted per clip of T frames; ``published`` gives the published
+figure of the configuration where there is one (``PUBLISHED_CLIP_GMACS``: torchvision's model table, C3D, I3D).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -54,6 +60,19 @@ PAPER_TABLE1 = {
     (True, 16, 32): {'name': 'ours 16 clusters', 'gflops': 38.51},
 }
 
+# Published multiply-adds per clip of backbones with --cluster none. Key: (arch, frames, crop size).
+PUBLISHED_CLIP_GMACS = {
+    ('r3d_18', 16, 112): {'gmacs': 40.70, 'source': "torchvision's model table (R3D_18_Weights, GFLOPS)"},
+    ('mc3_18', 16, 112): {'gmacs': 43.34, 'source': "torchvision's model table (MC3_18_Weights, GFLOPS)"},
+    ('r2plus1d_18', 16, 112): {'gmacs': 40.52, 'source': "torchvision's model table (R2Plus1D_18_Weights, GFLOPS)"},
+    ('s3d', 16, 224): {'gmacs': 17.98, 'source': "torchvision's model table (S3D_Weights, GFLOPS)"},
+    ('c3d', 16, 112): {'gmacs': 38.5, 'source': "C3D's 38.5 GFLOPs (multiply-adds) per 16x112x112 clip, the figure "
+                                                "Tran et al. cite for C3D beside Res3D (arXiv:1708.05038)"},
+    ('i3d_resnet50', 32, 256): {'gmacs': 43.56, 'source': "mmaction2 i3d_r50_32x2x1_100e_kinetics400_rgb metafile, "
+                                                          "43.56 G (mmcv's counter, multiply-adds; its size is not "
+                                                          "stated there: 256 px, the test crop, matches)"},
+}
+
 
 def _add_own_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help="print exactly one JSON line")
@@ -62,6 +81,8 @@ def _add_own_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--breakdown', action='store_true', help="saved MB per module (what dominates)")
     p.add_argument('--no_flops', action='store_true', help="skip the FLOP counts (memory only)")
     p.add_argument('--no_cuda_step', action='store_true', help="skip the CUDA training-step peak")
+    p.add_argument('--meta', action='store_true', help="count GMACs and parameters on the meta device (no "
+                   "arithmetic, no memory figures; --cluster none only)")
     return p
 
 
@@ -83,6 +104,9 @@ def parse_profile_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for key, value in vars(own).items():
         setattr(args, key, value)
     args.batch_size = full.batch_size or 1
+    if args.meta and args.cluster != 'none':
+        build_profile_parser().error("--meta: the clustering reads the activations, which the meta device does not "
+                                     "have; profile --cluster runs without --meta")
     if args.frames == 'all' and not args.video_frames:
         build_profile_parser().error("--frames all: give the video's length with --video_frames L")
     return args
@@ -112,7 +136,9 @@ def make_model_and_input(args: argparse.Namespace, device: torch.device
     spec = argparse.Namespace(**vars(args))
     spec.pretrain = 'scratch'  # the structure is the command's; the weights change no figure here
     torch.manual_seed(args.seed)
-    model = builder.build_model(spec, num_classes(args), print_spec=False).to(device).train()
+    with device if device.type == 'meta' else contextlib.nullcontext():  # meta: no weights are initialised
+        model = builder.build_model(spec, num_classes(args), print_spec=False)
+    model = model.to(device).train()
     t = frames_per_input(args)
     x = torch.randn(args.batch_size, t * model.sample_len, args.img_size, args.img_size, device=device)
     if args.channels_last:
@@ -308,9 +334,16 @@ def paper_row(args: argparse.Namespace) -> Optional[dict]:
     return PAPER_TABLE1.get((args.cluster != 'none', args.num_segments, frames_per_input(args)))
 
 
+def published_row(args: argparse.Namespace) -> Optional[dict]:
+    """The published GMACs of this backbone's clip (``PUBLISHED_CLIP_GMACS``), if the command is such a clip."""
+    if args.cluster != 'none' or args.modality != 'RGB':
+        return None
+    return PUBLISHED_CLIP_GMACS.get((args.arch, args.num_segments, args.img_size))
+
+
 def profile(args: argparse.Namespace) -> Dict[str, object]:
     """Every figure of the report for parsed arguments (see the module docstring)."""
-    device = select_device(args.device)
+    device = torch.device('meta') if args.meta else select_device(args.device)
     model, x, lengths = make_model_and_input(args, device)
     n, t = x.shape[0], frames_per_input(args)
     chunked = model.clustering is not None and 0 < args.chunk_frames < t
@@ -328,18 +361,20 @@ def profile(args: argparse.Namespace) -> Dict[str, object]:
         res['cluster_mmacs'] = bmm / n / 1e6
         res['gmacs_executed_per_video'] = count_macs(model, x, lengths, chunked=True)[0] / n / 1e9 \
             if chunked else res['gmacs_per_video']
+    res['input_mb'] = x.numel() * x.element_size() / n / MB
+    res['saved_mb'] = res['recompute_mb'] = res['activation_mb_per_video'] = res['cuda_step_peak_mb'] = None
+    res['paper_table1'], res['published'] = paper_row(args), published_row(args)
+    if args.meta:  # saved-tensor storages have no addresses on the meta device: nothing to count
+        return res
     mem = activation_memory(model, x, lengths, args.amp, breakdown=args.breakdown)
     res['saved_mb'] = mem['saved'] / n / MB
     res['recompute_mb'] = mem['recompute'] / n / MB
     res['activation_mb_per_video'] = mem['peak_estimate'] / n / MB
-    res['input_mb'] = mem['input'] / n / MB
     if args.breakdown:
         res['saved_by_module_mb'] = {k: v / n / MB for k, v in mem['saved_by_module'].items()}
         res['recompute_by_module_mb'] = {k: v / n / MB for k, v in mem['recompute_by_module'].items()}
-    res['cuda_step_peak_mb'] = None
     if device.type == 'cuda' and not args.no_cuda_step:
         res['cuda_step_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
-    res['paper_table1'] = paper_row(args)
     return res
 
 
