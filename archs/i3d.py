@@ -27,7 +27,7 @@ Parameter names are torchvision's ResNet-50 names (``conv1``, ``bn1``, ``layer1.
 and TSM's TSN checkpoints (``module.base_model.layer1.0.conv1.net.weight``).
 """
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,6 @@ from archs.base import Layout
 
 # per res stage, per block: 1 = the block's first conv is 3x1x1 (mmaction2's i3d_r50.py)
 I3D_R50_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
-I3D_FIRST_TEMPORAL_DOWNSAMPLE = 0  # conv1 and pool1 both stride 2 in time: the stem already shortens the clip
 
 Source = Union[None, str, os.PathLike, Dict[str, torch.Tensor], nn.Module]
 
@@ -149,27 +148,6 @@ class I3DResNet50(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-class _Call(nn.Module):
-    """A stage that calls one of the model's methods (the model is held outside the module tree)."""
-
-    def __init__(self, model: I3DResNet50, method: str) -> None:
-        super().__init__()
-        self.model, self.method = [model], method
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model[0], self.method)(x)
-
-
-def stages(model: I3DResNet50) -> List[nn.Module]:
-    """``[stem, layer1, pool2, layer2, layer3, layer4, head]``; run in order they are ``model.forward``.
-
-    The stem already shortens time (``I3D_FIRST_TEMPORAL_DOWNSAMPLE = 0``), so with the published strides only
-    the input itself sees every frame.
-    """
-    return [_Call(model, 'stem'), model.layer1, model.pool2, model.layer2, model.layer3, model.layer4,
-            _Call(model, 'head')]
 
 
 def map_resnet50_keys(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -398,6 +398,10 @@ def format_report(res: Dict[str, object]) -> str:
         if c['chunk_frames']:
             row('GMACs executed by chunked forward', res['gmacs_executed_per_video'])
         row('clustering bmm MMACs', res['cluster_mmacs'])
+        if res.get('published'):
+            pub = res['published']
+            lines.append(f"{'published GMACs per clip':<34}{pub['gmacs']:12.2f}   "
+                         f"({100 * (res['gmacs_per_video'] / pub['gmacs'] - 1):+.1f}%; {pub['source']})")
     row('parameters (M)', res['params_m'])
     row('input frames MB (not counted below)', res['input_mb'], fmt='{:12.1f}')
     row('saved for backward MB', res['saved_mb'], fmt='{:12.1f}')
