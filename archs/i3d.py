@@ -222,12 +222,13 @@ def build_i3d_resnet50(num_classes: int, source: Source = None, dropout: float =
 
 
 def i3d_layout(model: I3DResNet50) -> Layout:
-    """I3D-ResNet-50's ``Layout`` (torchvision's ResNet names): pool2 closes stage 1.
+    """I3D-ResNet-50's ``Layout`` (torchvision's ResNet names): pool2 opens stage 2.
 
     The published stem already shortens time by 4 (conv1 and pool1, stride 2 each), so the clustering point after
-    stage 1 sees F/4 time steps of F input frames; they are grouped into G clusters.
+    stage 1 (layer1, which keeps time) sees F/4 time steps of F input frames; they are grouped into G clusters, and
+    pool2 halves those G steps before layer2.
     """
-    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[['layer1', 'pool2'], ['layer2'], ['layer3'],
+    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[['layer1'], ['pool2', 'layer2'], ['layer3'],
                                                                     ['layer4']],
                   stage_names=[f'layer{i}' for i in range(1, 5)], head=('avgpool',), classifier='fc',
                   feature_dim=model.fc.in_features, first_conv='conv1', clip=True)

@@ -72,7 +72,7 @@ def test_published_zero_padding_keeps_interior_frames_of_the_stem(tmp_path):
         stem2d = net2d.maxpool(net2d.relu(net2d.bn1(net2d.conv1(frame))))
     assert stem3d.shape[2] == 4  # 16 frames / 4: time is shortened in the stem
     with torch.no_grad():  # so the layout's stem shortens time too: the clustering point sees F/4 steps
-        assert walk_layout(model, i3d_layout(model), frame.unsqueeze(2).repeat(1, 1, 16, 1, 1))[1][:2] == [4, 2]
+        assert walk_layout(model, i3d_layout(model), frame.unsqueeze(2).repeat(1, 1, 16, 1, 1))[1][:3] == [4, 4, 2]
     for t in (1, 2, 3):  # output frame 0 sees two zero-padded frames in its 5-frame window
         assert torch.allclose(stem3d[:, :, t], stem2d, atol=1e-6)  # float32 weights: w/5 summed 5 times
     assert not torch.allclose(stem3d[:, :, 0], stem2d, atol=1e-3)
@@ -128,4 +128,4 @@ def test_stages_run_in_order_are_forward():
         h = model.fc(features.flatten(1))  # the layout's classifier; its dropout is the identity in eval
         assert torch.allclose(h, model(x), atol=1e-6)
     assert h.shape == (1, 5)
-    assert steps == [2, 1, 1, 1, 1]  # stem /4 in time, pool2 (closing stage 1) /2
+    assert steps == [2, 2, 1, 1, 1]  # stem /4 in time, layer1 keeps it (the clustering point), pool2 /2
