@@ -28,7 +28,7 @@ GMACs and parameters without arithmetic (seconds for a 3D CNN on the CPU); the m
 clustering rules, which read the activations, cannot run there.
 
 Clip backbones (3D CNNs, ``--arch r3d_18 ...``) are counted per clip of T frames; ``published`` gives the published
-figure of the configuration where there is one (``PUBLISHED_CLIP_GMACS``: torchvision's model table, C3D, I3D).
+figure of the configuration where there is one (``tools/published_costs.py``: torchvision's model table, C3D, I3D).
 """
 from __future__ import annotations
 
@@ -49,29 +49,10 @@ import builder
 import opts
 from ops.runtime import select_device
 from ops.train_step import autocast, grad_scaler, train_step
+from tools.published_costs import (PAPER_TABLE1, PUBLISHED_CLIP_GMACS, frames_per_input,  # noqa: F401 (re-exported)
+                                   paper_row, published_row)
 
 MB = 1e6
-# Paper Table 1 (ResNet-18, 224x224, Move4MNIST: 32-frame videos, 4 classes). Key: (cluster?, G, F).
-PAPER_TABLE1 = {
-    (False, 8, 8): {'name': 'TSM 8 frames', 'gflops': 14.56},
-    (False, 16, 16): {'name': 'TSM 16 frames', 'gflops': 29.12},
-    (False, 32, 32): {'name': 'TSM all 32 frames', 'gflops': 58.24, 'memory_gb': 3.15},
-    (True, 8, 32): {'name': 'ours 8 clusters', 'gflops': 28.61, 'memory_gb': 1.56},
-    (True, 16, 32): {'name': 'ours 16 clusters', 'gflops': 38.51},
-}
-
-# Published multiply-adds per clip of backbones with --cluster none. Key: (arch, frames, crop size).
-PUBLISHED_CLIP_GMACS = {
-    ('r3d_18', 16, 112): {'gmacs': 40.70, 'source': "torchvision's model table (R3D_18_Weights, GFLOPS)"},
-    ('mc3_18', 16, 112): {'gmacs': 43.34, 'source': "torchvision's model table (MC3_18_Weights, GFLOPS)"},
-    ('r2plus1d_18', 16, 112): {'gmacs': 40.52, 'source': "torchvision's model table (R2Plus1D_18_Weights, GFLOPS)"},
-    ('s3d', 16, 224): {'gmacs': 17.98, 'source': "torchvision's model table (S3D_Weights, GFLOPS)"},
-    ('c3d', 16, 112): {'gmacs': 38.5, 'source': "C3D's 38.5 GFLOPs (multiply-adds) per 16x112x112 clip, the figure "
-                                                "Tran et al. cite for C3D beside Res3D (arXiv:1708.05038)"},
-    ('i3d_resnet50', 32, 256): {'gmacs': 43.56, 'source': "mmaction2 i3d_r50_32x2x1_100e_kinetics400_rgb metafile, "
-                                                          "43.56 G (mmcv's counter, multiply-adds; its size is not "
-                                                          "stated there: 256 px, the test crop, matches)"},
-}
 
 
 def _add_own_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -110,13 +91,6 @@ def parse_profile_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.frames == 'all' and not args.video_frames:
         build_profile_parser().error("--frames all: give the video's length with --video_frames L")
     return args
-
-
-def frames_per_input(args: argparse.Namespace) -> int:
-    """T, the frames per video the model receives: num_segments (cluster none), F, or L for --frames all."""
-    if args.cluster == 'none':
-        return args.num_segments
-    return args.video_frames if args.frames == 'all' else args.frames
 
 
 def num_classes(args: argparse.Namespace) -> int:
@@ -325,22 +299,6 @@ def cuda_step_peak(model: nn.Module, x: torch.Tensor, lengths: Optional[torch.Te
 
 
 # --------------------------------------------------------------------------------------------- report
-def paper_row(args: argparse.Namespace) -> Optional[dict]:
-    """The paper's Table 1 row of this configuration, if it is one (ResNet-18, 224 px, RGB, 32 frames)."""
-    if (args.arch, args.img_size, args.modality, args.temporal_pool) != ('resnet18', 224, 'RGB', False):
-        return None
-    if args.cluster != 'none' and args.cluster_after != 1:
-        return None
-    return PAPER_TABLE1.get((args.cluster != 'none', args.num_segments, frames_per_input(args)))
-
-
-def published_row(args: argparse.Namespace) -> Optional[dict]:
-    """The published GMACs of this backbone's clip (``PUBLISHED_CLIP_GMACS``), if the command is such a clip."""
-    if args.cluster != 'none' or args.modality != 'RGB':
-        return None
-    return PUBLISHED_CLIP_GMACS.get((args.arch, args.num_segments, args.img_size))
-
-
 def profile(args: argparse.Namespace) -> Dict[str, object]:
     """Every figure of the report for parsed arguments (see the module docstring)."""
     device = torch.device('meta') if args.meta else select_device(args.device)
