@@ -129,3 +129,17 @@ def test_stages_run_in_order_are_forward():
         assert torch.allclose(h, model(x), atol=1e-6)
     assert h.shape == (1, 5)
     assert steps == [2, 2, 1, 1, 1]  # stem /4 in time, layer1 keeps it (the clustering point), pool2 /2
+
+
+def test_tsn_clusters_i3d_after_layer1_on_a_quarter_of_the_frames():
+    """The clustering point of i3d_resnet50 (docs/DESIGN.md §7): 16 frames, stem /4 in time, layer1 keeps it: the
+    clustering groups 4 steps into G = 2, and pool2 halves those before layer2."""
+    torch.manual_seed(8)
+    model = TSN(4, 2, 'RGB', base_model='i3d_resnet50', pretrain='scratch', cluster='uniform', num_frames=16).eval()
+    seen = {}
+    model.clustering.register_forward_pre_hook(lambda m, args, kwargs: seen.update(steps=kwargs['num_frames']),
+                                               with_kwargs=True)
+    model.base_model.layer2.register_forward_pre_hook(lambda m, args: seen.update(layer2=args[0].shape[2]))
+    with torch.no_grad():
+        assert model(torch.randn(1, 16 * 3, 32, 32)).shape == (1, 4)
+    assert seen == {'steps': 4, 'layer2': 1}
