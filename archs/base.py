@@ -10,7 +10,7 @@ Paths are dotted submodule names (``'layer1'``, ``'features.4'``), resolved at e
 is wrapped later (a temporal shift, a flow stem) is found under the same path.
 """
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -64,6 +64,22 @@ def replace_module(net: nn.Module, path: str, module: nn.Module) -> None:
         owner[int(name)] = module
     else:
         setattr(owner, name, module)
+
+
+def walk_layout(net: nn.Module, layout: Layout, x: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
+    """The layout run in order without TSN: stem, stages, head -> (pooled features, time lengths).
+
+    ``x`` is a clip ``(M, C, T, H, W)`` (``layout.clip``) or frames; the features are what the network's own
+    ``forward`` feeds its classifier, ``(M, feature_dim, 1, ...)``; the lengths are the time axis after the stem and
+    after each stage (clip networks; empty for frames): entry 1 is what the clustering point after stage 1 sees.
+    """
+    steps: List[int] = []
+    x = run_modules(net, layout.stem, x)
+    for paths in [None] + list(layout.stages):
+        x = x if paths is None else run_modules(net, paths, x)
+        if layout.clip:
+            steps.append(x.shape[2])
+    return run_modules(net, layout.head, x), steps
 
 
 def frames_to_clip(x: torch.Tensor, t: int) -> torch.Tensor:

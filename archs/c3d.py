@@ -8,7 +8,7 @@ also used by jfzhang95/pytorch-video-recognition): ``conv1, conv2, conv3a, conv3
 conv5b, fc6, fc7, fc8``, with ``pool5`` padded (0,1,1) so that fc6 sees 512x1x4x4 = 8192 values as Caffe's
 ceil-mode pooling gave. A Sports-1M state dict therefore loads by name (fc8 dropped when the classes differ).
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -74,43 +74,6 @@ class C3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-class _Stage(nn.Module):
-    """Convolutions of one C3D stage with their ReLUs, then its pool (the model's own modules)."""
-
-    def __init__(self, model: C3D, convs: List[str], pool: str) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(getattr(model, c) for c in convs)
-        self.relu, self.pool = model.relu, getattr(model, pool)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs:
-            x = self.relu(conv(x))
-        return self.pool(x)
-
-
-class _Head(nn.Module):
-    def __init__(self, model: C3D) -> None:
-        super().__init__()
-        self.model = [model]  # a list: not a registered submodule, so no second copy of its parameters
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model[0].head(x)
-
-
-def stages(model: C3D) -> List[nn.Module]:
-    """``[conv1+pool1, conv2+pool2, conv3+pool3, conv4+pool4, conv5+pool5, fc6-fc8]``.
-
-    Time is first shortened by pool2 (pool1 is (1,2,2)), i.e. in stage 1: a clustering point after stage 0 sees
-    every frame.
-    """
-    return [_Stage(model, ['conv1'], 'pool1'), _Stage(model, ['conv2'], 'pool2'),
-            _Stage(model, ['conv3a', 'conv3b'], 'pool3'), _Stage(model, ['conv4a', 'conv4b'], 'pool4'),
-            _Stage(model, ['conv5a', 'conv5b'], 'pool5'), _Head(model)]
-
-
-C3D_FIRST_TEMPORAL_DOWNSAMPLE = 1  # index into stages(): pool2 is the first pool of stride 2 in time
 
 
 def build_c3d(num_classes: int, adaptive_pool: bool = False, dropout: float = 0.5) -> C3D:

@@ -27,7 +27,7 @@ Parameter names are torchvision's ResNet-50 names (``conv1``, ``bn1``, ``layer1.
 and TSM's TSN checkpoints (``module.base_model.layer1.0.conv1.net.weight``).
 """
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,6 @@ from archs.base import Layout
 
 # per res stage, per block: 1 = the block's first conv is 3x1x1 (mmaction2's i3d_r50.py)
 I3D_R50_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
-I3D_FIRST_TEMPORAL_DOWNSAMPLE = 0  # conv1 and pool1 both stride 2 in time: the stem already shortens the clip
 
 Source = Union[None, str, os.PathLike, Dict[str, torch.Tensor], nn.Module]
 
@@ -151,27 +150,6 @@ class I3DResNet50(nn.Module):
         return self.head(self.features(x))
 
 
-class _Call(nn.Module):
-    """A stage that calls one of the model's methods (the model is held outside the module tree)."""
-
-    def __init__(self, model: I3DResNet50, method: str) -> None:
-        super().__init__()
-        self.model, self.method = [model], method
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model[0], self.method)(x)
-
-
-def stages(model: I3DResNet50) -> List[nn.Module]:
-    """``[stem, layer1, pool2, layer2, layer3, layer4, head]``; run in order they are ``model.forward``.
-
-    The stem already shortens time (``I3D_FIRST_TEMPORAL_DOWNSAMPLE = 0``), so with the published strides only
-    the input itself sees every frame.
-    """
-    return [_Call(model, 'stem'), model.layer1, model.pool2, model.layer2, model.layer3, model.layer4,
-            _Call(model, 'head')]
-
-
 def map_resnet50_keys(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """2D ResNet-50 backbone keys in torchvision's names, from torchvision's, ours or TSM's checkpoints.
 
@@ -244,12 +222,13 @@ def build_i3d_resnet50(num_classes: int, source: Source = None, dropout: float =
 
 
 def i3d_layout(model: I3DResNet50) -> Layout:
-    """I3D-ResNet-50's ``Layout`` (torchvision's ResNet names): pool2 closes stage 1.
+    """I3D-ResNet-50's ``Layout`` (torchvision's ResNet names): pool2 opens stage 2.
 
     The published stem already shortens time by 4 (conv1 and pool1, stride 2 each), so the clustering point after
-    stage 1 sees F/4 time steps of F input frames; they are grouped into G clusters.
+    stage 1 (layer1, which keeps time) sees F/4 time steps of F input frames; they are grouped into G clusters, and
+    pool2 halves those G steps before layer2.
     """
-    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[['layer1', 'pool2'], ['layer2'], ['layer3'],
+    return Layout(stem=('conv1', 'bn1', 'relu', 'maxpool'), stages=[['layer1'], ['pool2', 'layer2'], ['layer3'],
                                                                     ['layer4']],
                   stage_names=[f'layer{i}' for i in range(1, 5)], head=('avgpool',), classifier='fc',
                   feature_dim=model.fc.in_features, first_conv='conv1', clip=True)

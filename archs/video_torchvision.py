@@ -1,8 +1,8 @@
 """torchvision's video classifiers (R3D-18, MC3-18, R(2+1)D-18, S3D), wrapped, not copied.
 
-``build_video_model`` returns torchvision's own module with a new classifier; ``stages`` lists it as
-``[stem, stage_1, ..., stage_k, head]`` so that code placing a clustering point or counting FLOPs walks the list
-instead of the attribute names. Running the stages in order is the model's ``forward`` (a test checks it).
+``build_video_model`` returns torchvision's own module with a new classifier; ``video_layout`` names its stem,
+stages and head (``archs.base.Layout``), which is how ``TSN``, the clustering point and the tests walk it (running
+the layout in order reaches what the model's ``forward`` feeds its classifier: a test checks it).
 
 Input: a clip ``(N, 3, T, H, W)``; output: logits ``(N, num_classes)``.
 
@@ -10,42 +10,30 @@ Input: a clip ``(N, 3, T, H, W)``; output: logits ``(N, num_classes)``.
 (``$TORCH_HOME/hub/checkpoints``) or a download; without network and without the cached file the error says
 which file to put where, as ``archs/resnet.py`` does for ImageNet.
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
-import torch
 import torch.nn as nn
 import torchvision.models.video as tvv
 
 from archs.base import Layout, with_weights
 
-# name -> (builder, weights enum, index in stages() of the first stage that shortens time or None)
-# Temporal downsampling, read in torchvision/models/video/{resnet,s3d}.py:
+# name -> (builder, weights enum). Temporal downsampling, read in torchvision/models/video/{resnet,s3d}.py
+# (the clustering point after the layout's stage 1 sees every frame, except in S3D: docs/DESIGN.md §7):
 #   r3d_18:      stem stride (1,2,2); layer1 stride 1; layer2's first Conv3DSimple has stride (2,2,2).
 #   mc3_18:      only layer1 is 3D; layer2-4 use Conv3DNoTemporal, stride (1,2,2): time is kept to the head.
 #   r2plus1d_18: stem (1,7,7)+(3,1,1), stride 1 in time; layer2's Conv2Plus1D has temporal stride 2.
-#   s3d:         Conv_1a is a TemporalSeparableConv of stride 2 in time: the very first stage halves T.
-_MODELS: Dict[str, Tuple[Callable[..., nn.Module], type, Optional[int]]] = {
-    'r3d_18': (tvv.r3d_18, tvv.R3D_18_Weights, 2),
-    'mc3_18': (tvv.mc3_18, tvv.MC3_18_Weights, None),
-    'r2plus1d_18': (tvv.r2plus1d_18, tvv.R2Plus1D_18_Weights, 2),
-    's3d': (tvv.s3d, tvv.S3D_Weights, 0),
+#   s3d:         Conv_1a (the stem) is a TemporalSeparableConv of stride 2 in time: stage 1 sees T/2 steps.
+_MODELS: Dict[str, Tuple[Callable[..., nn.Module], type]] = {
+    'r3d_18': (tvv.r3d_18, tvv.R3D_18_Weights),
+    'mc3_18': (tvv.mc3_18, tvv.MC3_18_Weights),
+    'r2plus1d_18': (tvv.r2plus1d_18, tvv.R2Plus1D_18_Weights),
+    's3d': (tvv.s3d, tvv.S3D_Weights),
 }
 VIDEO_MODELS = tuple(_MODELS)
 
 # S3D's `features` split at its Inception names: Conv_1a | MaxPool_2a..Conv_2c | MaxPool_3a..Mixed_3c |
 # MaxPool_4a..Mixed_4f | MaxPool_5a..Mixed_5c (indices into torchvision's S3D.features).
 _S3D_SPLITS = ((0, 1), (1, 4), (4, 7), (7, 13), (13, 16))
-
-
-def first_temporal_downsample(name: str) -> Optional[int]:
-    """Index into ``stages(model)`` of the first stage whose output has fewer frames than its input.
-
-    A full-video clustering point must sit before it: after stage ``i`` for any ``i <`` this index (``None``:
-    time is kept up to the head, whose global pooling averages it). For s3d it is 0, so only the input qualifies.
-    """
-    if name not in _MODELS:
-        raise ValueError(f"unknown video model {name!r}: expected one of {list(VIDEO_MODELS)}")
-    return _MODELS[name][2]
 
 
 def kinetics_weights_file(name: str) -> str:
@@ -71,7 +59,7 @@ def build_video_model(name: str, num_classes: int, pretrain: str = 'scratch') ->
         raise ValueError(f"unknown --arch {name!r}: expected one of {list(VIDEO_MODELS)}")
     if pretrain not in ('scratch', 'kinetics400'):
         raise ValueError(f"unknown --pretrain {pretrain!r} for {name}: expected 'scratch' or 'kinetics400'")
-    builder, weights_enum, _ = _MODELS[name]
+    builder, weights_enum = _MODELS[name]
     if pretrain == 'scratch':
         model = builder(weights=None)
     else:
@@ -82,44 +70,6 @@ def build_video_model(name: str, num_classes: int, pretrain: str = 'scratch') ->
     else:
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
-
-
-class _VideoResNetHead(nn.Module):
-    """R3D-family head as torchvision runs it: global average, flatten, fc. ``(N, C, T', H', W') -> (N, K)``."""
-
-    def __init__(self, avgpool: nn.Module, fc: nn.Module) -> None:
-        super().__init__()
-        self.avgpool, self.fc = avgpool, fc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.avgpool(x).flatten(1))
-
-
-class _S3DHead(nn.Module):
-    """S3D head as torchvision runs it: pool, 1x1x1 conv classifier, mean over (T, H, W). ``-> (N, K)``."""
-
-    def __init__(self, avgpool: nn.Module, classifier: nn.Module) -> None:
-        super().__init__()
-        self.avgpool, self.classifier = avgpool, classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mean(self.classifier(self.avgpool(x)), dim=(2, 3, 4))
-
-
-def stages(model: nn.Module) -> List[nn.Module]:
-    """``[stem, stage_1, ..., head]`` of a model from ``build_video_model``; the modules are the model's own.
-
-    R3D family: ``[stem, layer1, layer2, layer3, layer4, head]``. S3D: its ``features`` cut at the Inception
-    names (Conv_1a, 2a-2c, 3a-3c, 4a-4f, 5a-5c), then the head. The head takes the last feature map
-    ``(N, C, T', H', W')`` to logits ``(N, K)``.
-    """
-    if isinstance(model, tvv.VideoResNet):
-        return [model.stem, model.layer1, model.layer2, model.layer3, model.layer4,
-                _VideoResNetHead(model.avgpool, model.fc)]
-    if isinstance(model, tvv.S3D):
-        blocks: List[nn.Module] = [nn.Sequential(*model.features[a:b]) for a, b in _S3D_SPLITS]
-        return blocks + [_S3DHead(model.avgpool, model.classifier)]
-    raise TypeError(f"stages(): expected a torchvision VideoResNet or S3D, got {type(model).__name__}")
 
 
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)  # torchvision's video weights

@@ -79,3 +79,16 @@ def test_norule_compiles_only_the_distances(monkeypatch):
              '--configs', name])
         assert set(compile_cache.CACHE.functions) == compiled, name  # compiled functions
         assert not compile_cache.fused_failed()
+
+
+def test_tiny_run_of_a_clip_backbone():
+    """r3d_18 (a 3D CNN): no --shift in its commands, a clip of F frames as the reference, clustering after layer1."""
+    res = run(['--arch', 'r3d_18', '--img_size', '16', '--frames', '16', '--iters', '1', '--warmup', '0',
+               '--device', 'cpu', '--configs', 'tsm-all', 'cumulative-8'])
+    rows = {r['name']: r for r in res['rows']}
+    assert rows['tsm-all']['frames'] == 16 and rows['cumulative-8']['clusters'] == 8
+    assert rows['cumulative-8']['activation_mb'] < rows['tsm-all']['activation_mb']
+    assert rows['cumulative-8']['cluster_ms'] > 0 and rows['tsm-all']['videos_per_s'] > 0
+    assert '--shift' not in config_argv('tsm-8', build_parser().parse_args(['--arch', 'r3d_18']))
+    with pytest.raises(SystemExit, match='clip backbone'):
+        run(['--arch', 'r3d_18', '--device', 'cpu', '--configs', 'cumulative-8+chunk'])

@@ -218,6 +218,17 @@ def test_sync_bn_keeps_partial_bn_and_the_optimizer_parameters():
         dist_utils.wrap_model(model, torch.device('cpu'), sync_bn=True)
 
 
+def test_torchrun_trains_a_clip_backbone_clustered_epoch(data, tmp_path):
+    """r3d_18 (a 3D CNN, no shift) under 2 gloo processes: 8 frames through the stem and layer1, clustered into 4."""
+    argv = [a for a in run_args(data, tmp_path, 4, '--arch', 'r3d_18', '--cluster', 'cumulative', '--frames', '8',
+                                '--num_segments', '4', '--epochs', '1', '--npb', '--lr', '0.01') if a != '--shift']
+    torchrun(['main.py', *argv], timeout=240)
+    ckpt = load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))
+    assert ckpt['epoch'] == 1 and ckpt['args']['arch'] == 'r3d_18'
+    log = (tmp_path / 'log' / 'run' / 'log.csv').read_text()
+    assert log.count('Testing Results') == 1 and log.count('Epoch: [0][0/2]') == 1  # 16 videos / (2 x 4)
+
+
 def _worker(out_dir: str, argv: List[str]) -> None:
     """torchrun worker of the equality test: hooks, then main.py's main; rank r writes rank{r}.json."""
     losses: List[float] = []

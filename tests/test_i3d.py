@@ -5,7 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from archs.i3d import I3D_FIRST_TEMPORAL_DOWNSAMPLE, build_i3d_resnet50, inflate_conv, stages
+from archs.base import walk_layout
+from archs.i3d import build_i3d_resnet50, i3d_layout, inflate_conv
 from ops.models import TSN
 from archs.resnet import resnet_layout
 from ops.temporal_shift import insert_temporal_shift
@@ -69,8 +70,9 @@ def test_published_zero_padding_keeps_interior_frames_of_the_stem(tmp_path):
     with torch.no_grad():
         stem3d = model.stem(frame.unsqueeze(2).repeat(1, 1, 16, 1, 1))
         stem2d = net2d.maxpool(net2d.relu(net2d.bn1(net2d.conv1(frame))))
-    assert stem3d.shape[2] == 4  # 16 frames / 4: time is shortened in the stem (I3D_FIRST_TEMPORAL_DOWNSAMPLE 0)
-    assert I3D_FIRST_TEMPORAL_DOWNSAMPLE == 0
+    assert stem3d.shape[2] == 4  # 16 frames / 4: time is shortened in the stem
+    with torch.no_grad():  # so the layout's stem shortens time too: the clustering point sees F/4 steps
+        assert walk_layout(model, i3d_layout(model), frame.unsqueeze(2).repeat(1, 1, 16, 1, 1))[1][:3] == [4, 4, 2]
     for t in (1, 2, 3):  # output frame 0 sees two zero-padded frames in its 5-frame window
         assert torch.allclose(stem3d[:, :, t], stem2d, atol=1e-6)  # float32 weights: w/5 summed 5 times
     assert not torch.allclose(stem3d[:, :, 0], stem2d, atol=1e-3)
@@ -122,8 +124,22 @@ def test_stages_run_in_order_are_forward():
     model = build_i3d_resnet50(num_classes=5).eval()
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
-        h = x
-        for stage in stages(model):
-            h = stage(h)
+        features, steps = walk_layout(model, i3d_layout(model), x)
+        h = model.fc(features.flatten(1))  # the layout's classifier; its dropout is the identity in eval
         assert torch.allclose(h, model(x), atol=1e-6)
     assert h.shape == (1, 5)
+    assert steps == [2, 2, 1, 1, 1]  # stem /4 in time, layer1 keeps it (the clustering point), pool2 /2
+
+
+def test_tsn_clusters_i3d_after_layer1_on_a_quarter_of_the_frames():
+    """The clustering point of i3d_resnet50 (docs/DESIGN.md §7): 16 frames, stem /4 in time, layer1 keeps it: the
+    clustering groups 4 steps into G = 2, and pool2 halves those before layer2."""
+    torch.manual_seed(8)
+    model = TSN(4, 2, 'RGB', base_model='i3d_resnet50', pretrain='scratch', cluster='uniform', num_frames=16).eval()
+    seen = {}
+    model.clustering.register_forward_pre_hook(lambda m, args, kwargs: seen.update(steps=kwargs['num_frames']),
+                                               with_kwargs=True)
+    model.base_model.layer2.register_forward_pre_hook(lambda m, args: seen.update(layer2=args[0].shape[2]))
+    with torch.no_grad():
+        assert model(torch.randn(1, 16 * 3, 32, 32)).shape == (1, 4)
+    assert seen == {'steps': 4, 'layer2': 1}

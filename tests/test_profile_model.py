@@ -10,8 +10,8 @@ import torch.nn as nn
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from tools.profile_model import PAPER_TABLE1, activation_memory, count_macs, main, make_model_and_input, \
-    paper_row, parse_profile_args, saved_bytes
+from tools.profile_model import PAPER_TABLE1, PUBLISHED_CLIP_GMACS, activation_memory, count_macs, main, \
+    make_model_and_input, paper_row, parse_profile_args, saved_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ['move4mnist', 'RGB', '--arch', 'resnet18', '--shift', '--pretrain', 'scratch', '--device', 'cpu']
@@ -125,3 +125,43 @@ def test_script_prints_the_table():
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'GMACs (conv + linear)' in out.stdout and 'saved_by_module' in out.stdout
+
+
+CLIP_BASE = ['move4mnist', 'RGB', '--pretrain', 'scratch', '--device', 'cpu', '--json']
+
+
+def _json(capsys, argv):
+    main(argv)
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('key', sorted(PUBLISHED_CLIP_GMACS), ids=lambda k: f'{k[0]}-{k[1]}x{k[2]}')
+def test_clip_backbone_gmacs_match_the_published_figures(capsys, key):
+    """The tool's JSON per clip against torchvision's table (and C3D's, I3D-ResNet-50's); meta device: no arithmetic."""
+    arch, frames, size = key
+    res = _json(capsys, CLIP_BASE + ['--arch', arch, '--img_size', str(size), '--num_segments', str(frames), '--meta'])
+    published = res['published']['gmacs']
+    assert published == PUBLISHED_CLIP_GMACS[key]['gmacs']
+    assert abs(res['gmacs_per_video'] / published - 1) < 0.01, (res['gmacs_per_video'], published)
+    assert res['activation_mb_per_video'] is None  # nothing is computed on the meta device
+
+
+def test_meta_counts_what_the_cpu_counts(capsys):
+    argv = CLIP_BASE + ['--arch', 'r3d_18', '--img_size', '32', '--num_segments', '8']
+    cpu, meta = _json(capsys, argv), _json(capsys, argv + ['--meta'])
+    assert meta['gmacs_per_video'] == cpu['gmacs_per_video'] and meta['params_m'] == cpu['params_m']
+    assert cpu['activation_mb_per_video'] > 0 and cpu['published'] is None  # no published 8x32x32 figure
+    with pytest.raises(SystemExit):  # the clustering reads activations: not on the meta device
+        parse_profile_args(argv + ['--meta', '--cluster', 'uniform', '--frames', '16'])
+
+
+def test_clustering_on_r3d_costs_less_than_all_frames_and_more_than_a_clip(capsys):
+    """The issue's check at 32 px: r3d_18, 32 frames -> 8 cumulative clusters after layer1, against one clip of all
+    32 frames and one of 8 frames: GMACs and activation memory both sit between."""
+    argv = CLIP_BASE + ['--arch', 'r3d_18', '--img_size', '32']
+    ours = _json(capsys, argv + ['--cluster', 'cumulative', '--frames', '32', '--num_segments', '8'])
+    all32 = _json(capsys, argv + ['--num_segments', '32'])
+    clip8 = _json(capsys, argv + ['--num_segments', '8'])
+    assert clip8['gmacs_per_video'] < ours['gmacs_per_video'] < all32['gmacs_per_video']
+    assert ours['cluster_mmacs'] > 0
+    assert clip8['activation_mb_per_video'] < ours['activation_mb_per_video'] < all32['activation_mb_per_video']

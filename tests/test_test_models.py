@@ -216,3 +216,26 @@ def test_clip_backbone_takes_the_fields_views_of_strided_clips(clip_setup, tmp_p
     for flags in (['--twice_sample'], ['--dense_sample']):
         with pytest.raises(ValueError, match='clip backbone'):
             run(clip_setup, tmp_path, 'mc3', *flags)
+
+
+@pytest.mark.parametrize('flags', [['--num_segments', '4'],
+                                   ['--num_segments', '4', '--cluster', 'cumulative', '--frames', '8']],
+                         ids=['clip', 'clustered'])
+def test_clip_backbone_checkpoint_scores_are_the_validation_logits(setup, tmp_path, flags):
+    """r3d_18 (a 3D CNN) as a 4-frame clip and clustered 8 -> 4 after layer1: the default view of test_models.py
+    (one centre clip, one centre crop) gives main.py --evaluate's validation."""
+    data, _ = setup
+    clip_flags = ['--arch', 'r3d_18', '--pretrain', 'scratch', '--img_size', '32', '--scale_size', '36', *flags]
+    args = opts.parse_args(['move4mnist', 'RGB', '--root_path', str(data), *clip_flags])
+    torch.manual_seed(11)
+    ckpt = str(tmp_path / 'r3d.pth.tar')
+    save_checkpoint({'epoch': 1, 'arch': 'r3d_18', 'state_dict': build_model(args, 4, print_spec=False).state_dict(),
+                     'best_prec1': 0.0, 'args': vars(args)}, ckpt)
+    result = test_models.main(['--weights', ckpt, '--root_path', str(data), '-j', '0', '--device', 'cpu',
+                               '--out_dir', str(tmp_path)])
+    evaluated = train_main.main(['move4mnist', 'RGB', '--root_path', str(data), *clip_flags, '-j', '0', '-b', '3',
+                                 '--device', 'cpu', '--evaluate', '--resume', ckpt])
+    loss = torch.nn.functional.cross_entropy(torch.from_numpy(result['scores']),
+                                             torch.from_numpy(result['labels'])).item()
+    assert result['count'] == evaluated['count'] == 6 and result['top1'] == pytest.approx(evaluated['top1'])
+    assert loss == pytest.approx(evaluated['loss'], abs=1e-5)

@@ -1,4 +1,4 @@
-"""archs/video_torchvision.py and archs/c3d.py: shapes, stages, costs, Kinetics-400 loading, C3D names."""
+"""archs/video_torchvision.py and archs/c3d.py: shapes, layouts, costs, Kinetics-400 loading, C3D names."""
 import urllib.error
 
 import pytest
@@ -6,15 +6,34 @@ import torch
 import torch.hub
 from torch.utils.flop_counter import FlopCounterMode
 
-from archs.c3d import C3D_FIRST_TEMPORAL_DOWNSAMPLE, build_c3d
-from archs.c3d import stages as c3d_stages
-from archs.video_torchvision import (VIDEO_MODELS, build_video_model, first_temporal_downsample,
-                                     kinetics_weights_file, stages)
+from archs.base import walk_layout
+from archs.c3d import build_c3d, c3d_layout
+from archs.video_torchvision import VIDEO_MODELS, build_video_model, kinetics_weights_file, video_layout
 
 # torchvision's published costs (GFLOPS column of its model table, multiply-adds) per 16-frame clip
 PUBLISHED_GMACS = {'r3d_18': (112, 40.70), 'mc3_18': (112, 43.34), 'r2plus1d_18': (112, 40.52), 's3d': (224, 17.98)}
 # smallest clips the models take: S3D halves time three times and ends in a 2-frame pool in torchvision
 TINY_CLIP = {'r3d_18': (4, 32), 'mc3_18': (4, 32), 'r2plus1d_18': (4, 32), 's3d': (8, 32)}
+# where time is first shortened, 0 = the stem, i = stage i (None: kept to the head); read in torchvision's sources
+FIRST_TEMPORAL_DOWNSAMPLE = {'r3d_18': 2, 'mc3_18': None, 'r2plus1d_18': 2, 's3d': 0}
+
+
+def classifier_input(net: torch.nn.Module, layout, x: torch.Tensor) -> torch.Tensor:
+    """What ``net``'s own forward feeds the layout's classifier, flattened: ``(M, feature_dim)``."""
+    seen = []
+    handle = net.get_submodule(layout.classifier).register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    try:
+        net(x)
+    finally:
+        handle.remove()
+    return seen[0].flatten(1)
+
+
+def _first_shortening(t: int, steps: list):
+    """0 = the stem shortens time, i = stage i does, None = time is kept to the head."""
+    lengths = [t] + steps
+    shortened = [i for i in range(len(steps)) if lengths[i + 1] < lengths[i]]
+    return shortened[0] if shortened else None
 
 
 def _gmacs(model: torch.nn.Module, shape: tuple) -> float:
@@ -30,18 +49,18 @@ def _gmacs(model: torch.nn.Module, shape: tuple) -> float:
 def test_shapes_stages_and_temporal_downsampling(name):
     torch.manual_seed(0)
     model = build_video_model(name, num_classes=5).eval()
+    layout = video_layout(name, model)
     t, s = TINY_CLIP[name]
     x = torch.randn(2, 3, t, s, s)
     with torch.no_grad():
         logits = model(x)
-        frames, h = [t], x
-        for stage in stages(model):
-            h = stage(h)
-            frames.append(h.shape[2] if h.dim() == 5 else None)
+        features, steps = walk_layout(model, layout, x)
+        expected = classifier_input(model, layout, x)
     assert logits.shape == (2, 5)
-    assert torch.allclose(h, logits, atol=1e-6), "stages() run in order must be the model's forward"
-    shortened = [i for i in range(len(frames) - 2) if frames[i + 1] < frames[i]]
-    assert (shortened[0] if shortened else None) == first_temporal_downsample(name), frames
+    assert features.flatten(1).shape == (2, layout.feature_dim)
+    assert torch.allclose(features.flatten(1), expected, atol=1e-6), \
+        "the layout's stem, stages and head run in order must be the model's forward up to its classifier"
+    assert _first_shortening(t, steps) == FIRST_TEMPORAL_DOWNSAMPLE[name], steps
 
 
 @pytest.mark.parametrize('name', VIDEO_MODELS)
@@ -133,13 +152,13 @@ def test_c3d_wrong_clip_size_names_the_cause():
 def test_c3d_tiny_clip_and_stages():
     torch.manual_seed(3)
     model = build_c3d(num_classes=4, adaptive_pool=True).eval()
+    layout = c3d_layout(model)
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         logits = model(x)
-        h, frames = x, [8]
-        for stage in c3d_stages(model):
-            h = stage(h)
-            frames.append(h.shape[2] if h.dim() == 5 else None)
+        features, steps = walk_layout(model, layout, x)
+        expected = classifier_input(model, layout, x)
     assert logits.shape == (2, 4)
-    assert torch.allclose(h, logits, atol=1e-6)
-    assert frames[1] == 8 and frames[C3D_FIRST_TEMPORAL_DOWNSAMPLE + 1] == 4
+    assert torch.allclose(features, expected, atol=1e-6)
+    assert steps[1] == 8 and steps[2] == 4  # pool1 keeps time (stage 1), pool2 halves it (stage 2)
+    assert _first_shortening(8, steps) == 2

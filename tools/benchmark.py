@@ -2,6 +2,10 @@
 
     python tools/benchmark.py                                  # CPU-sized: resnet18, 112 px, batch 1, 32 frames
     python tools/benchmark.py --img_size 224 --batch 8 --device cuda --amp bf16 --long --out bench.md
+    python tools/benchmark.py --arch r3d_18 --configs tsm-8 tsm-all cumulative-8   # a clip backbone (3D CNN)
+
+With a clip backbone, tsm-N is the network on one clip of N frames (no shift) and ours cluster after its stage 1;
+it has no chunked rows.
 
 Each configuration is the model main.py builds from the same flags (built through tools/profile_model.py),
 trained on random frames with main.py's step and optimizer (ops/train_step.py: forward, backward, optimizer
@@ -31,6 +35,7 @@ from typing import Dict, Iterator, List, Optional
 import torch
 
 import builder
+from archs import arch_names, backbone_layout
 from ops import clustering, compiled
 from ops.runtime import select_device
 from ops.train_step import grad_scaler, train_step
@@ -67,7 +72,8 @@ def is_config(name: str, chunk: int = 8) -> bool:
 def config_argv(name: str, opts: argparse.Namespace, frames: Optional[int] = None) -> List[str]:
     """main.py's arguments for a configuration name (``frames`` overrides --frames)."""
     f = frames or opts.frames
-    argv = ['move4mnist', 'RGB', '--arch', opts.arch, '--img_size', str(opts.img_size), '--shift',
+    shift = [] if backbone_layout(opts.arch).clip else ['--shift']  # a 3D CNN has no TSM shift
+    argv = ['move4mnist', 'RGB', '--arch', opts.arch, '--img_size', str(opts.img_size), *shift,
             '--pretrain', 'scratch', '--device', opts.device, '--amp', opts.amp, '-b', str(opts.batch)]
     base, *variants = name.split('+')
     kind, _, g = base.partition('-')
@@ -253,7 +259,9 @@ def markdown_table(rows: List[Dict[str, object]], ref: Optional[Dict[str, object
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--arch', default='resnet18', choices=['resnet18', 'resnet34', 'resnet50', 'resnet101'])
+    p.add_argument('--arch', default='resnet18', choices=arch_names(),
+                   help="a backbone of archs/ (a clip backbone, e.g. r3d_18: tsm-N is a clip of N frames, no shift, "
+                        "no +chunk rows and no --long)")
     p.add_argument('--img_size', type=int, default=112, help="crop size (paper: 224)")
     p.add_argument('--batch', type=int, default=1, help="videos per step")
     p.add_argument('--frames', type=int, default=32, help="frames F per video (TSM-all and ours)")
@@ -281,9 +289,14 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     opts = build_parser().parse_args(argv)
     if opts.loader:
         print("--loader: not benchmarked by this tool (data loading has its own benchmark)")
-    names = config_names(opts.chunk_frames)
+    clip = backbone_layout(opts.arch).clip
+    chunk = 0 if clip else opts.chunk_frames  # the chunked path is 2D's (ops/models.py refuses it for clips)
+    if clip and (opts.long or any('+chunk' in c for c in opts.configs or ())):
+        raise SystemExit(f"tools/benchmark.py: {opts.arch} is a clip backbone (a 3D CNN), which has no chunked path: "
+                         f"drop --long and the +chunk configurations")
+    names = config_names(chunk)
     chosen = opts.configs or names
-    unknown = [c for c in chosen if not is_config(c, opts.chunk_frames)]
+    unknown = [c for c in chosen if not is_config(c, chunk)]
     if unknown:
         raise SystemExit(f"tools/benchmark.py: unknown --configs {unknown}; known: "
                          f"{' '.join(config_names(8))}, each of ours with +variant suffixes from "

@@ -23,11 +23,17 @@ Figures, per video (batch figures divided by N):
   * on CUDA: the true peak of one training step, max_memory_allocated minus the baseline of model, optimizer
     state, gradients (kept allocated, zeroed) and input.
 MB = 1e6 bytes and GB = 1e9 bytes, as the paper's GB. --no_flops skips the counts, whose unchunked forward
-needs the memory of all F frames at once (without gradient).
+needs the memory of all F frames at once (without gradient). --meta builds the model on the meta device and counts
+GMACs and parameters without arithmetic (seconds for a 3D CNN on the CPU); the memory figures are then null, and the
+clustering rules, which read the activations, cannot run there.
+
+Clip backbones (3D CNNs, ``--arch r3d_18 ...``) are counted per clip of T frames; ``published`` gives the published
+figure of the configuration where there is one (``tools/published_costs.py``: torchvision's model table, C3D, I3D).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -43,16 +49,10 @@ import builder
 import opts
 from ops.runtime import select_device
 from ops.train_step import autocast, grad_scaler, train_step
+from tools.published_costs import (PAPER_TABLE1, PUBLISHED_CLIP_GMACS, frames_per_input,  # noqa: F401 (re-exported)
+                                   paper_row, published_row)
 
 MB = 1e6
-# Paper Table 1 (ResNet-18, 224x224, Move4MNIST: 32-frame videos, 4 classes). Key: (cluster?, G, F).
-PAPER_TABLE1 = {
-    (False, 8, 8): {'name': 'TSM 8 frames', 'gflops': 14.56},
-    (False, 16, 16): {'name': 'TSM 16 frames', 'gflops': 29.12},
-    (False, 32, 32): {'name': 'TSM all 32 frames', 'gflops': 58.24, 'memory_gb': 3.15},
-    (True, 8, 32): {'name': 'ours 8 clusters', 'gflops': 28.61, 'memory_gb': 1.56},
-    (True, 16, 32): {'name': 'ours 16 clusters', 'gflops': 38.51},
-}
 
 
 def _add_own_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -62,6 +62,8 @@ def _add_own_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--breakdown', action='store_true', help="saved MB per module (what dominates)")
     p.add_argument('--no_flops', action='store_true', help="skip the FLOP counts (memory only)")
     p.add_argument('--no_cuda_step', action='store_true', help="skip the CUDA training-step peak")
+    p.add_argument('--meta', action='store_true', help="count GMACs and parameters on the meta device (no "
+                   "arithmetic, no memory figures; --cluster none only)")
     return p
 
 
@@ -83,16 +85,12 @@ def parse_profile_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for key, value in vars(own).items():
         setattr(args, key, value)
     args.batch_size = full.batch_size or 1
+    if args.meta and args.cluster != 'none':
+        build_profile_parser().error("--meta: the clustering reads the activations, which the meta device does not "
+                                     "have; profile --cluster runs without --meta")
     if args.frames == 'all' and not args.video_frames:
         build_profile_parser().error("--frames all: give the video's length with --video_frames L")
     return args
-
-
-def frames_per_input(args: argparse.Namespace) -> int:
-    """T, the frames per video the model receives: num_segments (cluster none), F, or L for --frames all."""
-    if args.cluster == 'none':
-        return args.num_segments
-    return args.video_frames if args.frames == 'all' else args.frames
 
 
 def num_classes(args: argparse.Namespace) -> int:
@@ -112,7 +110,9 @@ def make_model_and_input(args: argparse.Namespace, device: torch.device
     spec = argparse.Namespace(**vars(args))
     spec.pretrain = 'scratch'  # the structure is the command's; the weights change no figure here
     torch.manual_seed(args.seed)
-    model = builder.build_model(spec, num_classes(args), print_spec=False).to(device).train()
+    with device if device.type == 'meta' else contextlib.nullcontext():  # meta: no weights are initialised
+        model = builder.build_model(spec, num_classes(args), print_spec=False)
+    model = model.to(device).train()
     t = frames_per_input(args)
     x = torch.randn(args.batch_size, t * model.sample_len, args.img_size, args.img_size, device=device)
     if args.channels_last:
@@ -299,18 +299,9 @@ def cuda_step_peak(model: nn.Module, x: torch.Tensor, lengths: Optional[torch.Te
 
 
 # --------------------------------------------------------------------------------------------- report
-def paper_row(args: argparse.Namespace) -> Optional[dict]:
-    """The paper's Table 1 row of this configuration, if it is one (ResNet-18, 224 px, RGB, 32 frames)."""
-    if (args.arch, args.img_size, args.modality, args.temporal_pool) != ('resnet18', 224, 'RGB', False):
-        return None
-    if args.cluster != 'none' and args.cluster_after != 1:
-        return None
-    return PAPER_TABLE1.get((args.cluster != 'none', args.num_segments, frames_per_input(args)))
-
-
 def profile(args: argparse.Namespace) -> Dict[str, object]:
     """Every figure of the report for parsed arguments (see the module docstring)."""
-    device = select_device(args.device)
+    device = torch.device('meta') if args.meta else select_device(args.device)
     model, x, lengths = make_model_and_input(args, device)
     n, t = x.shape[0], frames_per_input(args)
     chunked = model.clustering is not None and 0 < args.chunk_frames < t
@@ -328,18 +319,20 @@ def profile(args: argparse.Namespace) -> Dict[str, object]:
         res['cluster_mmacs'] = bmm / n / 1e6
         res['gmacs_executed_per_video'] = count_macs(model, x, lengths, chunked=True)[0] / n / 1e9 \
             if chunked else res['gmacs_per_video']
+    res['input_mb'] = x.numel() * x.element_size() / n / MB
+    res['saved_mb'] = res['recompute_mb'] = res['activation_mb_per_video'] = res['cuda_step_peak_mb'] = None
+    res['paper_table1'], res['published'] = paper_row(args), published_row(args)
+    if args.meta:  # saved-tensor storages have no addresses on the meta device: nothing to count
+        return res
     mem = activation_memory(model, x, lengths, args.amp, breakdown=args.breakdown)
     res['saved_mb'] = mem['saved'] / n / MB
     res['recompute_mb'] = mem['recompute'] / n / MB
     res['activation_mb_per_video'] = mem['peak_estimate'] / n / MB
-    res['input_mb'] = mem['input'] / n / MB
     if args.breakdown:
         res['saved_by_module_mb'] = {k: v / n / MB for k, v in mem['saved_by_module'].items()}
         res['recompute_by_module_mb'] = {k: v / n / MB for k, v in mem['recompute_by_module'].items()}
-    res['cuda_step_peak_mb'] = None
     if device.type == 'cuda' and not args.no_cuda_step:
         res['cuda_step_peak_mb'] = cuda_step_peak(model, x, lengths, args) / n / MB
-    res['paper_table1'] = paper_row(args)
     return res
 
 
@@ -363,6 +356,10 @@ def format_report(res: Dict[str, object]) -> str:
         if c['chunk_frames']:
             row('GMACs executed by chunked forward', res['gmacs_executed_per_video'])
         row('clustering bmm MMACs', res['cluster_mmacs'])
+        if res.get('published'):
+            pub = res['published']
+            lines.append(f"{'published GMACs per clip':<34}{pub['gmacs']:12.2f}   "
+                         f"({100 * (res['gmacs_per_video'] / pub['gmacs'] - 1):+.1f}%; {pub['source']})")
     row('parameters (M)', res['params_m'])
     row('input frames MB (not counted below)', res['input_mb'], fmt='{:12.1f}')
     row('saved for backward MB', res['saved_mb'], fmt='{:12.1f}')
