@@ -34,6 +34,8 @@ class Layout:
         input_size, input_mean, input_std: the training crop and the RGB normalisation of the weights.
         clip: the network takes clips ``(M, C, T, H, W)`` and keeps time as an axis through its stages (3D CNNs);
             otherwise frames ``(M*T, C, H, W)`` (2D CNNs, time in the batch). A clip network's head pools time.
+        pathways: 1, or 2 for a two-pathway clip network (SlowFast): its stem splits the clip and its stages take
+            and return ``[slow, fast]`` lists; the head concatenates them.
     """
     stem: Sequence[str]
     stages: Sequence[Sequence[str]]
@@ -47,6 +49,7 @@ class Layout:
     input_mean: Sequence[float] = (0.485, 0.456, 0.406)
     input_std: Sequence[float] = (0.229, 0.224, 0.225)
     clip: bool = False
+    pathways: int = 1
 
 
 def run_modules(net: nn.Module, paths: Sequence[str], x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flo
 The backbone is any entry of ``archs.BACKBONES``; ``TSN`` runs it from its ``Layout`` (stem, stages, pooling),
 so nothing here names a backbone's modules.
 """
-from typing import List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,8 @@ class TSN(nn.Module):
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
         recomputation; 0 = off), fused_assign (the clustering's distances, rule and mean weights
         torch.compile'd; None: on CUDA when Triton is installed), zero_init_residual (from scratch),
-        channels_last (frames enter the backbone in channels-last memory format).
+        channels_last (frames enter the backbone in channels-last memory format), backbone_options (keywords for
+        the backbone's builder: ``slowfast_r50`` takes ``{'alpha': 4 or 8}``).
     """
 
     def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
@@ -47,7 +48,8 @@ class TSN(nn.Module):
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
                  cluster_after: Union[int, str] = 1, chunk_frames: int = 0, fused_assign: Optional[bool] = None,
-                 zero_init_residual: bool = False, channels_last: bool = False) -> None:
+                 zero_init_residual: bool = False, channels_last: bool = False,
+                 backbone_options: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
@@ -81,6 +83,7 @@ class TSN(nn.Module):
         self._enable_pbn = partial_bn
         self.zero_init_residual = zero_init_residual
         self.channels_last = channels_last  # frames made channels-last in forward; the caller converts weights
+        self.backbone_options = dict(backbone_options or {})
 
         self._prepare_base_model(base_model)
         if not 1 <= self.cluster_after < len(self.layout.stages):
@@ -106,7 +109,8 @@ class TSN(nn.Module):
 
     # ----------------------------------------------------------------------------------- construction
     def _prepare_base_model(self, base_model: str) -> None:
-        self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual)
+        self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual,
+                                                      self.backbone_options)
         if self.layout.clip:
             self._check_clip_options()
         if self.is_shift:
@@ -127,6 +131,11 @@ class TSN(nn.Module):
             if on:
                 raise ValueError(f"{self.arch} is a clip network (a 3D CNN: time is an axis of its convolutions): "
                                  f"{what} applies to 2D backbones only")
+        if self.layout.pathways > 1 and self.cluster != 'none':
+            raise NotImplementedError(
+                f"--cluster {self.cluster} with {self.arch}: clustering a two-pathway network (the Slow pathway "
+                f"on G cluster means of the first-stage activations, the Fast one on every frame) is not "
+                f"implemented yet (issue 19); use --cluster none")
 
     def _construct_flow_model(self) -> None:
         """First conv takes 2*new_length flow channels, initialised from the mean RGB kernel (TSN)."""
@@ -213,23 +222,22 @@ class TSN(nn.Module):
         stem = [m for path in self.layout.stem for m in self.base_model.get_submodule(path).modules()]
         return stem + stage_modules(self.base_model, self.layout, self.early_stages())
 
-    def run_early(self, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def run_early(self, x: torch.Tensor, t: int,
+                  lengths: Optional[torch.Tensor] = None) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Stem and the early stages on (N*t, C, H, W) frames, shifting over t frames (``lengths``: (N,) real
-        frame counts of a padded batch) -> (N*t', C', H', W'); t' = t except after a clip network's temporal
-        strides."""
+        frame counts of a padded batch) -> (N*t, C', H', W'). A clip network takes the frames as clips and
+        returns its clip (N, C', t', H', W'), t' = t except after temporal strides (SlowFast: [slow, fast])."""
         if self.layout.clip:
             x = frames_to_clip(x, t)
         x = run_modules(self.base_model, self.layout.stem, x)
         with temporal_context(t, lengths):
             for s in self.early_stages():
                 x = run_modules(self.base_model, self.layout.stages[s], x)
-        return clip_to_frames(x) if self.layout.clip else x
+        return x
 
-    def run_late(self, x: torch.Tensor, t: int) -> torch.Tensor:
+    def run_late(self, x: Union[torch.Tensor, List[torch.Tensor]], t: int) -> torch.Tensor:
         """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores; a clip network
-        pools time in its head: (N, K)."""
-        if self.layout.clip:
-            x = frames_to_clip(x, t)
+        takes its clip (``run_early``'s output) and pools time in its head: (N, K)."""
         for s in range(len(self.early_stages()), len(self.layout.stages)):
             with temporal_context(t):
                 x = run_modules(self.base_model, self.layout.stages[s], x)
@@ -255,8 +263,7 @@ class TSN(nn.Module):
                 raise ValueError(f"input has {t_in} frames per video; expected num_segments="
                                  f"{self.num_segments} (fold extra clips or crops into the batch)")
             t = self.num_segments
-            x = self.run_early(x, t)
-            x = self.run_late(x, x.shape[0] // n)
+            x = self.run_late(self.run_early(x, t), t)
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
             if self.chunk_frames and self.chunk_frames < t_in:
@@ -264,12 +271,14 @@ class TSN(nn.Module):
                                     halo=shift_halo(self.early_modules()))
             else:
                 x = self.run_early(x, t_in, lengths_)
+                if self.layout.clip:
+                    x = clip_to_frames(x)
                 t_mid = x.shape[0] // n  # a clip network's stem may stride time: F -> F' steps to cluster
                 if lengths_ is not None and t_mid != t_in:
                     lengths_ = ((lengths_ * t_mid + t_in - 1) // t_in).clamp(1, t_mid)
                 x = self.clustering(x, num_frames=t_mid, lengths=lengths_)
             t = self.num_segments
-            x = self.run_late(x, t)
+            x = self.run_late(frames_to_clip(x, t) if self.layout.clip else x, t)
         if not self.before_softmax:
             x = self.softmax(x)
         t_out = 1 if self.layout.clip else t // 2 if (self.is_shift and self.temporal_pool) else t
