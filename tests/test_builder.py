@@ -172,3 +172,12 @@ def test_channels_last_reaches_the_model_through_the_constructor():
     assert model.channels_last and weight.is_contiguous(memory_format=torch.channels_last)
     args.channels_last = False
     assert not build_model(args, 4, print_spec=False).channels_last
+
+
+@pytest.mark.parametrize('argv,alpha', [([], 4), (['--slowfast_alpha', '8'], 8)])
+def test_slowfast_alpha_reaches_the_backbone_as_a_builder_option(argv, alpha):
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'slowfast_r50', '--num_segments', '16', '--pretrain',
+                            'scratch', *argv])
+    model = build_model(args, 4, print_spec=False)
+    assert model.base_model.alpha == alpha and builder.backbone_options(args) == ({'alpha': 8} if argv else {})
+    assert ('alpha8' in builder.store_name(args)) == bool(argv)

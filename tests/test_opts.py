@@ -38,10 +38,17 @@ def test_bad_flag_values_exit_2_naming_the_flag(argv, flag, capsys):
     (['--freeze_early_bn'], ['--freeze_early_bn', '--cluster']),
     (['--cluster', 'slope', '--chunk_frames', '4'], ['--chunk_frames 4', '--freeze_early_bn']),
     (['--shift', '--shift_div', '65'], ['--shift_div 65']),
+    (['--arch', 'x3d_xs', '--slowfast_alpha', '8'], ['--slowfast_alpha', '--arch slowfast_r50', 'x3d_xs']),
 ])
 def test_contradictions_exit_2_naming_the_flags(argv, names, capsys):
     last = exit_message(argv, capsys)
     assert all(n in last for n in names), last
+
+
+def test_slowfast_alpha_is_4_or_8(capsys):
+    last = exit_message(['--arch', 'slowfast_r50', '--slowfast_alpha', '2'], capsys)
+    assert '--slowfast_alpha' in last and 'invalid choice: 2' in last, last
+    assert opts.parse_args(BASE + ['--arch', 'slowfast_r50', '--slowfast_alpha', '8']).slowfast_alpha == 8
 
 
 def test_good_values_pass():
