@@ -171,6 +171,24 @@ def test_bf16_and_channels_last_train_through_main(data, tmp_path):
     assert 'nan' not in log.lower()
 
 
+@pytest.mark.parametrize('arch_flags,name', [
+    (['--arch', 'x3d_xs', '--cluster', 'cumulative', '--frames', '32', '--num_segments', '4'],
+     'TSM_move4mnist_RGB_x3d_xs_avg_cumulative4_frames32_e1_scratch'),
+    (['--arch', 'slowfast_r50', '--num_segments', '32', '--slowfast_alpha', '8'],
+     'TSM_move4mnist_RGB_slowfast_r50_alpha8_avg_segment32_e1_scratch'),
+])
+def test_x3d_and_slowfast_train_and_evaluate_through_main(arch_flags, name, data, tmp_path):
+    """issue 19's commands train an epoch; evaluation takes the model (alpha included) from the checkpoint."""
+    argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a not in ('--store_name', 'run', '--shift')]
+    result = train_main.main(argv + arch_flags)
+    ckpt = tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar'
+    stored = load_checkpoint(str(ckpt))['args']
+    assert result['count'] == 4 and result['loss'] == result['loss'] and stored['arch'] == arch_flags[1]
+    without_alpha = [a for a in arch_flags if a not in ('--slowfast_alpha', '8')]  # the checkpoint stores it
+    again = train_main.main(argv + without_alpha + ['--evaluate', '--resume', str(ckpt)])
+    assert again['top1'] == pytest.approx(result['top1']) and again['loss'] == pytest.approx(result['loss'], rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- data time against compute time
 
 class SlowLoader:
