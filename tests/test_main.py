@@ -189,6 +189,22 @@ def test_x3d_and_slowfast_train_and_evaluate_through_main(arch_flags, name, data
     assert again['top1'] == pytest.approx(result['top1']) and again['loss'] == pytest.approx(result['loss'], rel=1e-5)
 
 
+def test_main_tunes_x3d_from_a_converted_pytorchvideo_checkpoint(data, tmp_path, capsys):
+    from archs.x3d import build_x3d
+    from tools import convert_checkpoint
+    net = build_x3d('x3d_xs')
+    torch.save({'model_state': net.state_dict(), 'epoch': 1}, tmp_path / 'X3D_XS.pyth')
+    converted = str(tmp_path / 'x3d_xs.pth.tar')
+    assert convert_checkpoint.main([str(tmp_path / 'X3D_XS.pyth'), converted, '--from', 'pytorchvideo',
+                                    '--arch', 'x3d_xs']) == 0
+    argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a != '--shift']
+    train_main.main(argv + ['--arch', 'x3d_xs', '--tune_from', converted, '--lr', '0'])
+    assert f'fine-tuning from {converted}' in capsys.readouterr().out
+    tuned = load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
+    assert torch.equal(tuned['base_model.blocks.1.res_blocks.0.branch2.conv_a.weight'],
+                       net.blocks[1].res_blocks[0].branch2.conv_a.weight)  # lr 0: the converted weights as they were
+
+
 # ----------------------------------------------------------------------------- data time against compute time
 
 class SlowLoader:
