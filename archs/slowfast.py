@@ -26,8 +26,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from archs.base import Layout
+from archs.base import Layout, slow_pathway_map
 from archs.x3d import PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD, clipped_avg_pool, no_download
 
 DEPTHS = (3, 4, 6, 3)                               # ResNet-50 blocks in res2..res5
@@ -128,7 +129,13 @@ class FuseFastToSlow(nn.Module):
 
     def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
         slow, fast = x
-        lateral = self.activation(self.norm(self.conv_fast_to_slow(fast)))
+        to_slow = slow_pathway_map()
+        if to_slow is None:
+            lateral = self.activation(self.norm(self.conv_fast_to_slow(fast)))
+        else:  # clustered Slow pathway (archs/base.py's slow_pathway_context): at every Fast frame, then mapped
+            conv = self.conv_fast_to_slow
+            dense = F.conv3d(fast, conv.weight, None, stride=1, padding=conv.padding)
+            lateral = to_slow(self.activation(self.norm(dense)))
         if lateral.shape[2:] != slow.shape[2:]:
             raise ValueError(
                 f"archs/slowfast.py: the lateral connection gives {tuple(lateral.shape[2:])} (T, H, W) but the "
@@ -183,7 +190,8 @@ class Head(nn.Module):
 class PathwaySplit(nn.Module):
     """One clip -> the two pathways' inputs: (N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip].
 
-    The Slow pathway takes frames 0, alpha, 2 alpha, ...; no parameters, so the state dict stays pytorchvideo's.
+    The Slow pathway takes frames 0, alpha, 2 alpha, ... (every frame inside ``slow_pathway_context``, for the
+    clustering); no parameters, so the state dict stays pytorchvideo's.
     """
 
     def __init__(self, alpha: int):
@@ -193,7 +201,7 @@ class PathwaySplit(nn.Module):
     def forward(self, clip: torch.Tensor) -> List[torch.Tensor]:
         if clip.dim() != 5 or clip.shape[1] != 3:
             raise ValueError(f"archs/slowfast.py: SlowFast takes a clip (N, 3, T, H, W), got {tuple(clip.shape)}")
-        return [clip[:, :, ::self.alpha], clip]
+        return [clip if slow_pathway_map() is not None else clip[:, :, ::self.alpha], clip]
 
 
 class SlowFast(nn.Module):
@@ -272,15 +280,16 @@ def slowfast_layout() -> Layout:
 
 
 def build(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False,
-          alpha: int = 4) -> Tuple[SlowFast, Layout]:
-    """The registry's builder: SlowFast-R50 at random with ``alpha`` (4: 8x8, 8: 4x16; the published fusion kernel).
+          alpha: int = 4, fusion_kernel: Optional[int] = None) -> Tuple[SlowFast, Layout]:
+    """The registry's builder: SlowFast-R50 at random with ``alpha`` (4: 8x8, 8: 4x16) and the lateral connections'
+    temporal kernel ``fusion_kernel`` (None: the published checkpoint's for ``alpha``).
 
-    ``alpha`` is a backbone option (``TSN(backbone_options={'alpha': a})``, ``--slowfast_alpha``). pytorchvideo's
+    Both are backbone options (``TSN(backbone_options={'alpha': a})``; ``--slowfast_alpha`` sets alpha). pytorchvideo's
     weights come through ``tools/convert_checkpoint.py --from pytorchvideo`` and ``--tune_from``.
     ``zero_init_residual`` zeroes the last BatchNorm of every residual branch.
     """
     no_download(arch, pretrain)
-    model = build_slowfast(arch, alpha=alpha)
+    model = build_slowfast(arch, alpha=alpha, fusion_kernel=fusion_kernel)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, Bottleneck):

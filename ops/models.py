@@ -10,17 +10,19 @@ name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flo
 The backbone is any entry of ``archs.BACKBONES``; ``TSN`` runs it from its ``Layout`` (stem, stages, pooling),
 so nothing here names a backbone's modules.
 """
-from typing import Any, Dict, List, Optional, Union
+import contextlib
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch.nn.init import constant_, normal_
 
 from archs import build_backbone
-from archs.base import clip_to_frames, frames_to_clip, replace_module, run_modules, stage_modules, stage_number
+from archs.base import (clip_to_frames, frames_to_clip, replace_module, run_modules, slow_pathway_context,
+                        stage_modules, stage_number)
 from ops.basic_ops import ConsensusModule
 from ops.chunked import chunked_cluster, shift_halo
-from ops.clustering import TemporalClustering, rule_names
+from ops.clustering import TemporalClustering, aggregate, rule_names
 from ops.temporal_shift import insert_temporal_shift, temporal_context
 
 
@@ -131,11 +133,6 @@ class TSN(nn.Module):
             if on:
                 raise ValueError(f"{self.arch} is a clip network (a 3D CNN: time is an axis of its convolutions): "
                                  f"{what} applies to 2D backbones only")
-        if self.layout.pathways > 1 and self.cluster != 'none':
-            raise NotImplementedError(
-                f"--cluster {self.cluster} with {self.arch}: clustering a two-pathway network (the Slow pathway "
-                f"on G cluster means of the first-stage activations, the Fast one on every frame) is not "
-                f"implemented yet (issue 19); use --cluster none")
 
     def _construct_flow_model(self) -> None:
         """First conv takes 2*new_length flow channels, initialised from the mean RGB kernel (TSN)."""
@@ -235,16 +232,40 @@ class TSN(nn.Module):
                 x = run_modules(self.base_model, self.layout.stages[s], x)
         return x
 
-    def run_late(self, x: Union[torch.Tensor, List[torch.Tensor]], t: int) -> torch.Tensor:
+    def run_late(self, x: Union[torch.Tensor, List[torch.Tensor]], t: int,
+                 to_slow: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
         """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores; a clip network
-        takes its clip (``run_early``'s output) and pools time in its head: (N, K)."""
+        takes its clip (``run_early``'s output) and pools time in its head: (N, K). ``to_slow``: a clustered
+        two-pathway network's map of its lateral connections (``cluster_slow_pathway``)."""
         for s in range(len(self.early_stages()), len(self.layout.stages)):
-            with temporal_context(t):
+            with temporal_context(t), slow_pathway_context(to_slow) if to_slow else contextlib.nullcontext():
                 x = run_modules(self.base_model, self.layout.stages[s], x)
             if self.temporal_pool and s == 1:
                 t //= 2  # TemporalPool halved time at the start of the second stage (TSM)
         x = torch.flatten(run_modules(self.base_model, self.layout.head, x), 1)
         return self.new_fc(self.base_model.get_submodule(self.layout.classifier)(x))
+
+    def cluster_slow_pathway(self, x: torch.Tensor, t_in: int, lengths: Optional[torch.Tensor] = None
+                             ) -> Tuple[List[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        """A two-pathway network (SlowFast) with clustering, up to the clustering point (docs/DESIGN.md §7).
+
+        The stem and early stages run with the Slow pathway on every frame and the lateral connections at every
+        Fast frame (``slow_pathway_context``); the Slow pathway's activations of all frames are clustered into G
+        means, the Fast pathway keeps every frame. (N*F, C, H, W) frames -> ([slow (N, C', G, H', W'), fast
+        (N, c', F, H', W')], the map ``run_late`` gives the later lateral connections: their cluster means).
+        """
+        with slow_pathway_context(lambda y: y):
+            slow, fast = self.run_early(x, t_in, lengths)
+        if slow.shape[2] != t_in:
+            raise ValueError(f"{self.arch}: the Slow pathway has {slow.shape[2]} time steps at the clustering "
+                             f"point for {t_in} frames: clustering a two-pathway network needs no temporal stride "
+                             f"before it")
+        assign = self.clustering.assign(clip_to_frames(slow), t_in, lengths)
+
+        def to_slow(y: torch.Tensor) -> torch.Tensor:
+            """(N, C, F, H, W) -> (N, C, G, H, W): the mean of each cluster's frames."""
+            return aggregate(y.transpose(1, 2), assign, self.num_segments, lengths).transpose(1, 2)
+        return [to_slow(slow), fast], to_slow
 
     def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
@@ -266,9 +287,12 @@ class TSN(nn.Module):
             x = self.run_late(self.run_early(x, t), t)
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
+            to_slow = None
             if self.chunk_frames and self.chunk_frames < t_in:
                 x = chunked_cluster(self.run_early, self.clustering, x, t_in, lengths_, self.chunk_frames,
                                     halo=shift_halo(self.early_modules()))
+            elif self.layout.pathways > 1:
+                x, to_slow = self.cluster_slow_pathway(x, t_in, lengths_)
             else:
                 x = self.run_early(x, t_in, lengths_)
                 if self.layout.clip:
@@ -277,8 +301,10 @@ class TSN(nn.Module):
                 if lengths_ is not None and t_mid != t_in:
                     lengths_ = ((lengths_ * t_mid + t_in - 1) // t_in).clamp(1, t_mid)
                 x = self.clustering(x, num_frames=t_mid, lengths=lengths_)
+                if self.layout.clip:
+                    x = frames_to_clip(x, self.num_segments)
             t = self.num_segments
-            x = self.run_late(frames_to_clip(x, t) if self.layout.clip else x, t)
+            x = self.run_late(x, t, to_slow)
         if not self.before_softmax:
             x = self.softmax(x)
         t_out = 1 if self.layout.clip else t // 2 if (self.is_shift and self.temporal_pool) else t

@@ -284,9 +284,37 @@ def test_clustered_x3d_sees_every_frame_until_res2_and_g_after():
     assert out.shape == (2, 4) and seen[1][2] == 16 and seen[2][2] == 4  # no temporal stride before the clustering
 
 
-def test_clustering_slowfast_is_refused_naming_the_issue():
-    with pytest.raises(NotImplementedError, match='two-pathway.*issue 19'):
-        TSN(4, 4, 'RGB', base_model='slowfast_r50', pretrain='scratch', cluster='cumulative', num_frames=16)
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_clustering_slowfast_with_g_equal_f_is_the_plain_network_at_alpha_1(method):
+    """With alpha = 1 the plain Slow pathway sees every frame and its lateral connections have stride 1: what the
+    clustered network computes with G = F (the clustering point's map is then the identity)."""
+    torch.manual_seed(0)
+    options = {'alpha': 1, 'fusion_kernel': 5}
+    plain = TSN(4, 8, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options=options).eval()
+    nn.init.normal_(plain.new_fc.weight)  # logits of size 1, not 1e-3
+    ours = TSN(4, 8, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options=options,
+               cluster=method, num_frames=8).eval()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 8 * 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('alpha,cluster_after', [(4, 1), (8, 2)])
+def test_clustered_slowfast_gives_the_slow_pathway_g_means_and_the_fast_one_every_frame(alpha, cluster_after):
+    torch.manual_seed(0)
+    model = TSN(4, 4, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options={'alpha': alpha},
+                cluster='cumulative', num_frames=16, cluster_after=cluster_after)
+    seen = {}
+    for i in range(1, 5):
+        model.base_model.blocks[i].register_forward_pre_hook(
+            lambda m, args, i=i: seen.update({i: [p.shape[2] for p in args[0]]}))
+    x = torch.randn(2, 16 * 3, 32, 32, requires_grad=True)
+    model(x, torch.tensor([16, 11])).sum().backward()
+    assert [seen[i] for i in range(1, 5)] == [[16, 16]] * cluster_after + [[4, 16]] * (4 - cluster_after)
+    assert model.clustering.last_assign.shape == (2, 16)
+    per_frame = x.grad.view(2, 16, -1).abs().sum(-1)
+    assert (per_frame[0] > 0).all() and (per_frame[1, :11] > 0).all()  # every real frame gets gradient
 
 
 @pytest.mark.parametrize('arch', ['x3d_m', 'slowfast_r50'])
