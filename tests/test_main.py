@@ -176,6 +176,8 @@ def test_bf16_and_channels_last_train_through_main(data, tmp_path):
      'TSM_move4mnist_RGB_x3d_xs_avg_cumulative4_frames32_e1_scratch'),
     (['--arch', 'slowfast_r50', '--num_segments', '32', '--slowfast_alpha', '8'],
      'TSM_move4mnist_RGB_slowfast_r50_alpha8_avg_segment32_e1_scratch'),
+    (['--arch', 'slowfast_r50', '--cluster', 'slope', '--frames', '16', '--num_segments', '4'],
+     'TSM_move4mnist_RGB_slowfast_r50_avg_slope4_frames16_e1_scratch'),
 ])
 def test_x3d_and_slowfast_train_and_evaluate_through_main(arch_flags, name, data, tmp_path):
     """issue 19's commands train an epoch; evaluation takes the model (alpha included) from the checkpoint."""
