@@ -8,7 +8,10 @@ Temporal kernels are those of the paper's Table 1: the Slow pathway is non-tempo
 res3 and temporal (3x1x1 first convolution) in res4 and res5; the Fast pathway is temporal everywhere.
 
 ``blocks = [stem, res2, res3, res4, res5, pool, head]`` (an ``nn.ModuleList``); every entry but the head
-takes and returns the list ``[slow, fast]``. Module names are those of pytorchvideo's ``create_slowfast``,
+takes and returns the list ``[slow, fast]``. ``pathways`` (``PathwaySplit``, no parameters) makes that list from
+one clip, so ``TSN`` runs the network from its ``Layout`` (``pathways = 2``). Inside ``archs.base``'s
+``slow_pathway_context`` the Slow pathway takes every frame and the lateral connections are computed at every
+Fast frame and mapped (the full-video clustering, docs/DESIGN.md §7). Module names are those of pytorchvideo's ``create_slowfast``,
 so the state dicts of its Kinetics-400 checkpoints ``SLOWFAST_8x8_R50.pyth`` (alpha 4, fusion kernel 7)
 and ``SLOWFAST_4x16_R50.pyth`` (alpha 8, fusion kernel 5, as PySlowFast's config) load with
 ``load_state_dict(strict=True)``.
