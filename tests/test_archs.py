@@ -78,6 +78,6 @@ def test_backbone_options_reach_the_builder_that_takes_them():
     from archs import backbone_option_names
     with torch.device('meta'):
         net, layout = build_backbone('slowfast_r50', 'scratch', options={'alpha': 8})
-    assert net.alpha == 8 and layout.pathways == 2 and backbone_option_names('slowfast_r50') == ['alpha']
+    assert net.alpha == 8 and layout.pathways == 2 and backbone_option_names('slowfast_r50') == ['alpha', 'fusion_kernel']
     with pytest.raises(ValueError, match="--arch resnet18 takes no backbone option alpha"):
         build_backbone('resnet18', 'scratch', options={'alpha': 8})
