@@ -8,7 +8,8 @@ name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flo
                    -> remaining stages on N*G (shift over G) -> pool, dropout, new_fc -> consensus over G
 
 The backbone is any entry of ``archs.BACKBONES``; ``TSN`` runs it from its ``Layout`` (stem, stages, pooling),
-so nothing here names a backbone's modules.
+so nothing here names a backbone's modules. A clip network (3D CNN) takes the T frames as one clip (N, C, T, H, W);
+a two-pathway one (SlowFast) clusters only its Slow pathway (``cluster_slow_pathway``, docs/DESIGN.md §7).
 """
 import contextlib
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
