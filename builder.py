@@ -121,6 +121,8 @@ def store_name(args: argparse.Namespace) -> str:
     if args.store_name:
         return args.store_name
     parts = ['TSM', args.dataset, args.modality, args.arch]
+    if getattr(args, 'slowfast_alpha', None):
+        parts.append(f'alpha{args.slowfast_alpha}')
     if args.shift:
         parts += [f'shift{args.shift_div}', args.shift_place]
     if args.temporal_pool:
@@ -164,6 +166,12 @@ def use_fc_lr5(args: argparse.Namespace, tune_args: Optional[Dict[str, Any]] = N
     return args.pretrain != 'scratch'  # ImageNet or Kinetics-400 weights
 
 
+def backbone_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The backbone builder's options set by flags: ``--slowfast_alpha`` -> ``{'alpha': a}`` (docs/DESIGN.md §7)."""
+    alpha = getattr(args, 'slowfast_alpha', None)
+    return {} if alpha is None else {'alpha': alpha}
+
+
 def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True,
                 pretrain: Optional[str] = None, fc_lr5: bool = False) -> TSN:
     """The TSN that a training command with these arguments trains (``--channels_last``: weights converted).
@@ -180,7 +188,8 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
                 cluster_after=args.cluster_after, chunk_frames=args.chunk_frames, fc_lr5=fc_lr5,
                 fused_assign={'on': True, 'off': False}.get(getattr(args, 'fused_assign', 'auto')),
                 zero_init_residual=getattr(args, 'zero_init_residual', False),
-                channels_last=getattr(args, 'channels_last', False), print_spec=print_spec)
+                channels_last=getattr(args, 'channels_last', False), print_spec=print_spec,
+                backbone_options=backbone_options(args))
     if getattr(args, 'online', False):  # --online: uni-directional shifts (checkpoints from before have no flag)
         set_online(model.modules())
     if getattr(args, 'channels_last', False):

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-from archs import arch_names, backbone_layout
+from archs import arch_names, backbone_layout, backbone_option_names
 from archs.video_torchvision import VIDEO_MODELS
 from archs.base import stage_number
 from ops.clustering import rule_names
@@ -15,7 +15,7 @@ from ops.transforms import default_scale_size
 # (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
 MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
               'temporal_pool', 'non_local', 'cluster', 'frames', 'cluster_after', 'dense_sample', 'img_size',
-              'scale_size', 'sample_rate', 'new_length')
+              'scale_size', 'sample_rate', 'new_length', 'slowfast_alpha')
 
 # F, the frames per video entering the stem when clustering, unless --frames says otherwise.
 DEFAULT_FRAMES = 32
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the backbone (archs/__init__.py's registry)")
     parser.add_argument('--num_segments', type=positive_int, default=8,
                         help="frames sampled per video (cluster none) or clusters G (clustering)")
+    parser.add_argument('--slowfast_alpha', type=int, default=None, choices=[4, 8],
+                        help="--arch slowfast_r50: the Slow pathway takes every alpha-th of the --num_segments "
+                             "(Fast) frames; 4 (8x8, the default) or 8 (4x16)")
     parser.add_argument('--consensus_type', type=str, default='avg', choices=['avg', 'identity'])
     add_ignored(parser, '--k', type=int)
     parser.add_argument('--dropout', '--do', default=0.5, type=fraction, metavar='DO')
@@ -235,6 +238,8 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.scale_size is None:
         args.scale_size = default_scale_size(args.img_size)
     check_clip_flags(args, parser)
+    if args.slowfast_alpha is not None and 'alpha' not in backbone_option_names(args.arch):
+        parser.error(f"--slowfast_alpha only applies with --arch slowfast_r50 (not {args.arch})")
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
     if problem:
         parser.error(problem)

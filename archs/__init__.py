@@ -2,14 +2,16 @@
 
 A builder is ``build(arch, pretrain='imagenet'|'scratch', zero_init_residual=False) -> (net, Layout)``; the
 ``Layout`` (``archs.base``) tells ``TSN`` the stem, the stages, the pooling, the feature width and where a
-temporal shift can go. A new backbone is one file here and one line in ``BACKBONES``.
+temporal shift can go. A new backbone is one file here and one line in ``BACKBONES``. A builder may take more
+keywords (backbone options: SlowFast's ``alpha``), which ``build_backbone(..., options=...)`` passes on.
 """
 import functools
-from typing import Callable, Dict, List, Tuple
+import inspect
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
-from archs import c3d, i3d, mobilenet_v2, resnet, video_torchvision
+from archs import c3d, i3d, mobilenet_v2, resnet, slowfast, video_torchvision, x3d
 from archs.base import Layout
 
 BACKBONES: Dict[str, Callable[..., Tuple[nn.Module, Layout]]] = {
@@ -24,6 +26,11 @@ BACKBONES: Dict[str, Callable[..., Tuple[nn.Module, Layout]]] = {
     's3d': functools.partial(video_torchvision.build, 's3d'),
     'c3d': functools.partial(c3d.build, 'c3d'),
     'i3d_resnet50': functools.partial(i3d.build, 'i3d_resnet50'),
+    'x3d_xs': functools.partial(x3d.build, 'x3d_xs'),
+    'x3d_s': functools.partial(x3d.build, 'x3d_s'),
+    'x3d_m': functools.partial(x3d.build, 'x3d_m'),
+    'x3d_l': functools.partial(x3d.build, 'x3d_l'),
+    'slowfast_r50': functools.partial(slowfast.build, 'slowfast_r50'),  # backbone option: alpha
 }
 
 
@@ -32,11 +39,26 @@ def arch_names() -> List[str]:
     return list(BACKBONES)
 
 
-def build_backbone(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool = False) -> Tuple[nn.Module, Layout]:
-    """The network and layout registered as ``arch``; an unknown name is a ValueError listing the known ones."""
+def backbone_option_names(arch: str) -> List[str]:
+    """The options ``arch``'s builder takes besides ``pretrain`` and ``zero_init_residual`` (SlowFast: ``alpha``)."""
+    params = inspect.signature(BACKBONES[arch]).parameters
+    return [name for name in params if name not in ('arch', 'pretrain', 'zero_init_residual')]
+
+
+def build_backbone(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool = False,
+                   options: Optional[Mapping[str, Any]] = None) -> Tuple[nn.Module, Layout]:
+    """The network and layout registered as ``arch``; an unknown name is a ValueError listing the known ones.
+
+    ``options``: keywords for builders that take more (``slowfast_r50``: ``{'alpha': 8}``); one the builder
+    does not take is a ValueError.
+    """
     if arch not in BACKBONES:
         raise ValueError(f"unknown --arch {arch!r}: expected one of {arch_names()}")
-    return BACKBONES[arch](pretrain=pretrain, zero_init_residual=zero_init_residual)
+    unknown = sorted(set(options or {}) - set(backbone_option_names(arch)))
+    if unknown:
+        raise ValueError(f"--arch {arch} takes no backbone option {', '.join(unknown)} "
+                         f"(its options: {backbone_option_names(arch) or 'none'})")
+    return BACKBONES[arch](pretrain=pretrain, zero_init_residual=zero_init_residual, **(options or {}))
 
 
 @functools.lru_cache(maxsize=None)

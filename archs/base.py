@@ -9,8 +9,10 @@ and its ``Layout``. ``TSN`` keeps the network as ``base_model``, so the paramete
 Paths are dotted submodule names (``'layer1'``, ``'features.4'``), resolved at every call, so a module that
 is wrapped later (a temporal shift, a flow stem) is found under the same path.
 """
+import contextlib
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -34,6 +36,8 @@ class Layout:
         input_size, input_mean, input_std: the training crop and the RGB normalisation of the weights.
         clip: the network takes clips ``(M, C, T, H, W)`` and keeps time as an axis through its stages (3D CNNs);
             otherwise frames ``(M*T, C, H, W)`` (2D CNNs, time in the batch). A clip network's head pools time.
+        pathways: 1, or 2 for a two-pathway clip network (SlowFast): its stem splits the clip and its stages take
+            and return ``[slow, fast]`` lists; the head concatenates them.
     """
     stem: Sequence[str]
     stages: Sequence[Sequence[str]]
@@ -47,6 +51,32 @@ class Layout:
     input_mean: Sequence[float] = (0.485, 0.456, 0.406)
     input_std: Sequence[float] = (0.229, 0.224, 0.225)
     clip: bool = False
+    pathways: int = 1
+
+
+_SLOW_PATHWAY = threading.local()  # per thread: a stack of the Slow pathway's time maps
+
+
+@contextlib.contextmanager
+def slow_pathway_context(to_slow: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Inside the block, a two-pathway network (``Layout.pathways == 2``, SlowFast) runs its Slow pathway on
+    clustered time instead of every alpha-th frame: its stem gives the Slow pathway every frame, and each lateral
+    connection is computed at every Fast frame (its temporal convolution with stride 1: output i centred on Fast
+    frame i, as the strided one's output j is centred on frame j * alpha), then mapped by ``to_slow``:
+    (N, C, F, H, W) -> (N, C, t_slow, H, W), the identity before the clustering point, the cluster means after.
+    """
+    stack = _SLOW_PATHWAY.__dict__.setdefault('stack', [])
+    stack.append(to_slow)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def slow_pathway_map() -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The innermost ``slow_pathway_context``'s map, or None outside any (the network's own subsampling)."""
+    stack = getattr(_SLOW_PATHWAY, 'stack', None)
+    return stack[-1] if stack else None
 
 
 def run_modules(net: nn.Module, paths: Sequence[str], x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,10 @@ Temporal kernels are those of the paper's Table 1: the Slow pathway is non-tempo
 res3 and temporal (3x1x1 first convolution) in res4 and res5; the Fast pathway is temporal everywhere.
 
 ``blocks = [stem, res2, res3, res4, res5, pool, head]`` (an ``nn.ModuleList``); every entry but the head
-takes and returns the list ``[slow, fast]``. Module names are those of pytorchvideo's ``create_slowfast``,
+takes and returns the list ``[slow, fast]``. ``pathways`` (``PathwaySplit``, no parameters) makes that list from
+one clip, so ``TSN`` runs the network from its ``Layout`` (``pathways = 2``). Inside ``archs.base``'s
+``slow_pathway_context`` the Slow pathway takes every frame and the lateral connections are computed at every
+Fast frame and mapped (the full-video clustering, docs/DESIGN.md §7). Module names are those of pytorchvideo's ``create_slowfast``,
 so the state dicts of its Kinetics-400 checkpoints ``SLOWFAST_8x8_R50.pyth`` (alpha 4, fusion kernel 7)
 and ``SLOWFAST_4x16_R50.pyth`` (alpha 8, fusion kernel 5, as PySlowFast's config) load with
 ``load_state_dict(strict=True)``.
@@ -26,8 +29,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from archs.x3d import clipped_avg_pool
+from archs.base import Layout, slow_pathway_map
+from archs.x3d import PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD, clipped_avg_pool, no_download
 
 DEPTHS = (3, 4, 6, 3)                               # ResNet-50 blocks in res2..res5
 SLOW_WIDTHS = (256, 512, 1024, 2048)                # stage outputs; bottleneck inner width is a quarter
@@ -127,7 +132,13 @@ class FuseFastToSlow(nn.Module):
 
     def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
         slow, fast = x
-        lateral = self.activation(self.norm(self.conv_fast_to_slow(fast)))
+        to_slow = slow_pathway_map()
+        if to_slow is None:
+            lateral = self.activation(self.norm(self.conv_fast_to_slow(fast)))
+        else:  # clustered Slow pathway (archs/base.py's slow_pathway_context): at every Fast frame, then mapped
+            conv = self.conv_fast_to_slow
+            dense = F.conv3d(fast, conv.weight, None, stride=1, padding=conv.padding)
+            lateral = to_slow(self.activation(self.norm(dense)))
         if lateral.shape[2:] != slow.shape[2:]:
             raise ValueError(
                 f"archs/slowfast.py: the lateral connection gives {tuple(lateral.shape[2:])} (T, H, W) but the "
@@ -164,15 +175,36 @@ class PoolConcat(nn.Module):
 
 
 class Head(nn.Module):
-    """Dropout, linear classifier, mean over positions: (N, C, T', h', w') -> (N, num_classes) logits."""
+    """Dropout, mean over positions, linear classifier: (N, C, T', h', w') -> (N, num_classes) logits.
+
+    ``output_pool`` (no parameters) is the mean; pytorchvideo applies it after the classifier (the same: affine).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(in_channels, num_classes)
+        self.output_pool = nn.AdaptiveAvgPool3d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.dropout(x).mean(dim=(2, 3, 4)))  # the classifier is affine: mean first
+        return self.proj(torch.flatten(self.output_pool(self.dropout(x)), 1))
+
+
+class PathwaySplit(nn.Module):
+    """One clip -> the two pathways' inputs: (N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip].
+
+    The Slow pathway takes frames 0, alpha, 2 alpha, ... (every frame inside ``slow_pathway_context``, for the
+    clustering); no parameters, so the state dict stays pytorchvideo's.
+    """
+
+    def __init__(self, alpha: int):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, clip: torch.Tensor) -> List[torch.Tensor]:
+        if clip.dim() != 5 or clip.shape[1] != 3:
+            raise ValueError(f"archs/slowfast.py: SlowFast takes a clip (N, 3, T, H, W), got {tuple(clip.shape)}")
+        return [clip if slow_pathway_map() is not None else clip[:, :, ::self.alpha], clip]
 
 
 class SlowFast(nn.Module):
@@ -192,6 +224,7 @@ class SlowFast(nn.Module):
                                  f"(known: {FUSION_KERNELS}); pass fusion_kernel")
             fusion_kernel = FUSION_KERNELS[alpha]
         self.alpha = alpha
+        self.pathways = PathwaySplit(alpha)
         slow_in, fast_in = 64, 64 // BETA_INV
         blocks = [TwoPathways(Stem(slow_in, 1), Stem(fast_in, 5), FuseFastToSlow(fast_in, alpha, fusion_kernel))]
         for i, (width, depth) in enumerate(zip(SLOW_WIDTHS, DEPTHS)):
@@ -207,13 +240,11 @@ class SlowFast(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def split(self, clip: torch.Tensor) -> List[torch.Tensor]:
-        """(N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip]."""
-        return [clip[:, :, ::self.alpha], clip]
+        """(N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip] (``PathwaySplit``)."""
+        return self.pathways(clip)
 
     def forward(self, x: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
-            if x.dim() != 5 or x.shape[1] != 3:
-                raise ValueError(f"archs/slowfast.py: SlowFast takes a clip (N, 3, T, H, W), got {tuple(x.shape)}")
             x = self.split(x)
         x = list(x)
         if len(x) != 2:
@@ -237,3 +268,33 @@ def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: in
     side = -(-train_size // 32)
     kernels = [(frames // alpha, side, side), (frames, side, side)] if zoo_head_pool else [None, None]
     return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout)
+
+
+def slowfast_layout() -> Layout:
+    """SlowFast's ``Layout`` in pytorchvideo's names (``pathways = 2``): the stem ``pathways`` (the clip split into
+    [slow, fast]) and ``blocks.0``; stages res2..res5 ``blocks.1-4`` (each takes and returns [slow, fast], with the
+    lateral connection); head: ``blocks.5`` pools each pathway and concatenates, then the global mean; the
+    classifier ``blocks.6.proj``."""
+    return Layout(stem=('pathways', 'blocks.0'), stages=[[f'blocks.{i}'] for i in range(1, 5)],
+                  stage_names=['res2', 'res3', 'res4', 'res5'], head=('blocks.5', 'blocks.6.output_pool'),
+                  classifier='blocks.6.proj', feature_dim=SLOW_WIDTHS[-1] + SLOW_WIDTHS[-1] // BETA_INV,
+                  first_conv='blocks.0.multipathway_blocks.0.conv', input_size=224, input_mean=PYTORCHVIDEO_MEAN,
+                  input_std=PYTORCHVIDEO_STD, clip=True, pathways=2)
+
+
+def build(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False,
+          alpha: int = 4, fusion_kernel: Optional[int] = None) -> Tuple[SlowFast, Layout]:
+    """The registry's builder: SlowFast-R50 at random with ``alpha`` (4: 8x8, 8: 4x16) and the lateral connections'
+    temporal kernel ``fusion_kernel`` (None: the published checkpoint's for ``alpha``).
+
+    Both are backbone options (``TSN(backbone_options={'alpha': a})``; ``--slowfast_alpha`` sets alpha). pytorchvideo's
+    weights come through ``tools/convert_checkpoint.py --from pytorchvideo`` and ``--tune_from``.
+    ``zero_init_residual`` zeroes the last BatchNorm of every residual branch.
+    """
+    no_download(arch, pretrain)
+    model = build_slowfast(arch, alpha=alpha, fusion_kernel=fusion_kernel)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.norm_c.weight)
+    return model, slowfast_layout()

@@ -27,6 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from archs.base import Layout
+
+# pytorchvideo's X3D and SlowFast normalisation (its hub's Kinetics-400 transforms), on [0, 1] RGB
+PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+
 
 @dataclass(frozen=True)
 class X3DSpec:
@@ -188,7 +193,11 @@ class ProjectedPool(nn.Module):
 
 
 class X3DHead(nn.Module):
-    """ProjectedPool, dropout, linear classifier, mean over the remaining positions: -> (N, num_classes) logits."""
+    """ProjectedPool, dropout, mean over the remaining positions, linear classifier: -> (N, num_classes) logits.
+
+    ``output_pool`` (no parameters) is the global mean; pytorchvideo applies it after the classifier, which is
+    the same as it is affine.
+    """
 
     def __init__(self, in_channels: int, inner: int, num_classes: int, kernel: Optional[Tuple[int, int, int]],
                  dropout: float = 0.5):
@@ -196,10 +205,10 @@ class X3DHead(nn.Module):
         self.pool = ProjectedPool(in_channels, inner, HEAD_WIDTH, kernel)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(HEAD_WIDTH, num_classes)
+        self.output_pool = nn.AdaptiveAvgPool3d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.pool(x)).mean(dim=(2, 3, 4))  # the classifier is affine: mean first
-        return self.proj(x)
+        return self.proj(torch.flatten(self.output_pool(self.dropout(self.pool(x))), 1))
 
 
 class X3D(nn.Module):
@@ -237,3 +246,42 @@ def build_x3d(name: str, num_classes: int = 400, dropout: float = 0.5, zoo_head_
     side = math.ceil(spec.train_size / 32)
     kernel = (spec.frames, side, side) if zoo_head_pool else None
     return X3D(depths, num_classes, kernel, dropout)
+
+
+def no_download(arch: str, pretrain: str) -> None:
+    """Refuse ``--pretrain`` other than 'scratch' for pytorchvideo's networks, saying how to load its weights."""
+    if pretrain in ('imagenet', 'kinetics400'):
+        raise ValueError(
+            f"{arch}: --pretrain {pretrain} is not downloadable here: train with --pretrain scratch, or convert "
+            f"pytorchvideo's Kinetics-400 checkpoint with `python tools/convert_checkpoint.py IN.pyth OUT.pth.tar "
+            f"--from pytorchvideo --arch {arch}` and start from it with --tune_from OUT.pth.tar")
+    if pretrain != 'scratch':
+        raise ValueError(f"{arch}: unknown --pretrain {pretrain!r}: expected 'scratch'")
+
+
+def x3d_layout(name: str) -> Layout:
+    """X3D's ``Layout`` in pytorchvideo's names: stem ``blocks.0``, stages res2..res5 ``blocks.1-4``, head conv5 +
+    pool + 2048-d projection, then the global mean; the classifier ``blocks.5.proj``.
+
+    The stem has no temporal stride (nor has any stage), so a clustering after stage 1 sees all F frames.
+    """
+    return Layout(stem=('blocks.0',), stages=[[f'blocks.{i}'] for i in range(1, 5)],
+                  stage_names=['res2', 'res3', 'res4', 'res5'], head=('blocks.5.pool', 'blocks.5.output_pool'),
+                  classifier='blocks.5.proj', feature_dim=HEAD_WIDTH, first_conv='blocks.0.conv.conv_t',
+                  input_size=X3D_SPECS[name].train_size, input_mean=PYTORCHVIDEO_MEAN, input_std=PYTORCHVIDEO_STD,
+                  clip=True)
+
+
+def build(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False) -> Tuple[X3D, Layout]:
+    """The registry's builder: X3D-XS/S/M/L at random (``pretrain='scratch'``; pytorchvideo's weights come
+    through ``tools/convert_checkpoint.py --from pytorchvideo`` and ``--tune_from``).
+
+    ``zero_init_residual`` zeroes the last BatchNorm of every residual branch, so each block starts as its shortcut.
+    """
+    no_download(arch, pretrain)
+    model = build_x3d(arch)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.norm_c.weight)
+    return model, x3d_layout(arch)

@@ -8,19 +8,22 @@ name (``base_model.layer1.0.conv1.net.weight``, ``new_fc.weight``). The data flo
                    -> remaining stages on N*G (shift over G) -> pool, dropout, new_fc -> consensus over G
 
 The backbone is any entry of ``archs.BACKBONES``; ``TSN`` runs it from its ``Layout`` (stem, stages, pooling),
-so nothing here names a backbone's modules.
+so nothing here names a backbone's modules. A clip network (3D CNN) takes the T frames as one clip (N, C, T, H, W);
+a two-pathway one (SlowFast) clusters only its Slow pathway (``cluster_slow_pathway``, docs/DESIGN.md §7).
 """
-from typing import List, Optional, Union
+import contextlib
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch.nn.init import constant_, normal_
 
 from archs import build_backbone
-from archs.base import clip_to_frames, frames_to_clip, replace_module, run_modules, stage_modules, stage_number
+from archs.base import (clip_to_frames, frames_to_clip, replace_module, run_modules, slow_pathway_context,
+                        stage_modules, stage_number)
 from ops.basic_ops import ConsensusModule
 from ops.chunked import chunked_cluster, shift_halo
-from ops.clustering import TemporalClustering, rule_names
+from ops.clustering import TemporalClustering, aggregate, rule_names
 from ops.temporal_shift import insert_temporal_shift, temporal_context
 
 
@@ -37,7 +40,8 @@ class TSN(nn.Module):
         chunk_frames (run the layers before the clustering point in chunks of this many frames with
         recomputation; 0 = off), fused_assign (the clustering's distances, rule and mean weights
         torch.compile'd; None: on CUDA when Triton is installed), zero_init_residual (from scratch),
-        channels_last (frames enter the backbone in channels-last memory format).
+        channels_last (frames enter the backbone in channels-last memory format), backbone_options (keywords for
+        the backbone's builder: ``slowfast_r50`` takes ``{'alpha': 4 or 8}``).
     """
 
     def __init__(self, num_class: int, num_segments: int, modality: str, base_model: str = 'resnet50',
@@ -47,7 +51,8 @@ class TSN(nn.Module):
                  fc_lr5: bool = False, temporal_pool: bool = False, non_local: bool = False,
                  cluster: str = 'none', num_frames: Union[int, str, None] = None,
                  cluster_after: Union[int, str] = 1, chunk_frames: int = 0, fused_assign: Optional[bool] = None,
-                 zero_init_residual: bool = False, channels_last: bool = False) -> None:
+                 zero_init_residual: bool = False, channels_last: bool = False,
+                 backbone_options: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         if modality not in ('RGB', 'Flow'):
             raise ValueError(f"modality {modality!r}: expected 'RGB' or 'Flow'")
@@ -76,6 +81,7 @@ class TSN(nn.Module):
         self._enable_pbn = partial_bn
         self.zero_init_residual = zero_init_residual
         self.channels_last = channels_last  # frames made channels-last in forward; the caller converts weights
+        self.backbone_options = dict(backbone_options or {})
 
         self._prepare_base_model(base_model)
         if not 1 <= self.cluster_after < len(self.layout.stages):
@@ -103,7 +109,8 @@ class TSN(nn.Module):
 
     # ----------------------------------------------------------------------------------- construction
     def _prepare_base_model(self, base_model: str) -> None:
-        self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual)
+        self.base_model, self.layout = build_backbone(base_model, self.pretrain, self.zero_init_residual,
+                                                      self.backbone_options)
         if self.layout.clip:
             self._check_clip_options()
         if self.is_shift:
@@ -222,30 +229,53 @@ class TSN(nn.Module):
         stem = [m for path in self.layout.stem for m in self.base_model.get_submodule(path).modules()]
         return stem + stage_modules(self.base_model, self.layout, self.early_stages())
 
-    def run_early(self, x: torch.Tensor, t: int, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def run_early(self, x: torch.Tensor, t: int,
+                  lengths: Optional[torch.Tensor] = None) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Stem and the early stages on (N*t, C, H, W) frames, shifting over t frames (``lengths``: (N,) real
-        frame counts of a padded batch) -> (N*t', C', H', W'); t' = t except after a clip network's temporal
-        strides."""
+        frame counts of a padded batch) -> (N*t, C', H', W'). A clip network takes the frames as clips and
+        returns its clip (N, C', t', H', W'), t' = t except after temporal strides (SlowFast: [slow, fast])."""
         if self.layout.clip:
             x = frames_to_clip(x, t)
         x = run_modules(self.base_model, self.layout.stem, x)
         with temporal_context(t, lengths):
             for s in self.early_stages():
                 x = run_modules(self.base_model, self.layout.stages[s], x)
-        return clip_to_frames(x) if self.layout.clip else x
+        return x
 
-    def run_late(self, x: torch.Tensor, t: int) -> torch.Tensor:
+    def run_late(self, x: Union[torch.Tensor, List[torch.Tensor]], t: int,
+                 to_slow: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
         """The remaining stages, pooling and classifier on (N*t, C, H, W) -> (N*t', K) scores; a clip network
-        pools time in its head: (N, K)."""
-        if self.layout.clip:
-            x = frames_to_clip(x, t)
+        takes its clip (``run_early``'s output) and pools time in its head: (N, K). ``to_slow``: a clustered
+        two-pathway network's map of its lateral connections (``cluster_slow_pathway``)."""
         for s in range(len(self.early_stages()), len(self.layout.stages)):
-            with temporal_context(t):
+            with temporal_context(t), slow_pathway_context(to_slow) if to_slow else contextlib.nullcontext():
                 x = run_modules(self.base_model, self.layout.stages[s], x)
             if self.temporal_pool and s == 1:
                 t //= 2  # TemporalPool halved time at the start of the second stage (TSM)
         x = torch.flatten(run_modules(self.base_model, self.layout.head, x), 1)
         return self.new_fc(self.base_model.get_submodule(self.layout.classifier)(x))
+
+    def cluster_slow_pathway(self, x: torch.Tensor, t_in: int, lengths: Optional[torch.Tensor] = None
+                             ) -> Tuple[List[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        """A two-pathway network (SlowFast) with clustering, up to the clustering point (docs/DESIGN.md §7).
+
+        The stem and early stages run with the Slow pathway on every frame and the lateral connections at every
+        Fast frame (``slow_pathway_context``); the Slow pathway's activations of all frames are clustered into G
+        means, the Fast pathway keeps every frame. (N*F, C, H, W) frames -> ([slow (N, C', G, H', W'), fast
+        (N, c', F, H', W')], the map ``run_late`` gives the later lateral connections: their cluster means).
+        """
+        with slow_pathway_context(lambda y: y):
+            slow, fast = self.run_early(x, t_in, lengths)
+        if slow.shape[2] != t_in:
+            raise ValueError(f"{self.arch}: the Slow pathway has {slow.shape[2]} time steps at the clustering "
+                             f"point for {t_in} frames: clustering a two-pathway network needs no temporal stride "
+                             f"before it")
+        assign = self.clustering.assign(clip_to_frames(slow), t_in, lengths)
+
+        def to_slow(y: torch.Tensor) -> torch.Tensor:
+            """(N, C, F, H, W) -> (N, C, G, H, W): the mean of each cluster's frames."""
+            return aggregate(y.transpose(1, 2), assign, self.num_segments, lengths).transpose(1, 2)
+        return [to_slow(slow), fast], to_slow
 
     def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
@@ -264,21 +294,27 @@ class TSN(nn.Module):
                 raise ValueError(f"input has {t_in} frames per video; expected num_segments="
                                  f"{self.num_segments} (fold extra clips or crops into the batch)")
             t = self.num_segments
-            x = self.run_early(x, t)
-            x = self.run_late(x, x.shape[0] // n)
+            x = self.run_late(self.run_early(x, t), t)
         else:
             lengths_ = None if lengths is None else lengths.to(device=input.device, dtype=torch.long)
+            to_slow = None
             if self.chunk_frames and self.chunk_frames < t_in:
                 x = chunked_cluster(self.run_early, self.clustering, x, t_in, lengths_, self.chunk_frames,
                                     halo=shift_halo(self.early_modules()))
+            elif self.layout.pathways > 1:
+                x, to_slow = self.cluster_slow_pathway(x, t_in, lengths_)
             else:
                 x = self.run_early(x, t_in, lengths_)
+                if self.layout.clip:
+                    x = clip_to_frames(x)
                 t_mid = x.shape[0] // n  # a clip network's stem may stride time: F -> F' steps to cluster
                 if lengths_ is not None and t_mid != t_in:
                     lengths_ = ((lengths_ * t_mid + t_in - 1) // t_in).clamp(1, t_mid)
                 x = self.clustering(x, num_frames=t_mid, lengths=lengths_)
+                if self.layout.clip:
+                    x = frames_to_clip(x, self.num_segments)
             t = self.num_segments
-            x = self.run_late(x, t)
+            x = self.run_late(x, t, to_slow)
         if not self.before_softmax:
             x = self.softmax(x)
         t_out = 1 if self.layout.clip else t // 2 if (self.is_shift and self.temporal_pool) else t

@@ -72,3 +72,12 @@ def test_replace_module_puts_a_module_at_a_dotted_path():
     assert isinstance(net[0][1], nn.Identity)
     replace_module(net, '0', nn.Tanh())
     assert isinstance(net[0], nn.Tanh)
+
+
+def test_backbone_options_reach_the_builder_that_takes_them():
+    from archs import backbone_option_names
+    with torch.device('meta'):
+        net, layout = build_backbone('slowfast_r50', 'scratch', options={'alpha': 8})
+    assert net.alpha == 8 and layout.pathways == 2 and backbone_option_names('slowfast_r50') == ['alpha', 'fusion_kernel']
+    with pytest.raises(ValueError, match="--arch resnet18 takes no backbone option alpha"):
+        build_backbone('resnet18', 'scratch', options={'alpha': 8})

@@ -269,3 +269,12 @@ def test_a_clip_checkpoint_evaluated_with_clustering_drops_its_stride():
     again = opts.parse_args(['move4mnist', 'RGB'])
     builder.apply_stored(again, saved, {}, 'c.pth')
     assert (again.arch, again.sample_rate) == ('r3d_18', 2)
+
+
+@pytest.mark.parametrize('argv,alpha', [([], 4), (['--slowfast_alpha', '8'], 8)])
+def test_slowfast_alpha_reaches_the_backbone_as_a_builder_option(argv, alpha):
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', 'slowfast_r50', '--num_segments', '16', '--pretrain',
+                            'scratch', *argv])
+    model = build_model(args, 4, print_spec=False)
+    assert model.base_model.alpha == alpha and builder.backbone_options(args) == ({'alpha': 8} if argv else {})
+    assert ('alpha8' in builder.store_name(args)) == bool(argv)

@@ -171,6 +171,42 @@ def test_bf16_and_channels_last_train_through_main(data, tmp_path):
     assert 'nan' not in log.lower()
 
 
+@pytest.mark.parametrize('arch_flags,name', [
+    (['--arch', 'x3d_xs', '--cluster', 'cumulative', '--frames', '32', '--num_segments', '4'],
+     'TSM_move4mnist_RGB_x3d_xs_avg_cumulative4_frames32_e1_scratch'),
+    (['--arch', 'slowfast_r50', '--num_segments', '32', '--slowfast_alpha', '8'],
+     'TSM_move4mnist_RGB_slowfast_r50_alpha8_avg_segment32_e1_scratch'),
+    (['--arch', 'slowfast_r50', '--cluster', 'slope', '--frames', '16', '--num_segments', '4'],
+     'TSM_move4mnist_RGB_slowfast_r50_avg_slope4_frames16_e1_scratch'),
+])
+def test_x3d_and_slowfast_train_and_evaluate_through_main(arch_flags, name, data, tmp_path):
+    """issue 19's commands train an epoch; evaluation takes the model (alpha included) from the checkpoint."""
+    argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a not in ('--store_name', 'run', '--shift')]
+    result = train_main.main(argv + arch_flags)
+    ckpt = tmp_path / 'ckpt' / name / 'ckpt.best.pth.tar'
+    stored = load_checkpoint(str(ckpt))['args']
+    assert result['count'] == 4 and result['loss'] == result['loss'] and stored['arch'] == arch_flags[1]
+    without_alpha = [a for a in arch_flags if a not in ('--slowfast_alpha', '8')]  # the checkpoint stores it
+    again = train_main.main(argv + without_alpha + ['--evaluate', '--resume', str(ckpt)])
+    assert again['top1'] == pytest.approx(result['top1']) and again['loss'] == pytest.approx(result['loss'], rel=1e-5)
+
+
+def test_main_tunes_x3d_from_a_converted_pytorchvideo_checkpoint(data, tmp_path, capsys):
+    from archs.x3d import build_x3d
+    from tools import convert_checkpoint
+    net = build_x3d('x3d_xs')
+    torch.save({'model_state': net.state_dict(), 'epoch': 1}, tmp_path / 'X3D_XS.pyth')
+    converted = str(tmp_path / 'x3d_xs.pth.tar')
+    assert convert_checkpoint.main([str(tmp_path / 'X3D_XS.pyth'), converted, '--from', 'pytorchvideo',
+                                    '--arch', 'x3d_xs']) == 0
+    argv = [a for a in run_args(data, tmp_path, '--epochs', '1') if a != '--shift']
+    train_main.main(argv + ['--arch', 'x3d_xs', '--tune_from', converted, '--lr', '0'])
+    assert f'fine-tuning from {converted}' in capsys.readouterr().out
+    tuned = load_checkpoint(str(tmp_path / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
+    assert torch.equal(tuned['base_model.blocks.1.res_blocks.0.branch2.conv_a.weight'],
+                       net.blocks[1].res_blocks[0].branch2.conv_a.weight)  # lr 0: the converted weights as they were
+
+
 # ----------------------------------------------------------------------------- data time against compute time
 
 class SlowLoader:

@@ -184,7 +184,7 @@ def test_bf16_autocast_and_channels_last_on_the_cpu(cluster):
 
 
 # ------------------------------------------------------------------------- clip networks (3D CNNs) via the seam
-CLIP_ARCHS = ['r3d_18', 'mc3_18', 'r2plus1d_18', 's3d', 'i3d_resnet50']
+CLIP_ARCHS = ['r3d_18', 'mc3_18', 'r2plus1d_18', 's3d', 'i3d_resnet50', 'x3d_xs', 'x3d_l', 'slowfast_r50']
 
 
 @pytest.mark.parametrize('arch', CLIP_ARCHS)
@@ -210,11 +210,12 @@ def test_a_clip_backbone_runs_from_its_layout_as_its_own_forward(arch):
     assert layout.clip and y.shape == (1, layout.feature_dim)
 
 
+@pytest.mark.parametrize('arch', ['r3d_18', 'x3d_xs'])
 @pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
-def test_clustering_a_3d_backbone_with_g_equal_f_is_the_plain_clip_network(method):
+def test_clustering_a_3d_backbone_with_g_equal_f_is_the_plain_clip_network(method, arch):
     torch.manual_seed(0)
-    plain = TSN(4, 6, 'RGB', base_model='r3d_18', pretrain='scratch').eval()
-    ours = TSN(4, 6, 'RGB', base_model='r3d_18', pretrain='scratch', cluster=method, num_frames=6).eval()
+    plain = TSN(4, 6, 'RGB', base_model=arch, pretrain='scratch').eval()
+    ours = TSN(4, 6, 'RGB', base_model=arch, pretrain='scratch', cluster=method, num_frames=6).eval()
     ours.load_state_dict(plain.state_dict())
     x = torch.randn(2, 6 * 3, 32, 32)
     with torch.no_grad():
@@ -248,3 +249,97 @@ def test_a_clip_backbone_checkpoint_round_trips(tmp_path):
     x = torch.randn(1, 8 * 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
+
+
+# ------------------------------------------------------------------- pytorchvideo's networks: X3D and SlowFast
+@pytest.mark.parametrize('arch,options', [('x3d_xs', {}), ('x3d_s', {}), ('x3d_m', {}), ('x3d_l', {}),
+                                          ('slowfast_r50', {'alpha': 4}), ('slowfast_r50', {'alpha': 8})])
+def test_x3d_and_slowfast_run_under_tsn(arch, options):
+    torch.manual_seed(0)
+    model = TSN(5, 8, 'RGB', base_model=arch, pretrain='scratch', backbone_options=options).eval()
+    assert model.layout.clip and model.input_mean == [0.45] * 3 and model.input_std == [0.225] * 3
+    with torch.no_grad():
+        out = model(torch.randn(2, 8 * 3, 32, 32))
+    assert out.shape == (2, 5) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('arch,size', [('x3d_xs', 160), ('x3d_s', 160), ('x3d_m', 224), ('x3d_l', 312),
+                                       ('slowfast_r50', 224)])
+def test_x3d_and_slowfast_take_their_published_training_crop(arch, size):
+    from archs import backbone_layout
+    assert backbone_layout(arch).input_size == size
+
+
+@pytest.mark.parametrize('alpha', [4, 8])
+def test_slowfast_under_tsn_gives_the_slow_pathway_every_alpha_th_frame(alpha):
+    torch.manual_seed(0)
+    model = TSN(5, 16, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options={'alpha': alpha})
+    seen = []
+    model.base_model.blocks[1].register_forward_pre_hook(lambda m, args: seen.append([p.shape for p in args[0]]))
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 16 * 3, 32, 32))
+    assert seen[0][0][2] == 16 // alpha and seen[0][1][2] == 16  # (N, C, T, H, W): slow T/alpha, fast T
+    assert model.base_model.alpha == alpha
+
+
+def test_state_dict_names_under_tsn_are_base_model_and_pytorchvideos():
+    from archs.slowfast import build_slowfast
+    from archs.x3d import build_x3d
+    for arch, net in (('x3d_xs', build_x3d('x3d_xs')), ('slowfast_r50', build_slowfast(alpha=8))):
+        options = {'alpha': 8} if arch == 'slowfast_r50' else {}
+        model = TSN(5, 8, 'RGB', base_model=arch, pretrain='scratch', backbone_options=options)
+        ours = {k: v.shape for k, v in model.state_dict().items()}
+        theirs = {f'base_model.{k}': v.shape for k, v in net.state_dict().items()}
+        classifier = f'base_model.{model.layout.classifier}.'
+        assert {k for k in theirs if not k.startswith(classifier)} | {'new_fc.weight', 'new_fc.bias'} == set(ours)
+        assert all(ours[k] == shape for k, shape in theirs.items() if k in ours)
+
+
+def test_clustered_x3d_sees_every_frame_until_res2_and_g_after():
+    torch.manual_seed(0)
+    model = TSN(4, 4, 'RGB', base_model='x3d_xs', pretrain='scratch', cluster='cumulative', num_frames=16).eval()
+    seen = {}
+    for i in (1, 2):
+        model.base_model.blocks[i].register_forward_pre_hook(lambda m, args, i=i: seen.update({i: args[0].shape}))
+    with torch.no_grad():
+        out = model(torch.randn(2, 16 * 3, 32, 32))
+    assert out.shape == (2, 4) and seen[1][2] == 16 and seen[2][2] == 4  # no temporal stride before the clustering
+
+
+@pytest.mark.parametrize('method', ['uniform', 'slope', 'cumulative'])
+def test_clustering_slowfast_with_g_equal_f_is_the_plain_network_at_alpha_1(method):
+    """With alpha = 1 the plain Slow pathway sees every frame and its lateral connections have stride 1: what the
+    clustered network computes with G = F (the clustering point's map is then the identity)."""
+    torch.manual_seed(0)
+    options = {'alpha': 1, 'fusion_kernel': 5}
+    plain = TSN(4, 8, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options=options).eval()
+    nn.init.normal_(plain.new_fc.weight)  # logits of size 1, not 1e-3
+    ours = TSN(4, 8, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options=options,
+               cluster=method, num_frames=8).eval()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 8 * 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('alpha,cluster_after', [(4, 1), (8, 2)])
+def test_clustered_slowfast_gives_the_slow_pathway_g_means_and_the_fast_one_every_frame(alpha, cluster_after):
+    torch.manual_seed(0)
+    model = TSN(4, 4, 'RGB', base_model='slowfast_r50', pretrain='scratch', backbone_options={'alpha': alpha},
+                cluster='cumulative', num_frames=16, cluster_after=cluster_after)
+    seen = {}
+    for i in range(1, 5):
+        model.base_model.blocks[i].register_forward_pre_hook(
+            lambda m, args, i=i: seen.update({i: [p.shape[2] for p in args[0]]}))
+    x = torch.randn(2, 16 * 3, 32, 32, requires_grad=True)
+    model(x, torch.tensor([16, 11])).sum().backward()
+    assert [seen[i] for i in range(1, 5)] == [[16, 16]] * cluster_after + [[4, 16]] * (4 - cluster_after)
+    assert model.clustering.last_assign.shape == (2, 16)
+    per_frame = x.grad.view(2, 16, -1).abs().sum(-1)
+    assert (per_frame[0] > 0).all() and (per_frame[1, :11] > 0).all()  # every real frame gets gradient
+
+
+@pytest.mark.parametrize('arch', ['x3d_m', 'slowfast_r50'])
+def test_pytorchvideos_weights_are_not_downloaded_but_converted(arch):
+    with pytest.raises(ValueError, match='convert_checkpoint.py.*--from pytorchvideo.*--tune_from'):
+        TSN(4, 8, 'RGB', base_model=arch, pretrain='imagenet')

@@ -43,10 +43,17 @@ def test_bad_flag_values_exit_2_naming_the_flag(argv, flag, capsys):
     (['--arch', 'r3d_18', '--dense_sample'], ['--dense_sample', '--sample_rate']),
     (['--pretrain', 'kinetics400'], ['--pretrain kinetics400', '--arch resnet50']),
     (['--arch', 'i3d_resnet50', '--pretrain', 'kinetics400'], ['--pretrain kinetics400', '--arch i3d_resnet50']),
+    (['--arch', 'x3d_xs', '--slowfast_alpha', '8'], ['--slowfast_alpha', '--arch slowfast_r50', 'x3d_xs']),
 ])
 def test_contradictions_exit_2_naming_the_flags(argv, names, capsys):
     last = exit_message(argv, capsys)
     assert all(n in last for n in names), last
+
+
+def test_slowfast_alpha_is_4_or_8(capsys):
+    last = exit_message(['--arch', 'slowfast_r50', '--slowfast_alpha', '2'], capsys)
+    assert '--slowfast_alpha' in last and 'invalid choice: 2' in last, last
+    assert opts.parse_args(BASE + ['--arch', 'slowfast_r50', '--slowfast_alpha', '8']).slowfast_alpha == 8
 
 
 def test_good_values_pass():

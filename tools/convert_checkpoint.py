@@ -1,6 +1,7 @@
 """Turn a checkpoint into one that ``torch.load(weights_only=True)`` reads (docs/DESIGN.md §5).
 
     python tools/convert_checkpoint.py IN OUT [--trust] [--module_prefix keep|strip|add]
+    python tools/convert_checkpoint.py X3D_XS.pyth OUT --from pytorchvideo --arch x3d_xs [--slowfast_alpha A]
 
 A file that needs pickled code (an ``argparse.Namespace`` as TSM-era checkpoints sometimes hold, numpy
 scalars, a whole pickled model, a custom class) can only be read by running code from it, so this tool does
@@ -12,11 +13,19 @@ with ``weights_only=True`` before the tool reports success.
 ``--module_prefix add`` writes TSM's layout (``module.`` before every parameter name, as
 ``nn.DataParallel`` saves it), which TSM's own ``main.py --resume`` and ``test_models.py`` expect;
 ``strip`` removes it. Our loaders accept both.
+
+``--from pytorchvideo`` reads one of pytorchvideo's published Kinetics-400 checkpoints (``X3D_XS.pyth`` ...
+``X3D_L.pyth``, ``SLOWFAST_8x8_R50.pyth``, ``SLOWFAST_4x16_R50.pyth``: a dict whose ``model_state`` is the
+network's state dict) and writes our checkpoint: ``base_model.`` before every backbone name (our X3D and
+SlowFast use pytorchvideo's names), the Kinetics classifier as ``new_fc``, and ``args`` naming the arch (and
+SlowFast's alpha), so that ``main.py --tune_from OUT`` starts from it (the 400-way classifier is replaced when
+the class count differs).
 """
 import argparse
 import os
+import pickle
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -114,6 +123,54 @@ def convert(src: str, dst: str, trust: bool = False, module_prefix: str = 'keep'
     return dropped
 
 
+def read_pytorchvideo(src: str, trust: bool = False) -> Dict[str, torch.Tensor]:
+    """The ``model_state`` of a pytorchvideo checkpoint (weights-only read unless ``trust``).
+
+    Raises:
+        CheckpointError: unreadable, pickled code without ``trust``, or no ``model_state`` of tensors.
+    """
+    if not os.path.isfile(src):
+        raise CheckpointError(f"{src}: no such file")
+    try:
+        obj = torch.load(src, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust:
+            raise CheckpointError(f"{src}: it holds pickled objects, and reading it runs code stored in the file. "
+                                  f"Rerun with --trust only if you know where the file comes from") from err
+        obj = torch.load(src, map_location='cpu', weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{src}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    state = obj.get('model_state') if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{src}: not a pytorchvideo checkpoint: expected a dict whose 'model_state' is a "
+                              f"state dict of tensors, got {type(obj).__name__} with keys "
+                              f"{list(obj)[:5] if isinstance(obj, dict) else '-'}")
+    return state
+
+
+def from_pytorchvideo(state: Dict[str, torch.Tensor], arch: str, src: str,
+                      alpha: Optional[int] = None) -> Dict[str, Any]:
+    """pytorchvideo's state dict -> our checkpoint for ``TSN(base_model=arch)``: ``base_model.`` + its names, its
+    classifier as ``new_fc``; checked name by name and shape by shape against our network (``CheckpointError``
+    naming the keys otherwise). ``alpha``: SlowFast's (None: 4, the 8x8 model's)."""
+    from archs import backbone_layout, backbone_option_names
+    from ops.checkpoint import load_model_weights
+    from ops.models import TSN
+    classifier = backbone_layout(arch).classifier + '.'
+    mapped = {('new_fc.' + k[len(classifier):] if k.startswith(classifier) else 'base_model.' + k): v.detach().cpu()
+              for k, v in state.items()}
+    if 'new_fc.weight' not in mapped:
+        raise CheckpointError(f"{src}: no classifier {classifier}weight: is it a {arch} checkpoint?")
+    options = {} if alpha is None else {'alpha': alpha}
+    model = TSN(mapped['new_fc.weight'].shape[0], 8, 'RGB', base_model=arch, pretrain='scratch',
+                backbone_options=options)
+    load_model_weights(model, dict(mapped), src)  # proves every name and shape fits ours
+    stored: Dict[str, Any] = {'arch': arch, 'dataset': 'kinetics', 'modality': 'RGB'}
+    if 'alpha' in backbone_option_names(arch):
+        stored['slowfast_alpha'] = model.base_model.alpha
+    return {'state_dict': mapped, 'args': stored, 'source': os.path.basename(src)}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help="checkpoint to convert")
@@ -122,9 +179,29 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="allow running the pickled code in SRC (only for files from a trusted source)")
     parser.add_argument('--module_prefix', default='keep', choices=['keep', 'strip', 'add'],
                         help="'add' writes TSM's DataParallel layout (module.base_model...)")
+    parser.add_argument('--from', dest='source', default=None, choices=['pytorchvideo'],
+                        help="SRC is pytorchvideo's checkpoint (its 'model_state') of --arch: write our checkpoint")
+    parser.add_argument('--arch', default=None, choices=['x3d_xs', 'x3d_s', 'x3d_m', 'x3d_l', 'slowfast_r50'],
+                        help="with --from pytorchvideo: the network SRC holds")
+    parser.add_argument('--slowfast_alpha', type=int, default=None, choices=[4, 8],
+                        help="with --arch slowfast_r50: 4 for SLOWFAST_8x8_R50.pyth (default), 8 for 4x16")
     args = parser.parse_args(argv)
     if os.path.abspath(args.src) == os.path.abspath(args.dst):
         parser.error("DST must differ from SRC (keep the original)")
+    if (args.source is None) != (args.arch is None):
+        parser.error("--from pytorchvideo and --arch go together")
+    if args.slowfast_alpha is not None and args.arch != 'slowfast_r50':
+        parser.error("--slowfast_alpha only applies with --arch slowfast_r50")
+    if args.source == 'pytorchvideo':
+        try:
+            out = from_pytorchvideo(read_pytorchvideo(args.src, args.trust), args.arch, args.src, args.slowfast_alpha)
+            save_checkpoint(out, args.dst)
+        except CheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"=> wrote {args.dst}: pytorchvideo's {args.arch} ({len(out['state_dict'])} tensors) as base_model.* "
+              f"and new_fc ({out['state_dict']['new_fc.weight'].shape[0]} classes); start from it with --tune_from")
+        return 0
     try:
         dropped = convert(args.src, args.dst, args.trust, args.module_prefix)
     except CheckpointError as err:

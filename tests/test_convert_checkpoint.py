@@ -1,0 +1,76 @@
+"""tools/convert_checkpoint.py --from pytorchvideo: pytorchvideo's X3D and SlowFast checkpoints as ours.
+
+The source files are made here in pytorchvideo's layout (a dict whose ``model_state`` is the network's state dict,
+with the ``epoch`` and ``cfg`` PySlowFast adds), from our networks, whose names are pytorchvideo's
+(tests/test_x3d.py and tests/test_slowfast.py check those names against pytorchvideo's).
+"""
+from pathlib import Path
+
+import pytest
+import torch
+
+from archs.slowfast import build_slowfast
+from archs.x3d import build_x3d
+from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from ops.models import TSN
+from tools import convert_checkpoint
+
+
+def pytorchvideo_file(net: torch.nn.Module, path: Path) -> str:
+    """``net`` saved as pytorchvideo's model zoo saves it; BatchNorm statistics made non-trivial first."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save({'model_state': net.state_dict(), 'epoch': 300, 'cfg': 'TRAIN:\n  DATASET: kinetics\n'}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('arch,alpha,frames', [('x3d_xs', None, 4), ('slowfast_r50', 8, 16)])
+def test_a_converted_checkpoint_gives_pytorchvideos_logits_under_tsn(arch, alpha, frames, tmp_path):
+    torch.manual_seed(0)
+    net = (build_x3d(arch) if alpha is None else build_slowfast(alpha=alpha)).eval()
+    src, dst = pytorchvideo_file(net, tmp_path / 'zoo.pyth'), str(tmp_path / 'ours.pth.tar')
+    flags = [] if alpha is None else ['--slowfast_alpha', str(alpha)]
+    assert convert_checkpoint.main([src, dst, '--from', 'pytorchvideo', '--arch', arch, *flags]) == 0
+    ckpt = load_checkpoint(dst)
+    assert ckpt['args']['arch'] == arch and ckpt['args'].get('slowfast_alpha') == alpha
+    assert set(ckpt['state_dict']) >= {'new_fc.weight', 'new_fc.bias'}
+    model = TSN(400, frames, 'RGB', base_model=arch, pretrain='scratch',
+                backbone_options={} if alpha is None else {'alpha': alpha}).eval()
+    load_model_weights(model, ckpt['state_dict'], dst)
+    clip = torch.randn(2, 3, frames, 64, 64)
+    with torch.no_grad():
+        ours = model(clip.transpose(1, 2).reshape(2, frames * 3, 64, 64))  # (N, T*C, H, W), TSN's input
+        torch.testing.assert_close(ours, net(clip), rtol=1e-5, atol=1e-5)
+
+
+def test_tune_from_keeps_the_backbone_and_replaces_the_kinetics_classifier(tmp_path):
+    torch.manual_seed(0)
+    net = build_x3d('x3d_s')
+    src, dst = pytorchvideo_file(net, tmp_path / 'X3D_S.pyth'), str(tmp_path / 'x3d_s.pth.tar')
+    assert convert_checkpoint.main([src, dst, '--from', 'pytorchvideo', '--arch', 'x3d_s']) == 0
+    model = TSN(4, 8, 'RGB', base_model='x3d_s', pretrain='scratch')
+    load_model_weights(model, load_checkpoint(dst)['state_dict'], dst, drop_classifier_if_mismatch=True)  # --tune_from
+    assert torch.equal(model.base_model.blocks[4].res_blocks[0].branch2.conv_b.weight,
+                       net.blocks[4].res_blocks[0].branch2.conv_b.weight)
+    assert model.new_fc.weight.shape == (4, 2048)
+
+
+def test_a_file_of_another_network_is_refused_naming_the_keys(tmp_path, capsys):
+    src = pytorchvideo_file(build_slowfast(alpha=8), tmp_path / 'SLOWFAST_4x16_R50.pyth')
+    # the 4x16 model's fusion kernel is 5; alpha 4 (8x8) expects 7
+    assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo',
+                                    '--arch', 'slowfast_r50']) == 1
+    err = capsys.readouterr().err
+    assert 'shape mismatch' in err and 'conv_fast_to_slow' in err and src in err
+    assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo',
+                                    '--arch', 'x3d_xs']) == 1
+    assert 'no classifier blocks.5.proj.weight' in capsys.readouterr().err
+
+
+def test_a_file_without_model_state_is_refused(tmp_path):
+    path = tmp_path / 'plain.pth'
+    torch.save({'state_dict': build_x3d('x3d_xs').state_dict()}, path)
+    with pytest.raises(CheckpointError, match="expected a dict whose 'model_state'"):
+        convert_checkpoint.read_pytorchvideo(str(path))
