@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archs.base import Layout, slow_pathway_map
-from archs.x3d import PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD, clipped_avg_pool, no_download
+from archs.x3d import PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD, ThreeConvs, clipped_avg_pool, no_download
 
 DEPTHS = (3, 4, 6, 3)                               # ResNet-50 blocks in res2..res5
 SLOW_WIDTHS = (256, 512, 1024, 2048)                # stage outputs; bottleneck inner width is a quarter
@@ -62,7 +62,7 @@ class Stem(nn.Module):
         return self.pool(self.activation(self.norm(self.conv(x))))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ThreeConvs):
     """(kt, 1, 1) conv, BN, ReLU, (1, 3, 3) conv with the spatial stride, BN, ReLU, 1x1x1 conv, BN."""
 
     def __init__(self, in_channels: int, inner: int, out_channels: int, temporal_kernel: int, stride: int):
@@ -77,10 +77,6 @@ class Bottleneck(nn.Module):
         self.conv_c = nn.Conv3d(inner, out_channels, 1, bias=False)
         self.norm_c = _bn(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_a(self.norm_a(self.conv_a(x)))
-        x = self.act_b(self.norm_b(self.conv_b(x)))
-        return self.norm_c(self.conv_c(x))
 
 
 class ResBlock(nn.Module):

@@ -101,7 +101,17 @@ class Stem(nn.Module):
         return self.activation(self.norm(self.conv.conv_xy(self.conv.conv_t(x))))
 
 
-class Bottleneck(nn.Module):
+class ThreeConvs(nn.Module):
+    """pytorchvideo's bottleneck run (X3D's and SlowFast's): conv_a, norm_a, act_a; conv_b, norm_b, act_b;
+    conv_c, norm_c. Subclasses make the modules."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_a(self.norm_a(self.conv_a(x)))
+        x = self.act_b(self.norm_b(self.conv_b(x)))
+        return self.norm_c(self.conv_c(x))
+
+
+class Bottleneck(ThreeConvs):
     """1x1x1 expand, depthwise 3x3x3 (spatial stride here), [SE], swish, 1x1x1 project."""
 
     def __init__(self, in_channels: int, inner: int, out_channels: int, stride: int, use_se: bool):
@@ -116,10 +126,6 @@ class Bottleneck(nn.Module):
         self.conv_c = nn.Conv3d(inner, out_channels, 1, bias=False)
         self.norm_c = _bn(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_a(self.norm_a(self.conv_a(x)))
-        x = self.act_b(self.norm_b(self.conv_b(x)))
-        return self.norm_c(self.conv_c(x))
 
 
 class ResBlock(nn.Module):
