@@ -102,7 +102,7 @@ def test_two_stream_study_trains_both_streams_and_fuses_their_scores(tmp_path):
     gives each stream, TSN's 1 : 1.5 fusion and the best weight on the validation set."""
     out = tmp_path / 'two'
     env = {**os.environ, 'OUT': str(out), 'SEEDS': '0', 'CONFIGS': 'tsm8', 'WARM': '', 'EPOCHS': '1', 'NTRAIN': '8',
-           'NVAL': '4', 'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '2',
+           'NVAL': '4', 'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '1',
            'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
     proc = subprocess.run(['bash', 'scripts/repro_two_stream_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
