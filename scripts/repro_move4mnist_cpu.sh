@@ -12,7 +12,10 @@
 # GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile),
 # RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos" (the optimizer and schedule flags of every run),
 # WARM="" (a configuration, e.g. tsm2, trained first for each seed, for WARM_EPOCHS epochs; every other run of
-# that seed then starts from its best checkpoint with --tune_from: a starting point made from this data).
+# that seed then starts from its best checkpoint with --tune_from: a starting point made from this data;
+# WARM_THREADS: its threads, default the cores over the seeds trained at once),
+# MODALITY=RGB (or Flow: the data then needs tools/extract_flow.py's frames), DATA="$OUT/data" (the data set's
+# folder, generated there when it holds no lists; scripts/repro_two_stream_cpu.sh shares one between streams).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
 # From scratch (no ImageNet weights offline) the digit has to move faster than in the paper's data for a
 # small network to learn the direction in minutes; SPEED="0.5 1.0" is the default data set's motion.
@@ -52,13 +55,15 @@ EVAL_FREQ=${EVAL_FREQ:-2}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 DEFAULT_RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos"
 RECIPE=${RECIPE:-$DEFAULT_RECIPE}
-DATA="$OUT/data"
+DATA=${DATA:-$OUT/data}
+MODALITY=${MODALITY:-RGB}
 # What decides the results; a folder that holds runs made with other settings is not silently reused.
 # (loader workers change the augmentation's random stream, so WIDE and WIDE_WORKERS are among them when WIDE
 # runs load otherwise than the others; thread counts are not recorded)
 SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH=$BATCH EVAL_FREQ=$EVAL_FREQ WORKERS=$WORKERS EXTRA=$EXTRA"
 [ -n "$WIDE" ] && (( WIDE_WORKERS != WORKERS )) && SETTINGS="$SETTINGS WIDE=$WIDE WIDE_WORKERS=$WIDE_WORKERS"
 [ "$RECIPE" != "$DEFAULT_RECIPE" ] && SETTINGS="$SETTINGS RECIPE=$RECIPE"  # old study folders hold the default
+[ "$MODALITY" != RGB ] && SETTINGS="$SETTINGS MODALITY=$MODALITY"
 WARM=${WARM:-}
 WARM_EPOCHS=${WARM_EPOCHS:-$EPOCHS}
 [ -n "$WARM" ] && SETTINGS="$SETTINGS WARM=$WARM WARM_EPOCHS=$WARM_EPOCHS"
@@ -86,7 +91,7 @@ mkdir -p "$OUT" && echo "$SETTINGS" > "$OUT/settings.txt"
 start=$(date +%s)
 [ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
     --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
-COMMON=(move4mnist RGB --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
+COMMON=(move4mnist "$MODALITY" --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
         --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" $RECIPE --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ"
         --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 one() {  # train (resuming a killed run), evaluate the best checkpoint, record the wall time; $3: threads, $4: workers
@@ -125,7 +130,7 @@ fi
 if [ -n "$WARM" ]; then  # the starting points first, the seeds side by side, sharing the cores
   seeds=($SEEDS)
   slots=$(( ${#seeds[@]} < PARALLEL ? ${#seeds[@]} : PARALLEL ))
-  warm_threads=$(( CORES / slots > 1 ? CORES / slots : 1 ))
+  warm_threads=${WARM_THREADS:-$(( CORES / slots > 1 ? CORES / slots : 1 ))}
   echo "warm start: ${WARM} for ${WARM_EPOCHS} epochs, seeds ${SEEDS} ($warm_threads threads each)"
   for seed in $SEEDS; do
     [ -f "$OUT/checkpoint/${WARM}_s$seed/ckpt.pth.tar" ] && [ -f "$OUT/log/${WARM}_s$seed/done" ] && continue

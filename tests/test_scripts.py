@@ -94,3 +94,31 @@ def test_quickstart_warm_starts_both_models_and_ends_with_the_short_table(tmp_pa
     top1 = float(table[2].split('|')[4])
     assert 0 <= top1 <= 100
     assert lines[-1].startswith('wall: ') and lines[-2].startswith('TensorBoard: tensorboard --logdir')
+
+
+def test_two_stream_study_trains_both_streams_and_fuses_their_scores(tmp_path):
+    """scripts/repro_two_stream_cpu.sh on a miniature set: the flow frames are made from the RGB frames, the same
+    configuration trains on RGB and on Flow, each best checkpoint's scores are saved and fused, and the table
+    gives each stream, TSN's 1 : 1.5 fusion and the best weight on the validation set."""
+    out = tmp_path / 'two'
+    env = {**os.environ, 'OUT': str(out), 'SEEDS': '0', 'CONFIGS': 'tsm8', 'WARM': '', 'EPOCHS': '1', 'NTRAIN': '8',
+           'NVAL': '4', 'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '1',
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    proc = subprocess.run(['bash', 'scripts/repro_two_stream_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    pairs = [len(list(d.glob('flow_x_*.jpg'))) for d in (out / 'data').rglob('*') if (d / '0.jpg').exists()]
+    assert pairs == [31] * 12  # 32 frames give 31 pairs, in every video
+    commands = {s: [line for line in (out / s / 'log' / 'tsm8_s0' / 'log.csv').read_text().splitlines()
+                    if line.startswith('main.py ')][0] for s in ('rgb', 'flow')}
+    assert commands['rgb'].startswith('main.py move4mnist RGB ')
+    assert commands['flow'].startswith(f"main.py move4mnist Flow --root_path {out / 'data'} ")
+    assert 'MODALITY=Flow' in (out / 'flow' / 'settings.txt').read_text()
+    for name in ('rgb_tsm8_s0', 'flow_tsm8_s0', 'fused_tsm8_s0'):
+        assert (out / 'scores' / f'{name}.npz').stat().st_size > 0
+    assert 'fused tsm8 seed 0 (1 1.5): Overall Prec@1' in proc.stdout
+    row = [line for line in (out / 'results.md').read_text().splitlines() if line.startswith('| tsm8 |')]
+    cells = [c.strip() for c in row[0].split('|')[2:-1]]
+    assert len(cells) == 5 and all(0 <= float(c.split()[0]) <= 100 for c in cells[:4])
+    assert float(cells[3].split()[0]) >= max(float(c.split()[0]) for c in cells[:3])  # the grid holds 0, 0.4 and 1
+    assert proc.stdout.splitlines()[-1].startswith('wall: ')
