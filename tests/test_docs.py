@@ -39,3 +39,13 @@ def test_quickstart_has_exactly_the_two_commands_and_ci_reads_the_second():
     ci = (ROOT / '.ci' / 'run').read_text()
     assert block[1] in ci.splitlines()  # CI runs the README's test command, verbatim
     assert 'python3 -m venv' in ci and "rm -rf \"$venv\"" in ci
+
+
+def test_the_editable_install_exposes_every_top_level_module_and_package():
+    """`python tools/x.py` imports the project through the editable install (pyproject.toml): a top-level module
+    or package missing there imports in the tests' process (the checkout is on its path) but not in a tool's."""
+    import tomllib
+    config = tomllib.loads((ROOT / 'pyproject.toml').read_text())['tool']['setuptools']
+    modules = {p.stem for p in ROOT.glob('*.py')} - {'conftest'}  # pytest's, not the project's
+    packages = {p.parent.name for p in ROOT.glob('*/__init__.py') if p.parent.name != 'tests'}
+    assert set(config['py-modules']) == modules and set(config['packages']) == packages
