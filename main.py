@@ -321,14 +321,13 @@ def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int,
     result = {}
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate(run.optimizer, args, epoch)
-        shape_args, batches, sizes, frames = args, None, None, args.num_segments
+        shape_args, batches, sizes = args, None, None
         if phases:
             now = mg.phase_at(phases, epoch)
-            shape_args = multigrid_args(args, now)
+            shape_args, batches, sizes = multigrid_args(args, now), mg.iteration_batches(now, args.batch_size), \
+                mg.iteration_sizes(now)
             if now != phase:  # a new long-cycle phase: the data at its frames and size
                 phase, train_set = now, build_dataset(shape_args, run.config, model, train=True)
-            batches, sizes = mg.iteration_batches(phase, args.batch_size), mg.iteration_sizes(phase)
-            frames = shape_args.num_segments
         skip = mg.videos_before(start_iter, batches) if batches else start_iter * args.batch_size
         train_sampler.set_epoch(epoch, skip=skip)
         # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
@@ -339,7 +338,7 @@ def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int,
                              (args.seed + rank) * 100003 + epoch,
                              batch_sampler=mg.CycleBatchSampler(train_sampler, batches, start_iter) if batches else None)
         t0 = time.time()
-        with model.sampled_frames(frames):
+        with model.sampled_frames(shape_args.num_segments):
             stats = train_one_epoch(net, loader, run.optimizer, run.scaler, epoch, start_iter, args, device, log,
                                     lambda e, it: save(run, e, it, best_prec1), sizes=sizes)
         start_iter = 0
