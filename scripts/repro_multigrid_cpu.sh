@@ -14,7 +14,7 @@
 # RECIPE, EXTRA, THREADS, ...). The learning rate is scaled with the long cycle's batch (x8 in its first phase), as
 # the paper does for SGD; the default recipe is the quickstart's AdamW (lr 1e-3, cosine).
 # Run it again and it skips what is finished (each run, its evaluation, the warm start).
-# Expected: the paper's 3-6x (Kinetics, SlowFast/I3D on GPUs); not yet measured here (docs/RESULTS.md).
+# Expected: the paper reports 3-6x (Kinetics; I3D, SlowFast on GPUs); at this scale not measured yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/multigrid}
