@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
@@ -184,6 +185,27 @@ def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     if frames.shape[-2:] == (size, size):
         return frames
     return F.interpolate(frames, size=(size, size), mode='bilinear', align_corners=False, antialias=True)
+
+
+def check_shapes(model: nn.Module, phases: Sequence[Phase], channels: int, device: torch.device) -> None:
+    """Run ``model`` (a ``TSN``) once on a zero video at each (frames, size) the phases train at, in eval mode
+    without gradients (no statistics change, no random draws), so that a network that cannot take one (a clip too
+    short for its temporal pooling, a crop too small) stops the run before training, naming the shape.
+    ``channels``: values per frame (``TSN.sample_len``); frames 0 (``--frames all``) are tried as G frames."""
+    shapes = sorted({(p.shape.frames or model.num_segments, s) for p in phases for s in iteration_sizes(p)})
+    was_training = model.training
+    model.eval()
+    try:
+        for frames, size in shapes:
+            try:
+                with torch.no_grad(), model.sampled_frames(frames):
+                    model(torch.zeros(1, frames * channels, size, size, device=device))
+            except RuntimeError as err:
+                raise ValueError(f"--multigrid: {model.arch} cannot take {frames} frames at {size}x{size} px, a shape "
+                                 f"of its schedule ({err}): raise --num_segments/--frames (the long cycle takes a "
+                                 f"quarter) or --img_size (both take S/2 or S/sqrt2)") from err
+    finally:
+        model.train(was_training)
 
 
 def describe(phases: Sequence[Phase], base_batch: int) -> str:

@@ -139,6 +139,18 @@ def test_refused_combinations(extra, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_shape_the_network_cannot_take_stops_before_training():
+    """I3D-ResNet-50 strides time by 4 in its stem and 2 at stage 2: T = 8 gives the long cycle's first phase 2
+    frames, too short (as is 4); T = 32 (8 frames) passes."""
+    args = args_of('--arch', 'i3d_resnet50', '--num_segments', '8', '--multigrid', 'long', '--epochs', '4')
+    model = build_model(args, 4, print_spec=False)
+    with pytest.raises(ValueError, match='i3d_resnet50 cannot take 2 frames at 23x23 px'):
+        mg.check_shapes(model, multigrid_phases(args), model.sample_len, torch.device('cpu'))
+    assert model.training and model.num_segments == 8
+    args = args_of('--arch', 'i3d_resnet50', '--num_segments', '32', '--multigrid', 'long', '--epochs', '4')
+    mg.check_shapes(model, multigrid_phases(args), model.sample_len, torch.device('cpu'))
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope='module')
 def data(tmp_path_factory) -> Path:
