@@ -6,6 +6,7 @@ validation and testing (crops x clips), and the optimizer with its learning-rate
 (``ops/``) takes plain arguments and never sees the namespace.
 """
 import argparse
+import copy
 import functools
 import math
 import os
@@ -15,6 +16,7 @@ import torch
 import torchvision
 
 import opts
+from ops import multigrid as mg
 from ops import transforms as T
 from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from ops.dataset import collate_videos
@@ -148,6 +150,8 @@ def store_name(args: argparse.Namespace) -> str:
         name += f'_len{args.new_length}'
     if getattr(args, 'online', False):
         name += '_online'
+    if getattr(args, 'multigrid', None):
+        name += '_mg' + args.multigrid.replace(',', '')
     if args.suffix is not None:
         name += f'_{args.suffix}'
     return name
@@ -299,11 +303,14 @@ def collate_views(batch: Sequence, views: int, channels: int) -> Tuple[torch.Ten
             torch.tensor([int(b[2]) for b in batch]))
 
 
-def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int):
+def make_loader(dataset, args: argparse.Namespace, sampler, channels: int, seed: int, batch_sampler=None):
     """A loader whose iterator draws its worker seeds from its own generator (seeded with ``seed``), never from
-    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume)."""
+    torch's global one: the dropout stream then does not depend on when a loader was started (exact resume).
+    ``batch_sampler`` (multigrid's short cycle) replaces ``sampler`` and ``-b``."""
+    by_sampler = dict(batch_size=args.batch_size, sampler=sampler) if batch_sampler is None else \
+        dict(batch_sampler=batch_sampler)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        dataset, **by_sampler, num_workers=args.workers,
         pin_memory=torch.cuda.is_available() and args.device != 'cpu', drop_last=False,
         collate_fn=functools.partial(collate_videos, channels=channels, return_skipped=True),
         persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None,
@@ -348,7 +355,47 @@ def learning_rate(args: argparse.Namespace, epoch: float) -> float:
 def adjust_learning_rate(optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: float) -> float:
     """Set every group's lr and weight decay from the schedule and the group's multipliers."""
     lr = learning_rate(args, epoch)
+    phases = multigrid_phases(args)
+    if phases:  # the long cycle's batch multiple (linear scaling, Wu et al. 2020 Sec. 3.3)
+        lr *= mg.lr_factor(mg.phase_at(phases, int(epoch)))
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_mult', 1)
         group['weight_decay'] = args.weight_decay * group.get('decay_mult', 1)
     return lr
+
+
+# ------------------------------------------------------------------------------ multigrid (ops/multigrid.py)
+def multigrid_frames(args: argparse.Namespace) -> int:
+    """The frames the long cycle varies: F (``--frames``) with clustering, else the sampled T (``--num_segments``);
+    0 for ``--frames all`` (only the short cycle, opts.check_multigrid)."""
+    frames = args.frames if args.cluster != 'none' else args.num_segments
+    return frames if isinstance(frames, int) else 0
+
+
+def multigrid_phases(args: argparse.Namespace) -> Optional[List[mg.Phase]]:
+    """``--multigrid``: the run's phases (``ops.multigrid.schedule``) at base (T or F, ``--img_size``), the
+    learning-rate stages starting at ``--lr_steps`` (step schedule); None without ``--multigrid``."""
+    if not getattr(args, 'multigrid', None):
+        return None
+    cycles = args.multigrid.split(',')
+    starts = [math.ceil(s) for s in args.lr_steps] if args.lr_type == 'step' else []
+    return mg.schedule(args.epochs, multigrid_frames(args), args.img_size, 'long' in cycles, 'short' in cycles,
+                       starts)
+
+
+def multigrid_args(args: argparse.Namespace, phase: mg.Phase) -> argparse.Namespace:
+    """A copy of ``args`` for training in ``phase``: its batch (``-b`` times the multiple), crop size and frames
+    (``--frames`` F with clustering, G kept; else ``--num_segments`` T, a clip backbone's ``--sample_rate`` scaled
+    so the clip spans the same time, as PySlowFast)."""
+    out = copy.copy(args)
+    out.batch_size = args.batch_size * phase.shape.batch
+    out.img_size = phase.shape.size
+    base = multigrid_frames(args)
+    if phase.shape.frames != base:
+        if args.cluster != 'none':
+            out.frames = phase.shape.frames
+        else:
+            out.num_segments = phase.shape.frames
+            if getattr(args, 'sample_rate', None):
+                out.sample_rate = args.sample_rate * max(1, round(base / phase.shape.frames))
+    return out

@@ -17,9 +17,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config,
-                     load_tune_from, make_loader, store_name, use_fc_lr5, use_stored_settings)
+                     load_tune_from, make_loader, multigrid_args, multigrid_phases, store_name, use_fc_lr5,
+                     use_stored_settings)
 from opts import check_training, parse_args
 from ops import distributed as dist_utils
+from ops import multigrid as mg
 from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
                             save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
@@ -65,8 +67,10 @@ def to_device(batch, device: torch.device):
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, start_iter: int,
-                    args: argparse.Namespace, device: torch.device, log: RunLog, save_fn) -> Dict[str, float]:
-    """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume).
+                    args: argparse.Namespace, device: torch.device, log: RunLog, save_fn,
+                    sizes: Optional[List[int]] = None) -> Dict[str, float]:
+    """One pass over ``loader`` (which already skips the first ``start_iter`` batches on resume); ``sizes``:
+    batch i is resized to ``sizes[i % len(sizes)]`` (multigrid's short cycle, ``ops.multigrid.resize_frames``).
 
     Logs each step's time and its wait for data as TSM (``Time``, ``Data``), and the epoch's seconds of each
     as the scalars ``time/data_s`` and ``time/compute_s``."""
@@ -93,6 +97,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
         if empty:
             continue
         frames, labels, lengths = to_device(batch, device)
+        if sizes:
+            frames = mg.resize_frames(frames, sizes[i % len(sizes)])
         output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
         c1, c5 = correct_topk(output, labels, (1, 5))
         n = labels.shape[0]
@@ -309,18 +315,33 @@ def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int,
     log.line(' '.join(sys.argv if argv is None else ['main.py'] + list(argv)))
     train_set = build_dataset(args, run.config, model, train=True)
     train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, run.world, pad=True)
+    phases, phase = multigrid_phases(args), None  # --multigrid: ops/multigrid.py's phases of (batch, frames, size)
+    if phases:
+        log.line('multigrid schedule (Wu et al. 2020):\n' + mg.describe(phases, args.batch_size))
+        mg.check_shapes(model, phases, model.sample_len, device)
     result = {}
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate(run.optimizer, args, epoch)
-        train_sampler.set_epoch(epoch, skip=start_iter * args.batch_size)
+        shape_args, batches, sizes = args, None, None
+        if phases:
+            now = mg.phase_at(phases, epoch)
+            shape_args, batches, sizes = multigrid_args(args, now), mg.iteration_batches(now, args.batch_size), \
+                mg.iteration_sizes(now)
+            if now != phase:  # a new long-cycle phase: the data at its frames and size
+                phase, train_set = now, build_dataset(shape_args, run.config, model, train=True)
+        skip = mg.videos_before(start_iter, batches) if batches else start_iter * args.batch_size
+        train_sampler.set_epoch(epoch, skip=skip)
         # augmentation draws are functions of (seed, epoch, video) alone, the loader's worker seeds of (seed, rank,
         # epoch): a run resumed mid-epoch sees the batches and dropout stream of the uninterrupted run
         # (docs/DESIGN.md §6)
         train_set.set_sample_seed((args.seed, epoch))
-        loader = make_loader(train_set, args, train_sampler, model.sample_len, (args.seed + rank) * 100003 + epoch)
+        loader = make_loader(train_set, shape_args, train_sampler, model.sample_len,
+                             (args.seed + rank) * 100003 + epoch,
+                             batch_sampler=mg.CycleBatchSampler(train_sampler, batches, start_iter) if batches else None)
         t0 = time.time()
-        stats = train_one_epoch(net, loader, run.optimizer, run.scaler, epoch, start_iter, args, device, log,
-                                lambda e, it: save(run, e, it, best_prec1))
+        with model.sampled_frames(shape_args.num_segments):
+            stats = train_one_epoch(net, loader, run.optimizer, run.scaler, epoch, start_iter, args, device, log,
+                                    lambda e, it: save(run, e, it, best_prec1), sizes=sizes)
         start_iter = 0
         log.scalars({'loss/train': stats['loss'], 'acc/train_top1': stats['top1'],
                      'acc/train_top5': stats['top5'], 'lr': lr, 'time/epoch_s': time.time() - t0}, epoch)

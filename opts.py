@@ -9,6 +9,7 @@ from archs import arch_names, backbone_layout, backbone_option_names
 from archs.video_torchvision import VIDEO_MODELS
 from archs.base import stage_number
 from ops.clustering import rule_names
+from ops.multigrid import long_cycle_shapes
 from ops.transforms import default_scale_size
 
 # The settings that decide the model a checkpoint holds and the input it was trained on: evaluation
@@ -19,6 +20,9 @@ MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'sh
 
 # F, the frames per video entering the stem when clustering, unless --frames says otherwise.
 DEFAULT_FRAMES = 32
+
+# Backbones whose input shape is fixed (C3D's fc6 takes a 16x112x112 clip's 8192 values): no --multigrid.
+FIXED_INPUT_ARCHS = ('c3d',)
 
 # TSM's flags that nothing here reads, kept so that TSM's command lines run: dest -> default. Giving one a
 # value other than its default prints a warning (``warn_ignored``).
@@ -122,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--lr_type', default='step', type=str, choices=['step', 'cos'], metavar='LRtype')
     parser.add_argument('--lr_steps', default=[20, 40], type=nonneg_float, nargs="+", metavar='LRSteps',
                         help='epochs at which the learning rate is divided by 10')
+    parser.add_argument('--multigrid', default=None, choices=['long', 'short', 'long,short'],
+                        help="multigrid training (Wu et al. 2020; ops/multigrid.py): long: phases of (batch x8, frames "
+                             "/4, size /sqrt2) ... (x1, T, S) over the epochs of each learning-rate stage, the rate "
+                             "scaled with the batch; short: each iteration's size S/2, S/sqrt2, S with batch x4, x2, "
+                             "x1. Frames are --num_segments without clustering, --frames F with it (G stays)")
     parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
                         help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
     parser.add_argument('--warmup_epochs', default=0, type=nonneg_float,
@@ -238,6 +247,7 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.scale_size is None:
         args.scale_size = default_scale_size(args.img_size)
     check_clip_flags(args, parser)
+    check_multigrid(args, parser)
     if args.slowfast_alpha is not None and 'alpha' not in backbone_option_names(args.arch):
         parser.error(f"--slowfast_alpha only applies with --arch slowfast_r50 (not {args.arch})")
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
@@ -278,6 +288,32 @@ def check_clip_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                      f"--sample_rate (e.g. --num_segments 8 --sample_rate 8 for TSM's 64-frame window)")
     if args.sample_rate is None:
         args.sample_rate = 1
+
+
+def check_multigrid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--multigrid`` against the model: every long-cycle phase's frame count must be one the model takes."""
+    if not getattr(args, 'multigrid', None):
+        return
+    if args.arch in FIXED_INPUT_ARCHS:
+        parser.error(f"--multigrid varies the input's size and frames; --arch {args.arch} takes one fixed clip shape")
+    if 'long' not in args.multigrid.split(','):
+        return
+    if args.frames == 'all':
+        parser.error("--multigrid long varies F, the frames entering the stem; with --frames all there is no F to "
+                     "vary: give --frames F, or use --multigrid short (sizes only)")
+    base = args.frames if args.cluster != 'none' else args.num_segments
+    frames = [shape.frames for shape in long_cycle_shapes(base, args.img_size)]
+    what = f"the long cycle's frames {'/'.join(map(str, frames))} (of {base})"
+    if args.cluster != 'none' and min(frames) < args.num_segments:
+        parser.error(f"--multigrid long: {what} include fewer than --num_segments {args.num_segments} clusters "
+                     f"(G <= F in every phase): raise --frames to at least {4 * args.num_segments} or use "
+                     f"--multigrid short")
+    if args.cluster == 'none' and args.temporal_pool and any(t % 2 for t in frames):
+        parser.error(f"--multigrid long with --temporal_pool: {what} must all be even")
+    alpha = args.slowfast_alpha or 4  # slowfast_r50's default (archs/slowfast.build)
+    if args.cluster == 'none' and 'alpha' in backbone_option_names(args.arch) and any(t % alpha for t in frames):
+        parser.error(f"--multigrid long with --arch {args.arch}: {what} must be multiples of alpha {alpha}: "
+                     f"--num_segments a multiple of {4 * alpha}")
 
 
 def cluster_problem(cluster: str, num_segments: int, frames: Union[int, str, None]) -> Optional[str]:

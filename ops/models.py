@@ -12,7 +12,7 @@ so nothing here names a backbone's modules. A clip network (3D CNN) takes the T 
 a two-pathway one (SlowFast) clusters only its Slow pathway (``cluster_slow_pathway``, docs/DESIGN.md §7).
 """
 import contextlib
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -276,6 +276,18 @@ class TSN(nn.Module):
             """(N, C, F, H, W) -> (N, C, G, H, W): the mean of each cluster's frames."""
             return aggregate(y.transpose(1, 2), assign, self.num_segments, lengths).transpose(1, 2)
         return [to_slow(slow), fast], to_slow
+
+    @contextlib.contextmanager
+    def sampled_frames(self, t: int) -> Iterator[None]:
+        """Inside the block, inputs of ``t`` sampled frames per video instead of ``num_segments`` (a multigrid
+        long-cycle phase, ops/multigrid.py); with clustering G stays (F comes with the input): nothing changes."""
+        saved = self.num_segments
+        if self.clustering is None:
+            self.num_segments = t
+        try:
+            yield
+        finally:
+            self.num_segments = saved
 
     def forward(self, input: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, T*C, H, W) clips (+ optional (N,) real frame counts) -> (N, num_class) scores.
