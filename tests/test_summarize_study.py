@@ -92,3 +92,5 @@ def test_decisive_table_rows_in_table1_order_with_took_off_and_seconds_per_epoch
     high = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile', '--took_off', '85']).splitlines()
     assert len([line for line in high if line.startswith('| tsm8')]) == 1
     assert '| tsm8 | 3 | 1/3 |' in high[2] and '> 85% val. top-1' in high[0]
+    warm = main([str(tmp_path), 'tsm2', 'tsm8', '--warm', 'tsm2', '--decisive', '--no_profile']).splitlines()
+    assert [line.split('|')[1].strip() for line in warm if line.startswith('| t')] == ['tsm8']  # as the script calls it
