@@ -193,3 +193,12 @@ def test_background_video(tmp_path):
         assert level.max() <= BG_MAX and 30 < level.min()
         slope = np.polyfit(shown, level, 1)[0]
         assert abs(slope - 2 * BG_MAX / 255) < 0.4  # the video's frames, in order
+
+
+def test_exact_distractor_fractions():
+    """--share P P gives exactly P of the 32 frames as distractors (scripts/repro_distract_cpu.sh); 0 needs --runs 0 0."""
+    for share, runs, count in ((0.0, (0, 0), 0), (0.25, (5, 8), 8), (0.5, (5, 8), 16), (0.75, (5, 8), 24)):
+        for seed in range(50):
+            layout = sample_layout(np.random.default_rng(seed), share=(share, share), runs=runs)
+            assert len(layout) == 32 and 32 - layout.count(TARGET) == count
+            assert max(_kind_runs(layout), default=0) <= 6

@@ -122,3 +122,30 @@ def test_two_stream_study_trains_both_streams_and_fuses_their_scores(tmp_path):
     assert len(cells) == 5 and all(0 <= float(c.split()[0]) <= 100 for c in cells[:4])
     assert float(cells[3].split()[0]) >= max(float(c.split()[0]) for c in cells[:3])  # the grid holds 0, 0.4 and 1
     assert proc.stdout.splitlines()[-1].startswith('wall: ')
+
+
+def test_distractor_sweep_makes_each_fraction_trains_plots_and_skips_finished_runs(tmp_path):
+    """scripts/repro_distract_cpu.sh at a miniature scale: exact fractions in the data, a study per fraction, the
+    table and the figure; started again, it trains nothing."""
+    root, figure = tmp_path / 'distract', tmp_path / 'fig' / 'distract.png'
+    env = {**os.environ, 'ROOT': str(root), 'FRACTIONS': '0 75', 'SEEDS': '0', 'CONFIGS': 'tsm8', 'WARM': '',
+           'EPOCHS': '1', 'NTRAIN': '8', 'NVAL': '4', 'EXTRA': '--device cpu', 'FIGURE': str(figure),
+           'OMP_NUM_THREADS': '2', 'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+
+    def sweep() -> subprocess.CompletedProcess:
+        proc = subprocess.run(['bash', 'scripts/repro_distract_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+    first = sweep()
+    for fraction, targets in ((0, 32), (75, 8)):
+        relevance = (root / f'f{fraction}' / 'data' / 'val_relevance.txt').read_text().split('\n')[:-1]
+        assert len(relevance) == 4 and all(line.split()[1].count('1') == targets for line in relevance)
+    assert first.stdout.count('tsm8_s0: Testing Results') == 2
+    rows = [line for line in (root / 'results.md').read_text().splitlines() if line.startswith('| TSM-8 |')]
+    assert len(rows) == 1 and rows[0].count('took off') == 2
+    assert figure.stat().st_size > 0
+    assert 'Testing Results' not in sweep().stdout
+    bad = subprocess.run(['bash', 'scripts/repro_distract_cpu.sh'], cwd=ROOT, env={**env, 'FRACTIONS': '0 30'},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and '30% of 32 frames' in bad.stderr

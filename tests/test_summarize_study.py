@@ -66,3 +66,31 @@ def test_frames_seen():
     from tools.summarize_study import frames_seen
     assert frames_seen('tsmall') == 'all 32 frames' and frames_seen('tsm16') == '16 sampled frames'
     assert frames_seen('slope16') == 'all 32 frames -> 16 slope clusters'
+
+
+def write_curve(root, name, curve):
+    (root / 'log' / name / 'log.csv').write_text(''.join(f'Epoch: [{e}][0/4]\nTesting Results: Prec@1 {v:.3f}\n'
+                                                         for e, v in enumerate(curve)))
+
+
+def test_decisive_table_rows_in_table1_order_with_took_off_and_seconds_per_epoch(tmp_path):
+    """Known eval.txt / log.csv / done values -> known cells; a seed that never passed the level does not count."""
+    write_run(tmp_path, 'tsm8_s0', 80.0, 60, epochs=6)
+    write_run(tmp_path, 'tsm8_s1', 90.0, 120, epochs=6)
+    write_run(tmp_path, 'tsm8_s2', 40.0, 90, epochs=6)  # curve 25 40 40: never above 50
+    write_run(tmp_path, 'tsm2_s0', 55.0, 30, epochs=6)  # the starting point: not a Table 1 row
+    write_run(tmp_path, 'cumulative16_s0', 95.0, 300, epochs=6)
+    write_curve(tmp_path, 'cumulative16_s0', [30.0, 60.0, 45.0])  # passed 60 at epoch 1, then fell back
+    lines = main([str(tmp_path), '--decisive', '--no_profile']).splitlines()
+    assert '> 50% val. top-1' in lines[0] and 's/epoch' in lines[0]
+    rows = [[c.strip() for c in line.split('|')[1:-1]] for line in lines[2:11]]
+    assert [r[0] for r in rows] == ['tsm8', 'tsm16', 'tsmall', 'uniform8', 'slope8', 'cumulative8', 'uniform16',
+                                    'slope16', 'cumulative16']
+    assert rows[0] == ['tsm8', '3', '2/3', '70.00 ± 26.46', '90.13 ± 0.38', '—', '15']
+    assert rows[1] == ['tsm16', '0', '—', '—', '93.78 ± 0.33', '—', '—']
+    assert rows[8] == ['cumulative16', '1', '1/1', '95.00 (one seed)', '95.27 ± 0.21', '—', '50']
+    high = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile', '--took_off', '85']).splitlines()
+    assert len([line for line in high if line.startswith('| tsm8')]) == 1
+    assert '| tsm8 | 3 | 1/3 |' in high[2] and '> 85% val. top-1' in high[0]
+    warm = main([str(tmp_path), 'tsm2', 'tsm8', '--warm', 'tsm2', '--decisive', '--no_profile']).splitlines()
+    assert [line.split('|')[1].strip() for line in warm if line.startswith('| t')] == ['tsm8']  # as the script calls it

@@ -7,7 +7,11 @@ epochs (``args.txt``); profiles each configuration at the paper's size (ResNet-1
 run's validation top-1 by epoch (``log.csv``) with the epoch it first passes 50%, and writes
 ``OUT/top1_vs_gmacs.png`` (mean top-1 as a dot and each seed as a cross, against GMACs). ``--brief`` prints
 only a short table (each model, the frames it sees, GMACs, top-1 and time) and where the runs are
-(``scripts/quickstart.sh``).
+(``scripts/quickstart.sh``). ``--decisive`` prints the decisive study's table (docs/RESULTS.md, first; the
+configurations default to the paper's 9 of Table 1, in its order): seeds, how many took off (passed
+``--took_off`` % validation top-1 at some epoch), top-1 mean ± std, the paper's figure, GMACs, seconds per epoch.
+``--warm``'s configuration is no row of it, so that scripts/repro_move4mnist_cpu.sh prints it with
+``SUMMARY_FLAGS=--decisive``.
 """
 import argparse
 import json
@@ -23,6 +27,7 @@ RESULT = re.compile(r'Prec@1 ([\d.]+)')
 PAPER = {'tsm8': '90.13 ± 0.38', 'tsm16': '93.78 ± 0.33', 'tsmall': '98.83 ± 0.16', 'uniform8': '90.25 ± 0.28',
          'slope8': '93.33 ± 0.19', 'cumulative8': '94.08 ± 0.25', 'uniform16': '92.73 ± 0.25',
          'slope16': '94.06 ± 0.18', 'cumulative16': '95.27 ± 0.21'}
+TABLE1 = ('tsm8', 'tsm16', 'tsmall', 'uniform8', 'slope8', 'cumulative8', 'uniform16', 'slope16', 'cumulative16')
 
 
 def model_flags(config: str) -> List[str]:
@@ -64,6 +69,28 @@ def brief(out: str, configs: List[str], no_profile: bool, warm: Optional[str] = 
         lines.append(f"| {name} | {frames_seen(config)} | {f'{gmacs:.2f}' if gmacs else '—'} | {top1} | {minutes} |")
     lines += ['', f"checkpoints: {os.path.join(out, 'checkpoint', '<model>_s<seed>', 'ckpt.best.pth.tar')}",
               f"TensorBoard: tensorboard --logdir {os.path.join(out, 'log')}"]
+    return '\n'.join(lines)
+
+
+def took_off(run: Dict, level: float) -> bool:
+    """Whether a finished run's validation top-1 passed ``level`` at some epoch (its evaluated best counts too)."""
+    return take_off(run['curve'], level) is not None or run['top1'] > level
+
+
+def decisive(out: str, configs: List[str], no_profile: bool, level: float) -> str:
+    """The decisive study's table: one row a configuration, in the order given (default: Table 1's)."""
+    lines = [f'| model | seeds | took off (> {level:g}% val. top-1) | top-1 % (mean ± std) | paper top-1 | '
+             f'GMACs/video (224 px) | s/epoch (wall incl. validation) |', '|---|---|---|---|---|---|---|']
+    for config in configs:
+        runs = runs_of(out, config)
+        gmacs = None if no_profile else profile(config).get('gmacs_per_video')
+        per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in runs) if runs else None
+        took = f"{sum(took_off(r, level) for r in runs)}/{len(runs)}" if runs else '—'
+        lines.append(f"| {config} | {len(runs)} | {took} | {mean_std([r['top1'] for r in runs])} | "
+                     f"{PAPER.get(config, '—')} | {f'{gmacs:.2f}' if gmacs else '—'} | "
+                     f"{f'{per_epoch:.0f}' if per_epoch else '—'} |")
+    lines += ['', "s/epoch: each run's wall seconds (`done`: training, the validation after each epoch and the "
+              "final evaluation; not its starting point's) over its epochs, mean over seeds."]
     return '\n'.join(lines)
 
 
@@ -134,11 +161,22 @@ def mean_std(values: List[float]) -> str:
 def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out')
-    parser.add_argument('configs', nargs='+')
+    parser.add_argument('configs', nargs='*', help="configurations (default with --decisive: Table 1's 9)")
     parser.add_argument('--no_profile', action='store_true', help='skip the GMACs / memory columns')
     parser.add_argument('--brief', action='store_true', help='only a short table of the runs and where they are')
     parser.add_argument('--warm', default=None, help="the configuration the others started from (WARM)")
+    parser.add_argument('--decisive', action='store_true', help="the decisive study's table (seeds, took off, "
+                        "top-1, paper, GMACs, s/epoch)")
+    parser.add_argument('--took_off', type=float, default=50.0, help="--decisive: the validation top-1 (%%) a "
+                        "seed must pass at some epoch to count as taken off")
     args = parser.parse_args(argv)
+    if not args.configs and not args.decisive:
+        parser.error('name at least one configuration (or --decisive for the 9 of Table 1)')
+    if args.decisive:
+        configs = [c for c in args.configs if c != args.warm] or list(TABLE1)  # the starting point is no row
+        table = decisive(args.out, configs, args.no_profile, args.took_off)
+        print(table)
+        return table
     if args.brief:
         table = brief(args.out, args.configs, args.no_profile, args.warm)
         print(table)

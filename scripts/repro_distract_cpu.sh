@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Accuracy against the fraction of distracting frames (issue 22; no anchor ran it): for each P in FRACTIONS,
+# a Move4MNIST set in which exactly P% of each video's 32 frames are distracting (the generator's runs of black,
+# background-only or still-digit frames: --share P/100 P/100, in 5-8 runs; 0%: no runs), then TSM-8, TSM-all,
+# ours-cumulative-8 and ours-uniform-8, each seed starting from a TSM-2 trained on that set, with the decisive
+# study's recipe (scripts/repro_decisive_cpu.sh: AdamW lr 1e-3, wd 1e-4, cosine, batch 16, dropout 0.3, 32 px,
+# fp32, 6 + 6 epochs, one run at a time on all the cores). The paper's motivation predicts that sparse sampling
+# (TSM-8) loses the informative frames as they get rare, and that clustering all the frames does not.
+# Output: $ROOT/f<P>/ (a study folder of scripts/repro_move4mnist_cpu.sh, with its data in $ROOT/f<P>/data),
+#   $ROOT/results.md (tools/plot_distract.py's table: top-1 mean ± std per model and fraction, seeds took off)
+#   and $FIGURE (top-1 against the fraction, one line a model, error bars = std over seeds).
+# Settings (env): ROOT=runs/distract, FRACTIONS="0 25 50 75", SEEDS="0 1 2", CONFIGS="tsm8 tsmall cumulative8
+# uniform8", EPOCHS=6, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png, and any of
+# scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
+# fraction: a partial sweep already has whole curves. Run it again and it skips every finished run.
+# Motion: the digit advances SPEED pixels per target frame (64 px frames, crops of 32 px), but its path must stay
+# inside the frame, so the generator caps the speed at 36 / (target frames - 1) px: 1.16 px at 0% (32 target
+# frames), 1.57 at 25%, 2.4 at 50%, none at 75% (2-3 px). Fewer distractors thus also mean slower motion
+# between adjacent frames (over the whole video the digit moves 36 px at 0%, 14-21 px at 75%).
+# Time on 2 idle cores, estimated from the quickstart's 6-epoch runs (README: TSM-2 87 s, TSM-8 145 s,
+# ours-cumulative-8 284 s; ours-uniform-8 costs as cumulative-8; TSM-all about 4x TSM-8, 580 s): 1,380 s per
+# seed and fraction, so 4 fractions x 3 seeds = 4.6 h (data generation: 7 s a set). TSM-all is 42% of it.
+# Smaller sweeps (the same estimate): SEEDS="0 1": 3.1 h; SEEDS="0 1" CONFIGS="tsm8 cumulative8 uniform8":
+# 1.8 h; SEEDS="0 1" FRACTIONS="0 50 75" CONFIGS="tsm8 cumulative8 uniform8": 80 min; EPOCHS=3 WARM_EPOCHS=3
+# SEEDS="0 1" (all 4 models and fractions): 92 min, if every run still takes off in 3 epochs (not measured).
+# Expected figures: docs/RESULTS.md, "Distracting frames" (after the sweep has run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${ROOT:-runs/distract}
+FRACTIONS=${FRACTIONS:-"0 25 50 75"}
+FIGURE=${FIGURE:-docs/figures/move4mnist_distract_cpu.png}
+ALL_SEEDS=${SEEDS:-"0 1 2"}
+export EPOCHS=${EPOCHS:-6}
+export WARM=${WARM-tsm2}
+export WARM_EPOCHS=${WARM_EPOCHS:-6}
+export CONFIGS=${CONFIGS:-"tsm8 tsmall cumulative8 uniform8"}
+export EVAL_FREQ=${EVAL_FREQ:-1}
+export PARALLEL=${PARALLEL:-1}
+export EXTRA=${EXTRA-}
+export WIDE=${WIDE-}
+export SUMMARY_FLAGS=${SUMMARY_FLAGS:-"--no_profile"}
+NTRAIN=${NTRAIN:-960}
+NVAL=${NVAL:-240}
+SPEED=${SPEED:-"2 3"}
+for p in $FRACTIONS; do  # a misspelt fraction stops here, before any run
+  [[ $p =~ ^[0-9]+$ ]] && (( p < 100 )) || { echo "FRACTIONS: $p is not a whole percentage below 100" >&2; exit 2; }
+  (( p * 32 % 100 == 0 )) || { echo "FRACTIONS: $p% of 32 frames is not a whole number of frames" >&2; exit 2; }
+done
+start=$(date +%s)
+failed=0
+for seed in $ALL_SEEDS; do
+  for p in $FRACTIONS; do
+    out=$ROOT/f$p
+    if [ ! -f "$out/data/val_videofolder.txt" ]; then
+      share=$(awk "BEGIN { print $p / 100 }")
+      runs="5 8"
+      (( p == 0 )) && runs="0 0"
+      python tools/make_move4mnist.py --out "$out/data" --num_train "$NTRAIN" --num_val "$NVAL" --seed 0 \
+          --speed $SPEED --share "$share" "$share" --runs $runs -j "${GEN_WORKERS:-2}"
+    fi
+    echo "== $p% distracting frames, seed $seed"
+    OUT=$out DATA=$out/data SEEDS=$seed NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED \
+        bash scripts/repro_move4mnist_cpu.sh || failed=1
+  done
+done
+python tools/plot_distract.py "$ROOT" --fractions $FRACTIONS --configs $CONFIGS --figure "$FIGURE" \
+    > "$ROOT/results.md"
+cat "$ROOT/results.md"
+echo "wall: $(( $(date +%s) - start )) s for this call"
+exit $failed

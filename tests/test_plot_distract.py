@@ -1,0 +1,41 @@
+"""tools/plot_distract.py: known runs per fraction -> known table cells, and a figure that is a valid PNG."""
+import json
+
+import pytest
+from PIL import Image
+
+from tools.plot_distract import main
+
+
+def write_run(root, fraction, name, top1, curve=(25.0, 60.0)):
+    folder = root / f'f{fraction}' / 'log' / name
+    folder.mkdir(parents=True)
+    (folder / 'eval.txt').write_text(f'Testing Results: Prec@1 {top1:.3f} Prec@5 100.000 Loss 1.0 (240 videos)\n')
+    (folder / 'done').write_text('60\n')
+    (folder / 'args.txt').write_text(json.dumps({'epochs': 6}))
+    (folder / 'log.csv').write_text(''.join(f'Epoch: [{e}][0/4]\nTesting Results: Prec@1 {v:.3f}\n'
+                                            for e, v in enumerate(curve)))
+
+
+def test_table_and_figure(tmp_path):
+    for seed, top1 in enumerate((90.0, 94.0, 92.0)):
+        write_run(tmp_path, 0, f'tsm8_s{seed}', top1)
+    write_run(tmp_path, 75, 'tsm8_s0', 40.0, curve=(25.0, 40.0))  # never took off
+    write_run(tmp_path, 75, 'tsm8_s1', 60.0)
+    write_run(tmp_path, 75, 'cumulative8_s0', 97.5)
+    write_run(tmp_path, 75, 'tsm2_s0', 55.0)  # the starting point: not a line
+    figure = tmp_path / 'fig' / 'distract.png'
+    lines = main([str(tmp_path), '--fractions', '0', '75', '--configs', 'tsm8', 'cumulative8',
+                  '--figure', str(figure)]).splitlines()
+    assert lines[0] == '| model | 0% distracting | 75% distracting |'
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in lines[2:4]}
+    assert rows['TSM-8'] == ['92.00 ± 2.00, took off 3/3', '50.00 ± 14.14, took off 1/2']
+    assert rows['ours-cumulative-8'] == ['not run', '97.50 (one seed), took off 1/1']
+    with Image.open(figure) as image:
+        image.verify()
+        assert image.format == 'PNG' and image.size[0] > 300
+
+
+def test_no_runs_stops_with_the_folder_named(tmp_path):
+    with pytest.raises(SystemExit, match=str(tmp_path)):
+        main([str(tmp_path), '--figure', str(tmp_path / 'x.png')])
