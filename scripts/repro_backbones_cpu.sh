@@ -11,19 +11,25 @@
 #                 the G-step clip (--cluster cumulative --frames 32 --num_segments G); also uniformG, slopeG
 #   c3d           C3D as published: 16 frames (stride 2) at 112 px, the only input its fc6 takes
 # ARCH is any clip --arch (python -c "import archs; print(archs.arch_names())"). Every other row is cropped at SIZE.
-# Settings (env): OUT=runs/backbones_cpu, SEED=0, EPOCHS=5, SIZE=32, CLIP=8, CONFIGS (below), NTRAIN=960,
+# Settings (env): OUT=runs/backbones_cpu, SEED=0, EPOCHS=6, SIZE=32, CLIP=8, CONFIGS (below), NTRAIN=960,
 # NVAL=240, SPEED="2 3" (the quickstart's generator settings), DATA="$OUT/data" (generated there when it holds no
 # lists: DATA=runs/quickstart/data reuses the quickstart's), BATCH=16, RECIPE="--optimizer adamw --lr 0.001
-# --wd 1e-4 --lr_type cos", EXTRA="" (fp32; more main.py flags for every run), WORKERS=0, PARALLEL=2 (runs at
-# once, longest first; each run's output in $OUT/<run>.out), THREADS (each run's OMP_NUM_THREADS; default the
-# cores over PARALLEL), SUMMARY_FLAGS="" (--no_profile skips the GMACs columns).
+# --wd 1e-4 --lr_type cos" (the quickstart's), EXTRA (more main.py flags for every run; default "--amp bf16" on a
+# CPU with AMX bf16 units, else "": fp32), WORKERS=0, PARALLEL=2 (runs at once, longest first; each run's output
+# in $OUT/<run>.out), THREADS (each run's OMP_NUM_THREADS; default the cores over PARALLEL), SUMMARY_FLAGS=""
+# (--no_profile skips the GMACs columns).
+# Budget (pilot, docs/RESULTS.md "Clip backbones"): a training step of 16 videos on one thread, bf16 (fp32) CPU
+# seconds: r3d_18-32 2.0 (4.8), r3d_18-cum8 1.2 (3.3), r3d_18-8 0.7 (1.2), mc3_18 0.7 (1.0), r2plus1d_18 0.9
+# (1.5), s3d 0.2 (0.3), i3d_resnet50 0.4 (0.4), x3d_xs 1.2 (0.8), slowfast_r50 0.6 (0.7); c3d (16x112x112) 1.3
+# (2.0) s a video, 23 (35) min an epoch on one core: not among the default CONFIGS. The defaults take about
+# 35-40 min on 2 idle cores with AMX (6 epochs); in fp32 about 6 x 1,050 core-seconds, 55 min.
 # Run it again and it skips what is finished (a killed run resumes from its last checkpoint); a folder made with
 # other settings is refused ($OUT/settings.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/backbones_cpu}
 SEED=${SEED:-0}
-EPOCHS=${EPOCHS:-5}
+EPOCHS=${EPOCHS:-6}
 SIZE=${SIZE:-32}
 CLIP=${CLIP:-8}
 NTRAIN=${NTRAIN:-960}
@@ -32,7 +38,9 @@ SPEED=${SPEED:-"2 3"}
 CONFIGS=${CONFIGS:-"r3d_18-32 r3d_18-cum8 r3d_18-8 mc3_18 r2plus1d_18 s3d i3d_resnet50 x3d_xs slowfast_r50"}
 BATCH=${BATCH:-16}
 RECIPE=${RECIPE:-"--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos"}
-EXTRA=${EXTRA-}
+if [ -z "${EXTRA+set}" ]; then  # bf16 autocast where AMX units make it pay (about 2x a 3D CNN step here)
+  EXTRA=$(grep -qw amx_bf16 /proc/cpuinfo 2> /dev/null && echo "--amp bf16" || true)
+fi
 WORKERS=${WORKERS:-0}
 PARALLEL=${PARALLEL:-2}
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
@@ -67,8 +75,8 @@ flags() {  # the model flags of a configuration name
 }
 cost() {  # rank by training time per epoch (pilot, docs/RESULTS.md), longest first
   case $1 in
-    c3d*) echo 0 ;; *-32) echo 1 ;; *-cum*|*-uniform*|*-slope*) echo 2 ;; *-16) echo 3 ;;
-    r3d_18*|mc3_18*|r2plus1d_18*) echo 4 ;; *) echo 5 ;;
+    c3d*) echo 0 ;; *-32) echo 1 ;; *-cum*|*-uniform*|*-slope*) echo 2 ;; *-16|x3d*) echo 3 ;;
+    r2plus1d_18*) echo 4 ;; r3d_18*|mc3_18*) echo 5 ;; slowfast*) echo 6 ;; *) echo 7 ;;
   esac
 }
 for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run

@@ -18,12 +18,13 @@ from typing import Dict, List, Optional, Tuple
 from tools.summarize_study import RESULT, curve_text, take_off, validation_curve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# arch -> (frames, crop) of its standard clip: torchvision's and the papers' (tools/published_costs.py where
-# published there; X3D-XS 4x160 and SlowFast 8x8 (32 Fast frames) at 224 as pytorchvideo trains them)
+# arch -> (frames, crop) of the clip its published cost is given for: tools/published_costs.py (torchvision's
+# table, C3D, mmaction2's I3D at 256), and pytorchvideo's X3D (test crops) and SlowFast 8x8 (32 Fast frames at 256)
+# as archs/x3d.py and archs/slowfast.py compare them
 STANDARD: Dict[str, Tuple[int, int]] = {
     'r3d_18': (16, 112), 'mc3_18': (16, 112), 'r2plus1d_18': (16, 112), 's3d': (16, 224), 'c3d': (16, 112),
-    'i3d_resnet50': (32, 224), 'x3d_xs': (4, 160), 'x3d_s': (13, 160), 'x3d_m': (16, 224), 'x3d_l': (16, 312),
-    'slowfast_r50': (32, 224)}
+    'i3d_resnet50': (32, 256), 'x3d_xs': (4, 182), 'x3d_s': (13, 182), 'x3d_m': (16, 256), 'x3d_l': (16, 356),
+    'slowfast_r50': (32, 256)}
 TOOK_OFF = 50.0  # validation top-1 (%) a run has to pass at some epoch to count as having learnt
 
 
