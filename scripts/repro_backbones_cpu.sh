@@ -35,7 +35,7 @@ CLIP=${CLIP:-8}
 NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
-CONFIGS=${CONFIGS:-"r3d_18-32 r3d_18-cum8 r3d_18-8 mc3_18 r2plus1d_18 s3d i3d_resnet50 x3d_xs slowfast_r50"}
+CONFIGS=${CONFIGS:-"r3d_18-32 r3d_18-cum8 r3d_18 mc3_18 r2plus1d_18 s3d i3d_resnet50 x3d_xs slowfast_r50"}
 BATCH=${BATCH:-16}
 RECIPE=${RECIPE:-"--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos"}
 if [ -z "${EXTRA+set}" ]; then  # bf16 autocast where AMX units make it pay (about 2x a 3D CNN step here)

@@ -2,7 +2,7 @@
 trained on and at the backbone's standard input, and seconds per epoch; unfinished runs show their curve."""
 import json
 
-from tools.summarize_backbones import input_text, main, standard_flags
+from tools.summarize_backbones import gmacs_text, input_text, main, standard_flags
 
 
 def write_run(root, name, curve, wall, epochs):
@@ -59,3 +59,7 @@ def test_standard_flags_keep_a_rows_own_frames_and_clustering():
     clip = standard_flags('--arch s3d --num_segments 8 --sample_rate 4 --img_size 32'.split(), plain=True)
     assert clip == ['--arch', 's3d', '--num_segments', '16', '--img_size', '224', '--scale_size', '224']
     assert standard_flags(['--arch', 'resnet18'], plain=True) is None
+
+
+def test_gmacs_text_keeps_three_digits_below_one():
+    assert gmacs_text(0.052862336) == '0.0529' and gmacs_text(0.18345) == '0.183' and gmacs_text(40.696) == '40.70'

@@ -84,6 +84,11 @@ def gmacs(flags: List[str]) -> Optional[float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])['gmacs_per_video']
 
 
+def gmacs_text(value: float) -> str:
+    """GMACs with two decimals, or three significant digits below 1 (X3D-XS at 32 px is 0.0529)."""
+    return f'{value:.2f}' if value >= 1 else f'{value:.3g}'
+
+
 def read_run(folder: str) -> Optional[Dict[str, object]]:
     """A finished run's top-1, wall seconds, epochs and validation curve; None if it has not finished."""
     try:
@@ -111,10 +116,10 @@ def summarize(out: str, configs: List[Tuple[str, str]], no_profile: bool = False
         per_epoch = f"{run['wall'] / run['epochs']:.0f}" if run else '—'
         used = standard = '—'
         if not no_profile:
-            used = f'{gmacs(flags):.2f}'
+            used = gmacs_text(gmacs(flags))
             std = standard_flags(flags, plain='-' not in name)
             if std is not None:
-                standard = f'{gmacs(std):.2f} ({input_text(std)})'
+                standard = f'{gmacs_text(gmacs(std))} ({input_text(std)})'
         lines.append(f'| {name} | {input_text(flags)} | {top1} | {took} | {used} | {standard} | {per_epoch} |')
         if curve:
             curves.append(f"| {name}{'' if run else ' (unfinished)'} | {curve_text(curve)} |")
