@@ -16,8 +16,8 @@
 # lists: DATA=runs/quickstart/data reuses the quickstart's), BATCH=16, RECIPE="--optimizer adamw --lr 0.001
 # --wd 1e-4 --lr_type cos" (the quickstart's), EXTRA (more main.py flags for every run; default "--amp bf16" on a
 # CPU with AMX bf16 units, else "": fp32), WORKERS=0, PARALLEL=2 (runs at once, longest first; each run's output
-# in $OUT/<run>.out), THREADS (each run's OMP_NUM_THREADS; default the cores over PARALLEL), SUMMARY_FLAGS=""
-# (--no_profile skips the GMACs columns).
+# in $OUT/<run>.out), THREADS (each run's OMP_NUM_THREADS; default OMP_NUM_THREADS, else the cores over PARALLEL),
+# SUMMARY_FLAGS="" (--no_profile skips the GMACs columns).
 # Budget (pilot, docs/RESULTS.md "Clip backbones"): a training step of 16 videos on one thread, bf16 (fp32) CPU
 # seconds: r3d_18-32 2.0 (4.8), r3d_18-cum8 1.2 (3.3), r3d_18-8 0.7 (1.2), mc3_18 0.7 (1.0), r2plus1d_18 0.9
 # (1.5), s3d 0.2 (0.3), i3d_resnet50 0.4 (0.4), x3d_xs 1.2 (0.8), slowfast_r50 0.6 (0.7); c3d (16x112x112) 1.3
@@ -26,7 +26,7 @@
 # Run it again and it skips what is finished (a killed run resumes from its last checkpoint); a folder made with
 # other settings is refused ($OUT/settings.txt).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"  # cd to the repository; claim_folder, move4mnist_data
 OUT=${OUT:-runs/backbones_cpu}
 SEED=${SEED:-0}
 EPOCHS=${EPOCHS:-6}
@@ -45,7 +45,7 @@ WORKERS=${WORKERS:-0}
 PARALLEL=${PARALLEL:-2}
 (( PARALLEL >= 1 )) || { echo "PARALLEL must be at least 1" >&2; exit 2; }
 CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc itself obeys OMP_NUM_THREADS
-THREADS=${THREADS:-$(( CORES / PARALLEL > 1 ? CORES / PARALLEL : 1 ))}
+THREADS=${THREADS:-${OMP_NUM_THREADS:-$(( CORES / PARALLEL > 1 ? CORES / PARALLEL : 1 ))}}
 DATA=${DATA:-$OUT/data}
 SUMMARY_FLAGS=${SUMMARY_FLAGS:-}
 VIDEO_FRAMES=32  # tools/make_move4mnist.py's videos
@@ -82,15 +82,9 @@ cost() {  # rank by training time per epoch (pilot, docs/RESULTS.md), longest fi
 for cfg in $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
 SETTINGS="SEED=$SEED EPOCHS=$EPOCHS SIZE=$SIZE CLIP=$CLIP NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED BATCH=$BATCH"
 SETTINGS="$SETTINGS WORKERS=$WORKERS RECIPE=$RECIPE EXTRA=$EXTRA"
-if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
-  echo "$OUT/settings.txt: this folder holds runs made with $(cat "$OUT/settings.txt");" \
-       "asked for $SETTINGS: choose another OUT" >&2
-  exit 2
-fi
-mkdir -p "$OUT" && echo "$SETTINGS" > "$OUT/settings.txt"
+claim_folder "$OUT" "$SETTINGS" || exit 2
 start=$(date +%s)
-[ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
-    --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
+move4mnist_data "$DATA" "$NTRAIN" "$NVAL" "$SPEED"
 COMMON=(move4mnist RGB --root_path "$DATA" --pretrain scratch --npb --dropout 0.3 -b "$BATCH" $RECIPE
         --epochs "$EPOCHS" --eval-freq 1 -j "$WORKERS" --seed "$SEED" --root_log "$OUT/log" --root_model "$OUT/checkpoint")
 one() {  # train (resuming a killed run), evaluate the best checkpoint from disk, record the wall seconds
