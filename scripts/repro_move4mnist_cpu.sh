@@ -28,7 +28,7 @@
 # and top-1; bf16 and the WIDE loader workers together took the study from 112 to 90 min.
 # Time on 2 idle cores, the default 2 seeds: docs/RESULTS.md has the wall time and the numbers.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"  # cd to the repository; claim_folder, move4mnist_data
 OUT=${OUT:-runs/repro_cpu}
 SEEDS=${SEEDS:-"0 1"}
 EPOCHS=${EPOCHS:-18}
@@ -82,15 +82,9 @@ cost() {  # rank by training time, longest first (frames through the whole netwo
   esac
 }
 for cfg in $WARM $CONFIGS; do flags "$cfg" > /dev/null || exit 2; done  # a misspelt name stops here, before any run
-if [ -f "$OUT/settings.txt" ] && [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
-  echo "$OUT/settings.txt: this folder holds a study made with $(cat "$OUT/settings.txt");" \
-       "asked for $SETTINGS: choose another OUT" >&2
-  exit 2
-fi
-mkdir -p "$OUT" && echo "$SETTINGS" > "$OUT/settings.txt"
+claim_folder "$OUT" "$SETTINGS" "a study" || exit 2
 start=$(date +%s)
-[ -f "$DATA/val_videofolder.txt" ] || python tools/make_move4mnist.py --out "$DATA" --num_train "$NTRAIN" \
-    --num_val "$NVAL" --seed 0 --speed $SPEED -j "${GEN_WORKERS:-2}"
+move4mnist_data "$DATA" "$NTRAIN" "$NVAL" "$SPEED"
 COMMON=(move4mnist "$MODALITY" --root_path "$DATA" --arch resnet18 --pretrain scratch --npb --shift --img_size "$SIZE"
         --scale_size "$SIZE" --dropout 0.3 -b "$BATCH" $RECIPE --epochs "$EPOCHS" --eval-freq "$EVAL_FREQ"
         --root_log "$OUT/log" --root_model "$OUT/checkpoint")

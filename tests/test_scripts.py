@@ -149,3 +149,36 @@ def test_distractor_sweep_makes_each_fraction_trains_plots_and_skips_finished_ru
     bad = subprocess.run(['bash', 'scripts/repro_distract_cpu.sh'], cwd=ROOT, env={**env, 'FRACTIONS': '0 30'},
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and '30% of 32 frames' in bad.stderr
+
+
+def test_backbone_comparison_trains_evaluates_summarises_and_skips_finished_runs(tmp_path):
+    """scripts/repro_backbones_cpu.sh at its tiniest: one clip backbone for an epoch on a miniature set, its best
+    checkpoint evaluated from disk, the table; started again it trains nothing; misspelt names stop it first."""
+    out = tmp_path / 'bb'
+    env = {**os.environ, 'OUT': str(out), 'CONFIGS': 's3d', 'EPOCHS': '1', 'NTRAIN': '4', 'NVAL': '4', 'PARALLEL': '1',
+           'EXTRA': '--device cpu', 'SUMMARY_FLAGS': '--no_profile', 'OMP_NUM_THREADS': '1',
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+
+    def run(expect: int = 0, **settings: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(['bash', 'scripts/repro_backbones_cpu.sh'], cwd=ROOT, env={**env, **settings},
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == expect, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+    for bad, why in (('s3d r3d_18-cum', 'not a clip length'), ('resnet18', 'not a clip --arch'),
+                     ('c3d-8', 'c3d takes 16-frame clips only'), ('r3d_18-5', 'not a clip length dividing 32')):
+        assert why in run(expect=2, CONFIGS=bad).stderr
+    assert not out.exists()  # refused before the data and any run
+    first = run()
+    command = [line for line in (out / 'log' / 's3d' / 'log.csv').read_text().splitlines()
+               if line.startswith('main.py ')][0]
+    assert '--pretrain scratch' in command and '--epochs 1 ' in command
+    assert '--arch s3d --num_segments 8 --sample_rate 4 --img_size 32 --scale_size 32' in command
+    assert 's3d: Testing Results: Prec@1' in first.stdout
+    row = [line for line in (out / 'results.md').read_text().splitlines() if line.startswith('| s3d |')][0]
+    cells = [c.strip() for c in row.split('|')[2:-1]]
+    assert cells[0] == '8x32² (stride 4)' and 0 <= float(cells[1]) <= 100 and cells[2] in ('never', 'yes, epoch 0')
+    stamp = (out / 'checkpoint' / 's3d' / 'ckpt.pth.tar').stat().st_mtime_ns
+    second = run()
+    assert 's3d: Testing Results' not in second.stdout and '| s3d |' in second.stdout
+    assert (out / 'checkpoint' / 's3d' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
+    assert 'choose another OUT' in run(expect=2, EPOCHS='2').stderr
