@@ -196,8 +196,8 @@ def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = Tru
                 backbone_options=backbone_options(args))
     if getattr(args, 'online', False):  # --online: uni-directional shifts (checkpoints from before have no flag)
         set_online(model.modules())
-    if getattr(args, 'channels_last', False):
-        model.to(memory_format=torch.channels_last)
+    if getattr(args, 'channels_last', False):  # 3D convolutions' weights are 5-D: their channels-last is _3d
+        model.to(memory_format=torch.channels_last_3d if model.layout.clip else torch.channels_last)
     return model
 
 

@@ -175,6 +175,24 @@ def test_channels_last_reaches_the_model_through_the_constructor():
     assert not build_model(args, 4, print_spec=False).channels_last
 
 
+@pytest.mark.parametrize('arch', ['r3d_18', 'x3d_xs'])
+def test_channels_last_on_a_clip_backbone_is_the_3d_layout_and_runs(arch):
+    """--channels_last with a 3D CNN: its 5-D weights take torch.channels_last_3d (the 2-D format cannot hold them)
+    and the model gives the same scores as without the flag."""
+    args = opts.parse_args(['move4mnist', 'RGB', '--arch', arch, '--num_segments', '4', '--pretrain', 'scratch',
+                            '--channels_last'])
+    torch.manual_seed(0)
+    model = build_model(args, 4, print_spec=False).eval()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    args.channels_last = False
+    plain = build_model(args, 4, print_spec=False).eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(2, 4 * 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=1e-4, atol=1e-4)
+
+
 def test_clip_backbones_get_clip_sampling_from_the_builder(tmp_path, monkeypatch):
     """A clip backbone's training, validation and test datasets sample clips at --sample_rate (one random, the
     centre one, N spread evenly); a 2D backbone's keep TSN's segments (sample_rate None)."""
