@@ -39,15 +39,8 @@ def hand_macs(config: x3d_expand.Config, num_class: int) -> int:
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory) -> Path:
-    from tools.make_move4mnist import main as make_move4mnist
-    out = tmp_path_factory.mktemp('move4mnist')
-    make_move4mnist(['--out', str(out), '--num_train', '8', '--num_val', '4', '--seed', '0'])
-    return out
-
-
-@pytest.fixture(scope='module')
-def one_step(data, tmp_path_factory):
+def one_step(tiny_move4mnist, tmp_path_factory):
+    data = tiny_move4mnist(8, 4)
     out = tmp_path_factory.mktemp('expand')
     result = x3d_expand.main(['move4mnist', '--root_path', str(data), '--out', str(out), '--steps', '1',
                               '--epochs', '1', '-b', '4', '--seed', '1'])
