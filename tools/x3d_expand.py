@@ -12,12 +12,12 @@ keep the one with the best validation top-1 and go on from it:
 
 Each candidate trains through main.py's own pieces (``builder``, ``main.fit``: ``ops/train_step.py``'s step,
 its log.csv and TensorBoard under ``OUT/log/<candidate>``), with the same seed. Writes ``OUT/path.json`` (every
-candidate, the chosen path) and ``OUT/expansion.png`` (top-1 against GMACs: candidates as points, the path as a
+candidate, the chosen path) and ``OUT/expansion.png`` (top-1 against multiply-adds: candidates as points, the path as a
 line), and prints the path::
 
     python tools/x3d_expand.py move4mnist --root_path DATA --steps 3 --epochs 2 --out /tmp/x3d_expand
 
-GMACs are multiply-adds per clip (the X3D paper's "FLOPs"). The search is greedy as the paper's, on the
+The JSON's ``gmacs`` are multiply-adds per clip (the X3D paper's "FLOPs"), the table and plot give MMACs. The search is greedy as the paper's, on the
 validation split (the paper searches on a held-out part of the training set).
 """
 import argparse
@@ -173,8 +173,9 @@ def search(base: Config, dataset: str, root: str, out: str, steps: int, epochs: 
 
 
 def plot(result: Dict, png: str) -> None:
-    """Top-1 against GMACs (log scale): every candidate as a point named by its axis, the path as a line."""
+    """Top-1 against MMACs (log scale): every candidate as a point named by its axis, the path as a line."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -182,13 +183,15 @@ def plot(result: Dict, png: str) -> None:
     for axis in colours:
         pts = [r for r in result['candidates'] if r['axis'] == axis]
         if pts:
-            ax.scatter([r['gmacs'] for r in pts], [r['top1'] for r in pts], color=colours[axis], label=axis, s=24)
+            ax.scatter([r['gmacs'] * 1e3 for r in pts], [r['top1'] for r in pts], color=colours[axis], label=axis, s=24)
     path = result['path']
-    ax.plot([r['gmacs'] for r in path], [r['top1'] for r in path], 'k-', lw=1.2, label='chosen path')
+    ax.plot([r['gmacs'] * 1e3 for r in path], [r['top1'] for r in path], 'k-', lw=1.2, label='chosen path')
     for r in path[1:]:
-        ax.annotate(r['axis'], (r['gmacs'], r['top1']), textcoords='offset points', xytext=(4, 4), fontsize=8)
+        ax.annotate(r['axis'], (r['gmacs'] * 1e3, r['top1']), textcoords='offset points', xytext=(4, 4), fontsize=8)
     ax.set_xscale('log')
-    ax.set_xlabel('GMACs per clip')
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel('MMACs per clip (multiply-adds)')
     ax.set_ylabel('validation top-1 (%)')
     ax.set_title("X3D's expansion from a tiny X2D")
     ax.legend(fontsize=7)
@@ -199,9 +202,9 @@ def plot(result: Dict, png: str) -> None:
 
 def table(path: List[Dict]) -> str:
     """The path as a markdown table."""
-    lines = ['| step | axis | clip and network | GMACs | top-1 |', '|---|---|---|---|---|']
+    lines = ['| step | axis | clip and network | MMACs | top-1 |', '|---|---|---|---|---|']
     for r in path:
-        lines.append(f"| {r['step']} | {r['axis']} | {describe(Config(**r['config']))} | {r['gmacs']:.4f} | "
+        lines.append(f"| {r['step']} | {r['axis']} | {describe(Config(**r['config']))} | {r['gmacs'] * 1e3:.3f} | "
                      f"{r['top1']:.2f} |")
     return '\n'.join(lines)
 
