@@ -12,13 +12,14 @@ keep the one with the best validation top-1 and go on from it:
 
 Each candidate trains through main.py's own pieces (``builder``, ``main.fit``: ``ops/train_step.py``'s step,
 its log.csv and TensorBoard under ``OUT/log/<candidate>``), with the same seed. Writes ``OUT/path.json`` (every
-candidate, the chosen path) and ``OUT/expansion.png`` (top-1 against multiply-adds: candidates as points, the path as a
-line), and prints the path::
+candidate, the chosen path) and ``OUT/expansion.png`` (top-1 against multiply-adds: candidates as points, the
+path as a line), and prints the path::
 
     python tools/x3d_expand.py move4mnist --root_path DATA --steps 3 --epochs 2 --out /tmp/x3d_expand
 
-The JSON's ``gmacs`` are multiply-adds per clip (the X3D paper's "FLOPs"), the table and plot give MMACs. The search is greedy as the paper's, on the
-validation split (the paper searches on a held-out part of the training set).
+The JSON's ``gmacs`` are multiply-adds per clip (the X3D paper's "FLOPs"); the table and plot give MMACs. The
+search is greedy as the paper's, on the validation split (the paper searches on a held-out part of the training
+set). Deterministic for ``--seed`` (one thread: ``OMP_NUM_THREADS=1``).
 """
 import argparse
 import dataclasses
