@@ -4,6 +4,8 @@ X3D starts from a tiny 2D network, X2D (Table 1 of the paper: a ResNet whose res
 bottlenecks with a depthwise 3x3x3 convolution in the middle), and expands it along six axes. The
 published models differ only in clip length, input size and depth; all share the widths found by the
 search (stem 24, stages 24/48/96/192, bottleneck expansion 2.25, conv5 432, a 2048-d fc in the head).
+``expanded_x2d`` (registered as ``x2d``, its factors the backbone options) builds the network from X2D by the
+width, bottleneck and depth factors, for the expansion search (``tools/x3d_expand.py``).
 
 The network is ``blocks = [stem, res2, res3, res4, res5, head]`` (an ``nn.ModuleList``), so code that inserts
 an operation after a stage, counts FLOPs per stage or freezes BatchNorm walks the list. Module names are
