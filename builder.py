@@ -171,9 +171,10 @@ def use_fc_lr5(args: argparse.Namespace, tune_args: Optional[Dict[str, Any]] = N
 
 
 def backbone_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The backbone builder's options set by flags: ``--slowfast_alpha`` -> ``{'alpha': a}`` (docs/DESIGN.md §7)."""
+    """The backbone builder's options set by flags: ``--slowfast_alpha`` -> ``{'alpha': a}`` (docs/DESIGN.md §7),
+    plus ``args.backbone_options`` where a tool sets that dict (``tools/x3d_expand.py``: ``x2d``'s expansions)."""
     alpha = getattr(args, 'slowfast_alpha', None)
-    return {} if alpha is None else {'alpha': alpha}
+    return {**({} if alpha is None else {'alpha': alpha}), **(getattr(args, 'backbone_options', None) or {})}
 
 
 def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True,

@@ -30,6 +30,7 @@ BACKBONES: Dict[str, Callable[..., Tuple[nn.Module, Layout]]] = {
     'x3d_s': functools.partial(x3d.build, 'x3d_s'),
     'x3d_m': functools.partial(x3d.build, 'x3d_m'),
     'x3d_l': functools.partial(x3d.build, 'x3d_l'),
+    'x2d': functools.partial(x3d.build_x2d, 'x2d'),  # backbone options: width, bottleneck, depth (X3D's gammas)
     'slowfast_r50': functools.partial(slowfast.build, 'slowfast_r50'),  # backbone option: alpha
 }
 

@@ -4,6 +4,8 @@ X3D starts from a tiny 2D network, X2D (Table 1 of the paper: a ResNet whose res
 bottlenecks with a depthwise 3x3x3 convolution in the middle), and expands it along six axes. The
 published models differ only in clip length, input size and depth; all share the widths found by the
 search (stem 24, stages 24/48/96/192, bottleneck expansion 2.25, conv5 432, a 2048-d fc in the head).
+``expanded_x2d`` (registered as ``x2d``, its factors the backbone options) builds the network from X2D by the
+width, bottleneck and depth factors, for the expansion search (``tools/x3d_expand.py``).
 
 The network is ``blocks = [stem, res2, res3, res4, res5, head]`` (an ``nn.ModuleList``), so code that inserts
 an operation after a stage, counts FLOPs per stage or freezes BatchNorm walks the list. Module names are
@@ -51,6 +53,7 @@ X3D_SPECS = {
 }
 
 X2D_DEPTHS = (1, 2, 5, 3)           # residual blocks in res2..res5 before the depth expansion
+X2D_WIDTH = 12                      # X2D's stem width before the width expansion (res2..res5: 12, 24, 48, 96)
 STEM_WIDTH = 24                     # X2D's 12 channels times the width expansion 2.0
 STAGE_WIDTHS = (24, 48, 96, 192)    # doubled at each stage
 BOTTLENECK_EXPANSION = 2.25         # inner width of every block = 2.25 x its output width
@@ -155,9 +158,9 @@ class ResBlock(nn.Module):
 class ResStage(nn.Module):
     """``depth`` residual blocks; the first halves H and W; SE on blocks 0, 2, 4, ... of the stage."""
 
-    def __init__(self, in_channels: int, out_channels: int, depth: int):
+    def __init__(self, in_channels: int, out_channels: int, depth: int, bottleneck: float = BOTTLENECK_EXPANSION):
         super().__init__()
-        inner = int(out_channels * BOTTLENECK_EXPANSION)  # truncated, unlike conv5's rounded width
+        inner = int(out_channels * bottleneck)  # truncated, unlike conv5's rounded width
         self.res_blocks = nn.ModuleList(
             ResBlock(in_channels if i == 0 else out_channels, inner, out_channels,
                      stride=2 if i == 0 else 1, use_se=i % 2 == 0)
@@ -206,11 +209,11 @@ class X3DHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, inner: int, num_classes: int, kernel: Optional[Tuple[int, int, int]],
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, width: int = HEAD_WIDTH):
         super().__init__()
-        self.pool = ProjectedPool(in_channels, inner, HEAD_WIDTH, kernel)
+        self.pool = ProjectedPool(in_channels, inner, width, kernel)
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(HEAD_WIDTH, num_classes)
+        self.proj = nn.Linear(width, num_classes)
         self.output_pool = nn.AdaptiveAvgPool3d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,15 +224,18 @@ class X3D(nn.Module):
     """X3D: (N, 3, T, H, W) clips -> (N, num_classes) logits (no softmax). ``blocks`` = [stem, res2..res5, head]."""
 
     def __init__(self, depths: Tuple[int, ...], num_classes: int = 400,
-                 head_pool_kernel: Optional[Tuple[int, int, int]] = None, dropout: float = 0.5):
+                 head_pool_kernel: Optional[Tuple[int, int, int]] = None, dropout: float = 0.5,
+                 stem_width: int = STEM_WIDTH, stage_widths: Tuple[int, ...] = STAGE_WIDTHS,
+                 bottleneck: float = BOTTLENECK_EXPANSION, head_width: int = HEAD_WIDTH):
         super().__init__()
-        stages, in_channels = [], STEM_WIDTH
-        for width, depth in zip(STAGE_WIDTHS, depths):
-            stages.append(ResStage(in_channels, width, depth))
+        stages, in_channels = [], stem_width
+        for width, depth in zip(stage_widths, depths):
+            stages.append(ResStage(in_channels, width, depth, bottleneck))
             in_channels = width
-        head = X3DHead(in_channels, round_width(in_channels, BOTTLENECK_EXPANSION), num_classes,
-                       head_pool_kernel, dropout)
-        self.blocks = nn.ModuleList([Stem(), *stages, head])
+        # conv5 is as wide as the last stage's bottleneck (432 = 2.25 x 192 in the published models)
+        head = X3DHead(in_channels, round_width(in_channels, bottleneck), num_classes,
+                       head_pool_kernel, dropout, head_width)
+        self.blocks = nn.ModuleList([Stem(stem_width), *stages, head])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != 3:
@@ -254,6 +260,33 @@ def build_x3d(name: str, num_classes: int = 400, dropout: float = 0.5, zoo_head_
     return X3D(depths, num_classes, kernel, dropout)
 
 
+def expanded_x2d(width: float = 1.0, bottleneck: float = 1.0, depth: float = 1.0, num_classes: int = 400,
+                 dropout: float = 0.5, head_width: int = HEAD_WIDTH) -> X3D:
+    """X2D expanded along the network's three axes (paper Sec. 3.1), the head pooling globally.
+
+    ``width`` (gamma_w): stem ``round_width(12, width)``, res2..res5 ``round_width(12 * 2**i, width)``;
+    ``bottleneck`` (gamma_b): each block's inner width is ``int(bottleneck * its output width)``;
+    ``depth`` (gamma_d): res2..res5 have ``ceil(depth * (1, 2, 5, 3))`` blocks.
+    (2.0, 2.25, 2.2) is the network of X3D-XS/S/M (widths 24/48/96/192, depths 3/5/11/7).
+    The clip (frames, frame rate, size: the other three axes) is the input's. ``head_width``: the projection
+    before the classifier (X3D: 2048; a toy network may want less).
+    """
+    if min(width, bottleneck, depth) <= 0:
+        raise ValueError(f"archs/x3d.py: expansion factors must be positive, got width={width}, "
+                         f"bottleneck={bottleneck}, depth={depth}")
+    depths = tuple(math.ceil(depth * d) for d in X2D_DEPTHS)
+    widths = tuple(round_width(X2D_WIDTH * 2 ** i, width) for i in range(len(X2D_DEPTHS)))
+    return X3D(depths, num_classes, None, dropout, stem_width=round_width(X2D_WIDTH, width),
+               stage_widths=widths, bottleneck=bottleneck, head_width=head_width)
+
+
+def zero_residual_branches(model: X3D) -> None:
+    """Zero the last BatchNorm of every residual branch, so each block starts as its shortcut."""
+    for m in model.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.norm_c.weight)
+
+
 def no_download(arch: str, pretrain: str) -> None:
     """Refuse ``--pretrain`` other than 'scratch' for pytorchvideo's networks, saying how to load its weights."""
     if pretrain in ('imagenet', 'kinetics400'):
@@ -265,7 +298,7 @@ def no_download(arch: str, pretrain: str) -> None:
         raise ValueError(f"{arch}: unknown --pretrain {pretrain!r}: expected 'scratch'")
 
 
-def x3d_layout(name: str) -> Layout:
+def x3d_layout(name: str, input_size: Optional[int] = None, feature_dim: int = HEAD_WIDTH) -> Layout:
     """X3D's ``Layout`` in pytorchvideo's names: stem ``blocks.0``, stages res2..res5 ``blocks.1-4``, head conv5 +
     pool + 2048-d projection, then the global mean; the classifier ``blocks.5.proj``.
 
@@ -273,8 +306,8 @@ def x3d_layout(name: str) -> Layout:
     """
     return Layout(stem=('blocks.0',), stages=[[f'blocks.{i}'] for i in range(1, 5)],
                   stage_names=['res2', 'res3', 'res4', 'res5'], head=('blocks.5.pool', 'blocks.5.output_pool'),
-                  classifier='blocks.5.proj', feature_dim=HEAD_WIDTH, first_conv='blocks.0.conv.conv_t',
-                  input_size=X3D_SPECS[name].train_size, input_mean=PYTORCHVIDEO_MEAN, input_std=PYTORCHVIDEO_STD,
+                  classifier='blocks.5.proj', feature_dim=feature_dim, first_conv='blocks.0.conv.conv_t',
+                  input_size=input_size or X3D_SPECS[name].train_size, input_mean=PYTORCHVIDEO_MEAN, input_std=PYTORCHVIDEO_STD,
                   clip=True)
 
 
@@ -287,7 +320,16 @@ def build(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False
     no_download(arch, pretrain)
     model = build_x3d(arch)
     if zero_init_residual:
-        for m in model.modules():
-            if isinstance(m, Bottleneck):
-                nn.init.zeros_(m.norm_c.weight)
+        zero_residual_branches(model)
     return model, x3d_layout(arch)
+
+
+def build_x2d(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False, width: float = 1.0,
+              bottleneck: float = 1.0, depth: float = 1.0, head_width: int = HEAD_WIDTH) -> Tuple[X3D, Layout]:
+    """The registry's ``x2d``: ``expanded_x2d(width, bottleneck, depth, head_width=head_width)`` at random (the
+    backbone options; factors 1: X2D itself, input 112^2), for X3D's expansion search (``tools/x3d_expand.py``)."""
+    no_download(arch, pretrain)
+    model = expanded_x2d(width, bottleneck, depth, head_width=head_width)
+    if zero_init_residual:
+        zero_residual_branches(model)
+    return model, x3d_layout(arch, input_size=112, feature_dim=head_width)

@@ -1,4 +1,5 @@
 """Fixtures shared by several test modules."""
+from pathlib import Path
 from typing import Callable, Dict
 
 import pytest
@@ -16,3 +17,15 @@ def cached_weights(tmp_path, monkeypatch) -> Callable[[object, Dict[str, torch.T
     def put(weights, state_dict: Dict[str, torch.Tensor]) -> None:
         torch.save(state_dict, folder / weights.url.rsplit('/', 1)[-1])
     return put
+
+
+@pytest.fixture(scope='session')
+def tiny_move4mnist(tmp_path_factory) -> Callable[..., Path]:
+    """``make(num_train, num_val, seed=0)``: a tiny generated Move4MNIST in a fresh temporary folder, its root."""
+    def make(num_train: int, num_val: int, seed: int = 0) -> Path:
+        from tools.make_move4mnist import main as make_move4mnist
+        out = tmp_path_factory.mktemp('move4mnist')
+        make_move4mnist(['--out', str(out), '--num_train', str(num_train), '--num_val', str(num_val),
+                         '--seed', str(seed)])
+        return out
+    return make

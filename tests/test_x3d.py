@@ -156,3 +156,25 @@ def test_gmacs_at_the_zoo_inputs(name):
     with FlopCounterMode(display=False) as counter:
         model(clip)
     assert counter.get_total_flops() / 2e9 == pytest.approx(expected, rel=0.02)
+
+
+def test_expanded_x2d_with_the_published_factors_is_the_x3d_network():
+    from archs.x3d import expanded_x2d
+    ours, published = expanded_x2d(2.0, 2.25, 2.2), build_x3d('x3d_xs', zoo_head_pool=False)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in published.state_dict().items()}
+
+
+def test_expanded_x2d_widths_depths_and_head():
+    from archs import build_backbone
+    net, layout = build_backbone('x2d', 'scratch', options={'width': 1.0, 'bottleneck': 1.5, 'depth': 0.5,
+                                                             'head_width': 64})
+    assert net.blocks[0].conv.conv_t.out_channels == 16  # 12 rounded up to a multiple of 8
+    assert [len(s.res_blocks) for s in net.blocks[1:5]] == [1, 1, 3, 2]
+    assert [s.res_blocks[0].branch2.conv_c.out_channels for s in net.blocks[1:5]] == [16, 24, 48, 96]
+    assert net.blocks[2].res_blocks[0].branch2.conv_a.out_channels == 36  # int(1.5 x 24)
+    assert net.blocks[5].proj.in_features == 64 == layout.feature_dim and layout.input_size == 112
+    with torch.no_grad():
+        assert net.eval()(_clip(frames=1, size=32)).shape == (2, 400)
+    with pytest.raises(ValueError, match='positive'):
+        build_backbone('x2d', 'scratch', options={'depth': 0})
