@@ -317,7 +317,7 @@ def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int,
     train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, run.world, pad=True)
     phases, phase = multigrid_phases(args), None  # --multigrid: ops/multigrid.py's phases of (batch, frames, size)
     if phases:
-        log.line('multigrid schedule (Wu et al. 2020):\n' + mg.describe(phases, args.batch_size))
+        log.line('multigrid schedule (Wu et al. 2020):\n' + mg.describe(phases, args.batch_size, getattr(args, 'multigrid_lr', 'linear')))
         mg.check_shapes(model, phases, model.sample_len, device)
     result = {}
     for epoch in range(start_epoch, args.epochs):

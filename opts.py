@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "/4, size /sqrt2) ... (x1, T, S) over the epochs of each learning-rate stage, the rate "
                              "scaled with the batch; short: each iteration's size S/2, S/sqrt2, S with batch x4, x2, "
                              "x1. Frames are --num_segments without clustering, --frames F with it (G stays)")
+    parser.add_argument('--multigrid_lr', default='linear', choices=['linear', 'sqrt', 'none'],
+                        help="--multigrid's learning rate against the long cycle's batch multiple b: linear (x b, the "
+                             "paper's, for SGD), sqrt (x b**0.5, for AdamW), none")
     parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
                         help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
     parser.add_argument('--warmup_epochs', default=0, type=nonneg_float,

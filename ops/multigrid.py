@@ -124,9 +124,15 @@ def phase_at(phases: Sequence[Phase], epoch: int) -> Phase:
     return phases[-1]
 
 
-def lr_factor(phase: Phase) -> float:
-    """The learning rate's multiple in ``phase``: its long-cycle batch multiple (linear scaling, paper Sec. 3.3)."""
-    return float(phase.shape.batch)
+LR_RULES = ('linear', 'sqrt', 'none')
+
+
+def lr_factor(phase: Phase, rule: str = 'linear') -> float:
+    """The learning rate's multiple in ``phase`` from its long-cycle batch multiple b: ``linear`` b (the paper's
+    Sec. 3.3, for SGD), ``sqrt`` b**0.5 (the usual rule for Adam-type optimizers), ``none`` 1."""
+    if rule not in LR_RULES:
+        raise ValueError(f'multigrid learning-rate rule {rule!r}: one of {", ".join(LR_RULES)}')
+    return {'linear': float(phase.shape.batch), 'sqrt': phase.shape.batch ** 0.5, 'none': 1.0}[rule]
 
 
 def step_cost(batch: int, frames: int, size: int) -> int:
@@ -208,12 +214,12 @@ def check_shapes(model: nn.Module, phases: Sequence[Phase], channels: int, devic
         model.train(was_training)
 
 
-def describe(phases: Sequence[Phase], base_batch: int) -> str:
+def describe(phases: Sequence[Phase], base_batch: int, lr_rule: str = 'linear') -> str:
     """One line per phase for the log: epochs, batch, frames, size (and the short cycle's sizes)."""
     lines = []
     for p in phases:
         short = '' if len(p.cycle) == 1 else ', short cycle ' + ' '.join(
             f'{b}x{s}px' for b, s in zip(iteration_batches(p, base_batch), iteration_sizes(p)))
         lines.append(f'epochs {p.start}-{p.end - 1}: batch {base_batch * p.shape.batch}, {p.shape.frames} frames, '
-                     f'{p.shape.size}px, lr x{lr_factor(p):g}{short}')
+                     f'{p.shape.size}px, lr x{lr_factor(p, lr_rule):.3g}{short}')
     return '\n'.join(lines)

@@ -21,6 +21,7 @@ OUT=${OUT:-runs/multigrid}
 SEED=${SEED:-0}
 CONFIG=${CONFIG:-tsm8}
 MULTIGRID=${MULTIGRID:-long,short}
+MG_LR=${MG_LR:-linear}  # --multigrid_lr: linear (the paper's, for SGD), sqrt, none
 export EPOCHS=${EPOCHS:-6}
 MG_EPOCHS=${MG_EPOCHS:-$(( EPOCHS * 3 / 2 ))}
 export WARM_EPOCHS=${WARM_EPOCHS:-6}
@@ -37,12 +38,12 @@ OUT="$OUT/normal" WARM=tsm2 EXTRA="$EXTRA" bash scripts/repro_move4mnist_cpu.sh 
   || { echo "the normal run failed: $OUT/normal.out"; tail -n 5 "$OUT/normal.out"; exit 1; }
 echo "normal: $(grep "^${CONFIG}_s$SEED:" "$OUT/normal.out" || echo "done earlier")"
 warm="$OUT/normal/checkpoint/tsm2_s$SEED/ckpt.best.pth.tar"
-OUT="$OUT/multigrid" WARM="" EPOCHS=$MG_EPOCHS EXTRA="$EXTRA --multigrid $MULTIGRID --tune_from $warm" \
+OUT="$OUT/multigrid" WARM="" EPOCHS=$MG_EPOCHS EXTRA="$EXTRA --multigrid $MULTIGRID --multigrid_lr $MG_LR --tune_from $warm" \
   bash scripts/repro_move4mnist_cpu.sh > "$OUT/multigrid.out" 2>&1 \
   || { echo "the multigrid run failed: $OUT/multigrid.out"; tail -n 5 "$OUT/multigrid.out"; exit 1; }
 echo "multigrid: $(grep "^${CONFIG}_s$SEED:" "$OUT/multigrid.out" || echo "done earlier")"
 {
-  echo "# Multigrid ($MULTIGRID) against normal training: $CONFIG, seed $SEED, from the TSM-2 warm start"
+  echo "# Multigrid ($MULTIGRID, learning rate $MG_LR) against normal training: $CONFIG, seed $SEED, from the TSM-2 warm start"
   echo
   python tools/multigrid_speedup.py "$OUT/normal/log/${CONFIG}_s$SEED" "$OUT/multigrid/log/${CONFIG}_s$SEED"
   echo

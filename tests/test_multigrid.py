@@ -111,6 +111,12 @@ def test_learning_rate_follows_the_batch():
     plain = args_of('--arch', 'resnet18', '--epochs', '15', '--lr', '0.1', '--lr_steps', '100')
     assert adjust_learning_rate(optimizer, plain, 0) == 0.1 and multigrid_phases(plain) is None
     assert store_name(args) == store_name(plain) + '_mglong'
+    # --multigrid_lr: sqrt (AdamW's usual rule) and none, against the batch multiples 8, 4, 2, 1
+    for rule, expected in (('sqrt', [0.1 * 8 ** 0.5, 0.2, 0.1 * 2 ** 0.5, 0.1]), ('none', [0.1] * 4)):
+        args.multigrid_lr = rule
+        assert [adjust_learning_rate(optimizer, args, e) for e in (0, 8, 12, 14)] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="rule 'cubic'"):
+        mg.lr_factor(multigrid_phases(args)[0], 'cubic')
 
 
 def test_phase_arguments_per_model_kind():
