@@ -23,6 +23,8 @@
 # (1.5), s3d 0.2 (0.3), i3d_resnet50 0.4 (0.4), x3d_xs 1.2 (0.8), slowfast_r50 0.6 (0.7); c3d (16x112x112) 1.3
 # (2.0) s a video, 23 (35) min an epoch on one core: not among the default CONFIGS. The defaults take about
 # 35-40 min on 2 idle cores with AMX (6 epochs); in fp32 about 6 x 1,050 core-seconds, 55 min.
+# Expected (seed 0, 2026-12-03, 2,537 s on 2 cores partly shared): only slowfast_r50 takes off (60.0%, past 50% at
+# epoch 3); every other row stays at chance (25.0-27.9%) after 6 epochs from scratch.
 # Run it again and it skips what is finished (a killed run resumes from its last checkpoint); a folder made with
 # other settings is refused ($OUT/settings.txt).
 set -euo pipefail
