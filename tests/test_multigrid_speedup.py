@@ -61,7 +61,7 @@ def test_repro_script_trains_both_runs_and_reports_the_ratio(tmp_path):
     command = [line for line in (out / 'multigrid' / 'log' / 'tsm8_s0' / 'log.csv').read_text().splitlines()
                if line.startswith('main.py ')][0]
     warm = out / 'normal' / 'checkpoint' / 'tsm2_s0' / 'ckpt.best.pth.tar'
-    assert f'--multigrid long,short --tune_from {warm}' in command and '--epochs 3 ' in command
+    assert f'--multigrid long,short --multigrid_lr linear --tune_from {warm}' in command and '--epochs 3 ' in command
     results = (out / 'results.md').read_text()
     assert "target: the normal run's final top-1" in results and '| 2 |  |  |' in results
     assert 'epochs 2-2: batch 16, 8 frames, 32px, lr x1, short cycle 64x16px 32x23px 16x32px' in results
