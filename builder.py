@@ -357,7 +357,7 @@ def adjust_learning_rate(optimizer: torch.optim.Optimizer, args: argparse.Namesp
     """Set every group's lr and weight decay from the schedule and the group's multipliers."""
     lr = learning_rate(args, epoch)
     phases = multigrid_phases(args)
-    if phases:  # the long cycle's batch multiple (linear scaling, Wu et al. 2020 Sec. 3.3)
+    if phases:  # the long cycle's batch multiple, by --multigrid_lr (linear: Wu et al. 2020 Sec. 3.3)
         lr *= mg.lr_factor(mg.phase_at(phases, int(epoch)), getattr(args, 'multigrid_lr', 'linear'))
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_mult', 1)
