@@ -5,6 +5,7 @@ CPU, NCCL on CUDA). ``--evaluate --resume CKPT`` validates a checkpoint and prin
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -66,6 +67,18 @@ def to_device(batch, device: torch.device):
     return frames, labels.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
 
 
+def nonfinite_loss_message(value: float, epoch: int, iteration: int, optimizer, frames: torch.Tensor,
+                           args: argparse.Namespace) -> str:
+    """One line for a training loss that became inf or NaN: where (epoch, iteration), the batch's shape, the
+    learning rate and precision, and what usually helps."""
+    shape = 'x'.join(str(d) for d in frames.shape)
+    lr = optimizer.param_groups[-1]['lr']
+    rule = ' (or --multigrid_lr sqrt or none)' if getattr(args, 'multigrid', None) else ''
+    return (f'training loss is {value} at epoch {epoch}, iteration {iteration} (batch {shape}, lr {lr:.3g}, '
+            f'--amp {args.amp}); the weights of this step are not saved. Lower --lr{rule}, set --clip-gradient, or '
+            f'train in float32 (--amp none), then resume from the last checkpoint')
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, start_iter: int,
                     args: argparse.Namespace, device: torch.device, log: RunLog, save_fn,
                     sizes: Optional[List[int]] = None) -> Dict[str, float]:
@@ -102,7 +115,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
         output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
         c1, c5 = correct_topk(output, labels, (1, 5))
         n = labels.shape[0]
-        losses.update(loss.item(), n)  # waits for the device: the step's kernels are done when the step closes
+        value = loss.item()  # waits for the device: the step's kernels are done when the step closes
+        if not math.isfinite(value):  # the step has already spoilt the weights: stop before anything saves them
+            raise FloatingPointError(nonfinite_loss_message(value, epoch, i, optimizer, frames, args))
+        losses.update(value, n)
         top1.update(c1.item() * 100.0 / n, n)
         top5.update(c5.item() * 100.0 / n, n)
         timer.step_done()

@@ -405,3 +405,14 @@ def test_clip_backbone_resumed_run_ends_with_the_uninterrupted_weights(data, tmp
     assert again['epoch'] == 2
     worst = max((again['state_dict'][k].double() - v.double()).abs().max().item() for k, v in whole.items())
     assert worst <= 1e-6, f"weights differ by {worst}"
+
+
+def test_a_nonfinite_loss_stops_the_run_naming_the_step_before_any_save(data, tmp_path):
+    """A rate that blows the weights up: the first inf/NaN loss stops the run (no silent training on NaN), the
+    error names the epoch and iteration, and no checkpoint holds the spoilt weights."""
+    with pytest.raises(FloatingPointError) as err:
+        train_main.main(run_args(data, tmp_path, '--epochs', '2', '--lr', '1e30', '--clip-gradient', '0'))
+    text = str(err.value)
+    assert re.search(r'training loss is (nan|inf) at epoch 0, iteration 1 \(batch 4x12x32x32, lr 1e\+30', text), text
+    assert '\n' not in text and '--amp none' in text
+    assert not list((tmp_path / 'ckpt').rglob('*.pth.tar'))
