@@ -10,19 +10,20 @@
 #   $ROOT/results.md (tools/plot_distract.py's table: top-1 mean ± std per model and fraction, seeds took off)
 #   and $FIGURE (top-1 against the fraction, one line a model, error bars = std over seeds).
 # Settings (env): ROOT=runs/distract, FRACTIONS="0 25 50 75", SEEDS="0 1 2", CONFIGS="tsm8 tsmall cumulative8
-# uniform8", EPOCHS=6, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png, and any of
-# scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
+# uniform8", PLOT_CONFIGS, EPOCHS=6, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png,
+# and any of scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
 # fraction: a partial sweep already has whole curves. Run it again and it skips every finished run.
 # Motion: the digit advances SPEED pixels per target frame (64 px frames, crops of 32 px), but its path must stay
 # inside the frame, so the generator caps the speed at 36 / (target frames - 1) px: 1.16 px at 0% (32 target
 # frames), 1.57 at 25%, 2.4 at 50%, none at 75% (2-3 px). Fewer distractors thus also mean slower motion
 # between adjacent frames (over the whole video the digit moves 36 px at 0%, 14-21 px at 75%).
-# Time on 2 idle cores, estimated from the quickstart's 6-epoch runs (README: TSM-2 87 s, TSM-8 145 s,
-# ours-cumulative-8 284 s; ours-uniform-8 costs as cumulative-8; TSM-all about 4x TSM-8, 580 s): 1,380 s per
-# seed and fraction, so 4 fractions x 3 seeds = 4.6 h (data generation: 7 s a set). TSM-all is 42% of it.
-# Smaller sweeps (the same estimate): SEEDS="0 1": 3.1 h; SEEDS="0 1" CONFIGS="tsm8 cumulative8 uniform8":
-# 1.8 h; SEEDS="0 1" FRACTIONS="0 50 75" CONFIGS="tsm8 cumulative8 uniform8": 80 min; EPOCHS=3 WARM_EPOCHS=3
-# SEEDS="0 1" (all 4 models and fractions): 92 min, if every run still takes off in 3 epochs (not measured).
+# Time on 2 idle cores, measured in the decisive study (6-epoch runs incl. validation): TSM-2 40 s, TSM-8 78 s,
+# ours-cumulative-8 and ours-uniform-8 about 165 s each, TSM-all about 4x TSM-8; so about 750 s per seed and
+# fraction with 6 epochs and all 4 models, 4 fractions x 3 seeds = 2.5 h (data generation: 7 s a set).
+# The sweep of docs/RESULTS.md (35-45 min) halved the fine-tuning and ran TSM-all on one seed only:
+#   EPOCHS=3 SEEDS="0 1" CONFIGS="tsm8 cumulative8 uniform8" bash scripts/repro_distract_cpu.sh
+#   EPOCHS=3 SEEDS=0 CONFIGS=tsmall PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" bash scripts/repro_distract_cpu.sh
+# PLOT_CONFIGS (default CONFIGS): the models the figure and table show (runs of earlier calls included).
 # Expected figures: docs/RESULTS.md, "Distracting frames" (after the sweep has run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +64,7 @@ for seed in $ALL_SEEDS; do
         bash scripts/repro_move4mnist_cpu.sh || failed=1
   done
 done
-python tools/plot_distract.py "$ROOT" --fractions $FRACTIONS --configs $CONFIGS --figure "$FIGURE" \
+python tools/plot_distract.py "$ROOT" --fractions $FRACTIONS --configs ${PLOT_CONFIGS:-$CONFIGS} --figure "$FIGURE" \
     > "$ROOT/results.md"
 cat "$ROOT/results.md"
 echo "wall: $(( $(date +%s) - start )) s for this call"

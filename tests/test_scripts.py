@@ -146,6 +146,10 @@ def test_distractor_sweep_makes_each_fraction_trains_plots_and_skips_finished_ru
     assert len(rows) == 1 and rows[0].count('took off') == 2
     assert figure.stat().st_size > 0
     assert 'Testing Results' not in sweep().stdout
+    env['PLOT_CONFIGS'] = 'tsm8 tsmall'  # a later call's table shows the models named, run or not
+    assert 'Testing Results' not in sweep().stdout
+    rows = [line for line in (root / 'results.md').read_text().splitlines() if line.startswith('| TSM-')]
+    assert len(rows) == 2 and rows[0].count('took off') == 2 and rows[1] == '| TSM-all | not run | not run |'
     bad = subprocess.run(['bash', 'scripts/repro_distract_cpu.sh'], cwd=ROOT, env={**env, 'FRACTIONS': '0 30'},
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and '30% of 32 frames' in bad.stderr

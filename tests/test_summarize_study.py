@@ -94,3 +94,15 @@ def test_decisive_table_rows_in_table1_order_with_took_off_and_seconds_per_epoch
     assert '| tsm8 | 3 | 1/3 |' in high[2] and '> 85% val. top-1' in high[0]
     warm = main([str(tmp_path), 'tsm2', 'tsm8', '--warm', 'tsm2', '--decisive', '--no_profile']).splitlines()
     assert [line.split('|')[1].strip() for line in warm if line.startswith('| t')] == ['tsm8']  # as the script calls it
+
+
+def test_decisive_seconds_per_epoch_from_the_timed_seeds_only(tmp_path):
+    """--time_seeds: s/epoch averages only those seeds' wall times; top-1 still uses every seed."""
+    write_run(tmp_path, 'tsm8_s0', 80.0, 600, epochs=6)  # ran on a loaded machine: 100 s/epoch
+    write_run(tmp_path, 'tsm8_s1', 90.0, 60, epochs=6)
+    write_run(tmp_path, 'tsm8_s2', 70.0, 120, epochs=6)
+    lines = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile', '--time_seeds', '1', '2']).splitlines()
+    assert [c.strip() for c in lines[2].split('|')[1:-1]][3:] == ['80.00 ± 10.00', '90.13 ± 0.38', '—', '15']
+    assert 'mean over seeds 1, 2.' in lines[-1]
+    every = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile']).splitlines()
+    assert every[2].endswith('| 43 |') and every[-1].endswith('mean over seeds.')

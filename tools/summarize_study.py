@@ -77,20 +77,25 @@ def took_off(run: Dict, level: float) -> bool:
     return take_off(run['curve'], level) is not None or run['top1'] > level
 
 
-def decisive(out: str, configs: List[str], no_profile: bool, level: float) -> str:
-    """The decisive study's table: one row a configuration, in the order given (default: Table 1's)."""
+def decisive(out: str, configs: List[str], no_profile: bool, level: float,
+             time_seeds: Optional[List[int]] = None) -> str:
+    """The decisive study's table: one row a configuration, in the order given (default: Table 1's).
+    ``time_seeds``: the seeds whose wall times give s/epoch (those that ran on an otherwise idle machine);
+    None: every seed."""
     lines = [f'| model | seeds | took off (> {level:g}% val. top-1) | top-1 % (mean ± std) | paper top-1 | '
              f'GMACs/video (224 px) | s/epoch (wall incl. validation) |', '|---|---|---|---|---|---|---|']
     for config in configs:
         runs = runs_of(out, config)
         gmacs = None if no_profile else profile(config).get('gmacs_per_video')
-        per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in runs) if runs else None
+        timed = [r for r in runs if time_seeds is None or r['seed'] in time_seeds]
+        per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in timed) if timed else None
         took = f"{sum(took_off(r, level) for r in runs)}/{len(runs)}" if runs else '—'
         lines.append(f"| {config} | {len(runs)} | {took} | {mean_std([r['top1'] for r in runs])} | "
                      f"{PAPER.get(config, '—')} | {f'{gmacs:.2f}' if gmacs else '—'} | "
                      f"{f'{per_epoch:.0f}' if per_epoch else '—'} |")
+    seeds = 'seeds' if time_seeds is None else f"seeds {', '.join(map(str, time_seeds))}"
     lines += ['', "s/epoch: each run's wall seconds (`done`: training, the validation after each epoch and the "
-              "final evaluation; not its starting point's) over its epochs, mean over seeds."]
+              f"final evaluation; not its starting point's) over its epochs, mean over {seeds}."]
     return '\n'.join(lines)
 
 
@@ -169,12 +174,14 @@ def main(argv: Optional[List[str]] = None) -> str:
                         "top-1, paper, GMACs, s/epoch)")
     parser.add_argument('--took_off', type=float, default=50.0, help="--decisive: the validation top-1 (%%) a "
                         "seed must pass at some epoch to count as taken off")
+    parser.add_argument('--time_seeds', type=int, nargs='+', default=None, help="--decisive: the seeds whose "
+                        "wall times give s/epoch (those run on an otherwise idle machine; default: all)")
     args = parser.parse_args(argv)
     if not args.configs and not args.decisive:
         parser.error('name at least one configuration (or --decisive for the 9 of Table 1)')
     if args.decisive:
         configs = [c for c in args.configs if c != args.warm] or list(TABLE1)  # the starting point is no row
-        table = decisive(args.out, configs, args.no_profile, args.took_off)
+        table = decisive(args.out, configs, args.no_profile, args.took_off, args.time_seeds)
         print(table)
         return table
     if args.brief:
