@@ -28,6 +28,8 @@ def test_paired_t_known_values():
     assert r['p_one_sided'] == pytest.approx(0.5 - r['t'] / (2 * math.sqrt(2 + r['t'] ** 2)))
     assert po.paired_t([0.0, 0.0, 0.0])['p_one_sided'] == pytest.approx(0.5)
     assert po.paired_t([2.0, 2.0])['p_one_sided'] == 0.0
+    equal = po.paired_t([(c - 9) / 240 * 100 - c / 240 * 100 for c in (237, 239, 228)])  # -3.75 +- rounding
+    assert equal['t'] == -math.inf and equal['p_one_sided'] == 1.0
     assert po.paired_t([2.0])['p_one_sided'] is None
 
 

@@ -83,7 +83,7 @@ def paired_t(diffs: Sequence[float]) -> Dict[str, float]:
     if n < 2:
         return {'t': None, 'df': n - 1, 'p_one_sided': None}
     mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    if sd == 0:
+    if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences (top-1s are counts / videos: rounding only)
         t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
     else:
         t = mean / (sd / math.sqrt(n))
@@ -188,7 +188,7 @@ def markdown(results: List[Dict], videos: int, resamples: int) -> str:
         t = '—' if r['t'] is None else f"{r['t']:.2f} ({r['df']})"
         p = '—' if r['p_one_sided'] is None else f"{r['p_one_sided']:.3f}"
         lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | {len(r['seeds'])} | {r['effect']:+.2f} | "
-                     f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {', '.join(f'{d:+.1f}' for d in r['per_seed'])} | "
+                     f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {', '.join(f'{d:+.2f}' for d in r['per_seed'])} | "
                      f"{t} | {p} | {r['verdict']} |")
     return '\n'.join(lines)
 
