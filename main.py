@@ -73,7 +73,7 @@ def nonfinite_loss_message(value: float, epoch: int, iteration: int, optimizer, 
     learning rate and precision, and what usually helps."""
     shape = 'x'.join(str(d) for d in frames.shape)
     lr = optimizer.param_groups[-1]['lr']
-    rule = ' (or --multigrid_lr sqrt or none)' if getattr(args, 'multigrid', None) else ''
+    rule = ' (or --multigrid_lr sqrt or none)' if args.multigrid else ''
     return (f'training loss is {value} at epoch {epoch}, iteration {iteration} (batch {shape}, lr {lr:.3g}, '
             f'--amp {args.amp}); the weights of this step are not saved. Lower --lr{rule}, set --clip-gradient, or '
             f'train in float32 (--amp none), then resume from the last checkpoint')
