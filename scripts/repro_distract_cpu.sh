@@ -2,15 +2,19 @@
 # Accuracy against the fraction of distracting frames (issue 22; no anchor ran it): for each P in FRACTIONS,
 # a Move4MNIST set in which exactly P% of each video's 32 frames are distracting (the generator's runs of black,
 # background-only or still-digit frames: --share P/100 P/100, in 5-8 runs; 0%: no runs), then TSM-8, TSM-all,
-# ours-cumulative-8 and ours-uniform-8, each seed starting from a TSM-2 trained on that set, with the decisive
+# ours-cumulative-8 and ours-uniform-8, fine-tuned from a TSM-2 starting point (START, below), with the decisive
 # study's recipe (scripts/repro_decisive_cpu.sh: AdamW lr 1e-3, wd 1e-4, cosine, batch 16, dropout 0.3, 32 px,
 # fp32, 6 + 6 epochs, one run at a time on all the cores). The paper's motivation predicts that sparse sampling
 # (TSM-8) loses the informative frames as they get rare, and that clustering all the frames does not.
-# Output: $ROOT/f<P>/ (a study folder of scripts/repro_move4mnist_cpu.sh, with its data in $ROOT/f<P>/data),
+# START=shared (the default): for each seed one TSM-2, trained from scratch on the 0% set ($ROOT/start, WARM_EPOCHS
+# epochs), is the starting point of every share, so that the shares differ only in their data. START=per_share:
+# each share's runs start from a TSM-2 trained on that share's own set (the first, reduced sweep; at 50 and 75%
+# those starting points failed, and the models fine-tuned from them with them).
+# Output: $ROOT/start/ (the shared starting points), $ROOT/f<P>/ (a study folder of scripts/repro_move4mnist_cpu.sh, with its data in $ROOT/f<P>/data),
 #   $ROOT/results.md (tools/plot_distract.py's table: top-1 mean ± std per model and fraction, seeds took off)
 #   and $FIGURE (top-1 against the fraction, one line a model, error bars = std over seeds).
 # Settings (env): ROOT=runs/distract, FRACTIONS="0 25 50 75", SEEDS="0 1 2", CONFIGS="tsm8 tsmall cumulative8
-# uniform8", PLOT_CONFIGS, EPOCHS=6, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png,
+# uniform8", PLOT_CONFIGS, EPOCHS=6, START=shared, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png,
 # and any of scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
 # fraction: a partial sweep already has whole curves. Run it again and it skips every finished run.
 # Motion: the digit advances SPEED pixels per target frame (64 px frames, crops of 32 px), but its path must stay
@@ -43,6 +47,8 @@ export PARALLEL=${PARALLEL:-1}
 export EXTRA=${EXTRA-}
 export WIDE=${WIDE-}
 export SUMMARY_FLAGS=${SUMMARY_FLAGS:-"--no_profile"}
+START=${START:-shared}
+[[ $START == shared || $START == per_share ]] || { echo "START must be shared or per_share, not $START" >&2; exit 2; }
 NTRAIN=${NTRAIN:-960}
 NVAL=${NVAL:-240}
 SPEED=${SPEED:-"2 3"}
@@ -50,20 +56,29 @@ for p in $FRACTIONS; do  # a misspelt fraction stops here, before any run
   [[ $p =~ ^[0-9]+$ ]] && (( p < 100 )) || { echo "FRACTIONS: $p is not a whole percentage below 100" >&2; exit 2; }
   (( p * 32 % 100 == 0 )) || { echo "FRACTIONS: $p% of 32 frames is not a whole number of frames" >&2; exit 2; }
 done
+data() {  # the set of P% distracting frames in $ROOT/f<P>/data, unless it is there
+  local p=$1 out=$ROOT/f$1 share runs="5 8"
+  [ -f "$out/data/val_videofolder.txt" ] && return 0
+  share=$(awk "BEGIN { print $p / 100 }")
+  (( p == 0 )) && runs="0 0"
+  python tools/make_move4mnist.py --out "$out/data" --num_train "$NTRAIN" --num_val "$NVAL" --seed 0 \
+      --speed $SPEED --share "$share" "$share" --runs $runs -j "${GEN_WORKERS:-2}"
+}
 start=$(date +%s)
 failed=0
 for seed in $ALL_SEEDS; do
+  warm_dir=""
+  if [ "$START" = shared ] && [ -n "$WARM" ]; then  # one starting point, made on the 0% set, for every share
+    data 0
+    echo "== the starting point: $WARM on the 0% set, seed $seed"
+    OUT=$ROOT/start DATA=$ROOT/f0/data SEEDS=$seed CONFIGS=$WARM WARM="" EPOCHS=$WARM_EPOCHS NTRAIN=$NTRAIN \
+        NVAL=$NVAL SPEED=$SPEED bash scripts/repro_move4mnist_cpu.sh || { failed=1; continue; }
+    warm_dir=$ROOT/start/checkpoint
+  fi
   for p in $FRACTIONS; do
-    out=$ROOT/f$p
-    if [ ! -f "$out/data/val_videofolder.txt" ]; then
-      share=$(awk "BEGIN { print $p / 100 }")
-      runs="5 8"
-      (( p == 0 )) && runs="0 0"
-      python tools/make_move4mnist.py --out "$out/data" --num_train "$NTRAIN" --num_val "$NVAL" --seed 0 \
-          --speed $SPEED --share "$share" "$share" --runs $runs -j "${GEN_WORKERS:-2}"
-    fi
+    data "$p"
     echo "== $p% distracting frames, seed $seed"
-    OUT=$out DATA=$out/data SEEDS=$seed NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED \
+    OUT=$ROOT/f$p DATA=$ROOT/f$p/data SEEDS=$seed WARM_DIR=$warm_dir NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED \
         bash scripts/repro_move4mnist_cpu.sh || failed=1
   done
 done

@@ -13,7 +13,9 @@
 # RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos" (the optimizer and schedule flags of every run),
 # WARM="" (a configuration, e.g. tsm2, trained first for each seed, for WARM_EPOCHS epochs; every other run of
 # that seed then starts from its best checkpoint with --tune_from: a starting point made from this data;
-# WARM_THREADS: its threads, default the cores over the seeds trained at once),
+# WARM_THREADS: its threads, default the cores over the seeds trained at once; WARM_DIR: a checkpoint folder that
+# holds the starting points already, <WARM_DIR>/<WARM>_s<seed>/ckpt.best.pth.tar, trained elsewhere, e.g. on
+# another data set: then none is trained here),
 # MODALITY=RGB (or Flow: the data then needs tools/extract_flow.py's frames), DATA="$OUT/data" (the data set's
 # folder, generated there when it holds no lists; scripts/repro_two_stream_cpu.sh shares one between streams).
 # $OUT/settings.txt records the settings that decide the results; a folder made with others is refused.
@@ -66,7 +68,9 @@ SETTINGS="SIZE=$SIZE NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED EPOCHS=$EPOCHS BATCH
 [ "$MODALITY" != RGB ] && SETTINGS="$SETTINGS MODALITY=$MODALITY"
 WARM=${WARM:-}
 WARM_EPOCHS=${WARM_EPOCHS:-$EPOCHS}
+WARM_DIR=${WARM_DIR:-}
 [ -n "$WARM" ] && SETTINGS="$SETTINGS WARM=$WARM WARM_EPOCHS=$WARM_EPOCHS"
+[ -n "$WARM_DIR" ] && SETTINGS="$SETTINGS WARM_DIR=$WARM_DIR"
 flags() {  # the model flags of a configuration name
   case $1 in
     tsmall) echo "--num_segments 32" ;;
@@ -93,7 +97,7 @@ one() {  # train (resuming a killed run), evaluate the best checkpoint, record t
   if [ "$cfg" = "$WARM" ]; then
     warm=(--epochs "$WARM_EPOCHS")
   elif [ -n "$WARM" ]; then
-    warm=(--tune_from "$OUT/checkpoint/${WARM}_s${seed}/ckpt.best.pth.tar")
+    warm=(--tune_from "${WARM_DIR:-$OUT/checkpoint}/${WARM}_s${seed}/ckpt.best.pth.tar")
   fi
   local run=(python main.py "${COMMON[@]}" -j "$workers" $(flags "$cfg") "${warm[@]}" $EXTRA --seed "$seed"
              --store_name "$name")
@@ -121,7 +125,12 @@ if (( PARALLEL > 1 )); then  # longest first: the slots stay busy to the end
 else  # seed by seed: a finished seed is a whole table
   for seed in $SEEDS; do for cfg in $CONFIGS; do runs+=("${cfg}_s${seed}"); done; done
 fi
-if [ -n "$WARM" ]; then  # the starting points first, the seeds side by side, sharing the cores
+if [ -n "$WARM" ] && [ -n "$WARM_DIR" ]; then  # made elsewhere: each must be there
+  for seed in $SEEDS; do
+    [ -f "$WARM_DIR/${WARM}_s$seed/ckpt.best.pth.tar" ] \
+      || { echo "WARM_DIR: no starting point $WARM_DIR/${WARM}_s$seed/ckpt.best.pth.tar" >&2; exit 2; }
+  done
+elif [ -n "$WARM" ]; then  # the starting points first, the seeds side by side, sharing the cores
   seeds=($SEEDS)
   slots=$(( ${#seeds[@]} < PARALLEL ? ${#seeds[@]} : PARALLEL ))
   warm_threads=${WARM_THREADS:-$(( CORES / slots > 1 ? CORES / slots : 1 ))}
@@ -152,7 +161,8 @@ for name in "${runs[@]}"; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done  # every run's own exit status, however early it ended
-python tools/summarize_study.py "$OUT" $WARM $CONFIGS $SUMMARY_FLAGS ${WARM:+--warm $WARM} > "$OUT/results.md"
+here=$WARM; [ -n "$WARM_DIR" ] && here=""  # the starting points' row, where they were trained here
+python tools/summarize_study.py "$OUT" $here $CONFIGS $SUMMARY_FLAGS ${here:+--warm $WARM} > "$OUT/results.md"
 cat "$OUT/results.md"
 echo "wall: $(( $(date +%s) - start )) s for this call, data generation included"
 exit $failed

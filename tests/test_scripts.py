@@ -155,6 +155,26 @@ def test_distractor_sweep_makes_each_fraction_trains_plots_and_skips_finished_ru
     assert bad.returncode == 2 and '30% of 32 frames' in bad.stderr
 
 
+def test_distractor_sweep_starts_every_share_from_one_starting_point_made_on_the_clean_set(tmp_path):
+    """START=shared (the default): one TSM-2 per seed, trained on the 0% set in ROOT/start, is every share's
+    --tune_from; no share trains its own. A WARM_DIR without the starting point stops the study, naming it."""
+    root = tmp_path / 'distract'
+    env = {**os.environ, 'ROOT': str(root), 'FRACTIONS': '0 75', 'SEEDS': '0', 'CONFIGS': 'tsm8', 'EPOCHS': '1',
+           'WARM_EPOCHS': '1', 'NTRAIN': '8', 'NVAL': '4', 'EXTRA': '--device cpu', 'FIGURE': str(tmp_path / 'f.png'),
+           'OMP_NUM_THREADS': '2', 'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    proc = subprocess.run(['bash', 'scripts/repro_distract_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    start = root / 'start' / 'checkpoint' / 'tsm2_s0' / 'ckpt.best.pth.tar'
+    assert start.is_file() and proc.stdout.count('tsm2_s0: Testing Results') == 1
+    for fraction in (0, 75):
+        assert not (root / f'f{fraction}' / 'checkpoint' / 'tsm2_s0').exists()
+        command = (root / f'f{fraction}' / 'log' / 'tsm8_s0' / 'log.csv').read_text().splitlines()[0]
+        assert f'--tune_from {start}' in command
+    bad = run_study(tmp_path / 'other', expect=2, WARM='tsm2', WARM_DIR=str(tmp_path / 'nowhere'))
+    assert f'no starting point {tmp_path / "nowhere"}/tsm2_s0/ckpt.best.pth.tar' in bad.stderr
+
+
 def test_backbone_comparison_trains_evaluates_summarises_and_skips_finished_runs(tmp_path):
     """scripts/repro_backbones_cpu.sh at its tiniest: one clip backbone for an epoch on a miniature set, its best
     checkpoint evaluated from disk, the table; started again it trains nothing; misspelt names stop it first."""
