@@ -7,8 +7,10 @@
 #  2. the survey's clip backbones on CUDA, bf16 training steps (tools/benchmark.py): X3D-XS at 182 px and
 #     SlowFast-R50 (alpha 4) at 224 px, each as the plain clip of F frames (tsm-all) against ours-cumulative-8
 #     (X3D: 8 cluster means after stage 1; SlowFast: 8 cluster means feed the slow pathway, the fast keeps F)
-# About 10 minutes on an H200:
+# About 10 minutes on an H200 (the device tool's tree has no installed package: export PYTHONPATH=$PWD there):
 #   OUT=/tmp/gpu_check DEADLINE_S=575 bash scripts/gpu_check_survey.sh
+# On 2026-12-04 the 10 minutes finished 9 of the study's 27 runs (the loading was the bottleneck): a session can
+# take one seed, SEEDS=0 (then 1, then 2), and bring its logs back.
 # docs/PERFORMANCE.md and docs/RESULTS.md hold what it gave.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +29,9 @@ echo "commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)" | tee -
 
 echo "== 1. the decisive study at the paper's data size, $(left) s left ($((SECONDS - t0)) s)"
 D=/tmp/decisive
-OUT=$D NTRAIN=${NTRAIN:-1800} NVAL=${NVAL:-600} PARALLEL=$PARALLEL WIDE="" WORKERS=1 OMP_NUM_THREADS=1 GEN_WORKERS=$(nproc) \
-    EXTRA="--device $DEV" SUMMARY_FLAGS=--no_profile timeout $(( $(left) - ${AFTER_S:-130} )) bash scripts/repro_decisive_cpu.sh \
-    > "$OUT/decisive.log" 2>&1
+OUT=$D NTRAIN=${NTRAIN:-1800} NVAL=${NVAL:-600} PARALLEL=$PARALLEL WIDE="" WORKERS=1 OMP_NUM_THREADS=1 \
+    GEN_WORKERS=$(nproc) EXTRA="--device $DEV" SUMMARY_FLAGS=--no_profile \
+    timeout $(( $(left) - ${AFTER_S:-130} )) bash scripts/repro_decisive_cpu.sh > "$OUT/decisive.log" 2>&1
 rc=$?; pkill -f "main.py move4mnist" || true  # a stopped study leaves no run on the GPU
 echo "study: exit $rc at $((SECONDS - t0)) s (124: stopped at the deadline)" | tee -a "$OUT/decisive.log"
 timeout 15 python3 tools/summarize_study.py $D --decisive --warm tsm2 --no_profile > "$OUT/decisive_results.md" 2>&1
@@ -41,8 +43,8 @@ ls -la "$OUT"
 
 echo "== 2. clip backbones, bf16 training steps ($((SECONDS - t0)) s)"
 bench() {  # arch, crop, frames, batch
-  timeout $(( $(left) > 90 ? 45 : 30 )) python3 tools/benchmark.py --arch "$1" --img_size "$2" --frames "$3" --batch "$4" --amp bf16 \
-      --device cuda --iters 3 --warmup 1 --configs tsm-all cumulative-8 --out "$OUT/benchmark_$1.md" 2>&1 | tail -n 6
+  timeout $(( $(left) > 90 ? 45 : 30 )) python3 tools/benchmark.py --arch "$1" --img_size "$2" --frames "$3" \
+      --batch "$4" --amp bf16 --device cuda --iters 3 --warmup 1 --configs tsm-all cumulative-8 --out "$OUT/benchmark_$1.md" 2>&1 | tail -n 6
 }
 if [ "${BENCH:-1}" = 1 ]; then
   bench x3d_xs 182 32 8

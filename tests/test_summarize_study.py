@@ -86,9 +86,9 @@ def test_decisive_table_rows_in_table1_order_with_took_off_and_seconds_per_epoch
     rows = [[c.strip() for c in line.split('|')[1:-1]] for line in lines[2:11]]
     assert [r[0] for r in rows] == ['tsm8', 'tsm16', 'tsmall', 'uniform8', 'slope8', 'cumulative8', 'uniform16',
                                     'slope16', 'cumulative16']
-    assert rows[0] == ['tsm8', '3', '2/3', '70.00 ± 26.46', '90.13 ± 0.38', '—', '15']
-    assert rows[1] == ['tsm16', '0', '—', '—', '93.78 ± 0.33', '—', '—']
-    assert rows[8] == ['cumulative16', '1', '1/1', '95.00 (one seed)', '95.27 ± 0.21', '—', '50']
+    assert rows[0] == ['tsm8', '3', '2/3', '70.00 ± 26.46', '80.00, 90.00, 40.00', '90.13 ± 0.38', '—', '15']
+    assert rows[1] == ['tsm16', '0', '—', '—', '—', '93.78 ± 0.33', '—', '—']
+    assert rows[8] == ['cumulative16', '1', '1/1', '95.00 (one seed)', '95.00', '95.27 ± 0.21', '—', '50']
     high = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile', '--took_off', '85']).splitlines()
     assert len([line for line in high if line.startswith('| tsm8')]) == 1
     assert '| tsm8 | 3 | 1/3 |' in high[2] and '> 85% val. top-1' in high[0]
@@ -102,7 +102,8 @@ def test_decisive_seconds_per_epoch_from_the_timed_seeds_only(tmp_path):
     write_run(tmp_path, 'tsm8_s1', 90.0, 60, epochs=6)
     write_run(tmp_path, 'tsm8_s2', 70.0, 120, epochs=6)
     lines = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile', '--time_seeds', '1', '2']).splitlines()
-    assert [c.strip() for c in lines[2].split('|')[1:-1]][3:] == ['80.00 ± 10.00', '90.13 ± 0.38', '—', '15']
+    assert [c.strip() for c in lines[2].split('|')[1:-1]][3:] == ['80.00 ± 10.00', '80.00, 90.00, 70.00',
+                                                                   '90.13 ± 0.38', '—', '15']
     assert 'mean over seeds 1, 2.' in lines[-1]
     every = main([str(tmp_path), 'tsm8', '--decisive', '--no_profile']).splitlines()
     assert every[2].endswith('| 43 |') and every[-1].endswith('mean over seeds.')

@@ -82,19 +82,21 @@ def decisive(out: str, configs: List[str], no_profile: bool, level: float,
     """The decisive study's table: one row a configuration, in the order given (default: Table 1's).
     ``time_seeds``: the seeds whose wall times give s/epoch (those that ran on an otherwise idle machine);
     None: every seed."""
-    lines = [f'| model | seeds | took off (> {level:g}% val. top-1) | top-1 % (mean ± std) | paper top-1 | '
-             f'GMACs/video (224 px) | s/epoch (wall incl. validation) |', '|---|---|---|---|---|---|---|']
+    lines = [f'| model | seeds | took off (> {level:g}% val. top-1) | top-1 % (mean ± std) | per seed | '
+             f'paper top-1 | GMACs/video (224 px) | s/epoch (wall incl. validation) |', '|---' * 8 + '|']
     for config in configs:
         runs = runs_of(out, config)
         gmacs = None if no_profile else profile(config).get('gmacs_per_video')
         timed = [r for r in runs if time_seeds is None or r['seed'] in time_seeds]
         per_epoch = statistics.mean(r['wall'] / r['epochs'] for r in timed) if timed else None
         took = f"{sum(took_off(r, level) for r in runs)}/{len(runs)}" if runs else '—'
-        lines.append(f"| {config} | {len(runs)} | {took} | {mean_std([r['top1'] for r in runs])} | "
+        per_seed = ', '.join(f"{r['top1']:.2f}" for r in sorted(runs, key=lambda r: r['seed'])) or '—'
+        lines.append(f"| {config} | {len(runs)} | {took} | {mean_std([r['top1'] for r in runs])} | {per_seed} | "
                      f"{PAPER.get(config, '—')} | {f'{gmacs:.2f}' if gmacs else '—'} | "
                      f"{f'{per_epoch:.0f}' if per_epoch else '—'} |")
     seeds = 'seeds' if time_seeds is None else f"seeds {', '.join(map(str, time_seeds))}"
-    lines += ['', "s/epoch: each run's wall seconds (`done`: training, the validation after each epoch and the "
+    lines += ['', 'per seed: top-1 % of each finished seed, in seed order.',
+              "s/epoch: each run's wall seconds (`done`: training, the validation after each epoch and the "
               f"final evaluation; not its starting point's) over its epochs, mean over {seeds}."]
     return '\n'.join(lines)
 
