@@ -25,7 +25,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
     2>&1 | tee -a "$OUT/card.txt"
 nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/card.txt"
-echo "commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)" | tee -a "$OUT/card.txt"
 
 echo "== 1. the decisive study at the paper's data size, $(left) s left ($((SECONDS - t0)) s)"
 D=/tmp/decisive
@@ -44,7 +43,8 @@ ls -la "$OUT"
 echo "== 2. clip backbones, bf16 training steps ($((SECONDS - t0)) s)"
 bench() {  # arch, crop, frames, batch
   timeout $(( $(left) > 90 ? 45 : 30 )) python3 tools/benchmark.py --arch "$1" --img_size "$2" --frames "$3" \
-      --batch "$4" --amp bf16 --device cuda --iters 3 --warmup 1 --configs tsm-all cumulative-8 --out "$OUT/benchmark_$1.md" 2>&1 | tail -n 6
+      --batch "$4" --amp bf16 --device cuda --iters 3 --warmup 1 --configs tsm-all cumulative-8 \
+      --out "$OUT/benchmark_$1.md" 2>&1 | tail -n 6
 }
 if [ "${BENCH:-1}" = 1 ]; then
   bench x3d_xs 182 32 8

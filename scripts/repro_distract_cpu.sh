@@ -6,15 +6,18 @@
 # study's recipe (scripts/repro_decisive_cpu.sh: AdamW lr 1e-3, wd 1e-4, cosine, batch 16, dropout 0.3, 32 px,
 # fp32, 6 + 6 epochs, one run at a time on all the cores). The paper's motivation predicts that sparse sampling
 # (TSM-8) loses the informative frames as they get rare, and that clustering all the frames does not.
-# START=shared (the default): for each seed one TSM-2, trained from scratch on the 0% set ($ROOT/start, WARM_EPOCHS
-# epochs), is the starting point of every share, so that the shares differ only in their data. START=per_share:
+# START=shared (the default): for each seed one TSM-2, trained from scratch on the 0% set ($ROOT/start,
+# WARM_EPOCHS epochs), is the starting point of every share, so that the shares differ only in their data.
+# START=per_share:
 # each share's runs start from a TSM-2 trained on that share's own set (the first, reduced sweep; at 50 and 75%
 # those starting points failed, and the models fine-tuned from them with them).
-# Output: $ROOT/start/ (the shared starting points), $ROOT/f<P>/ (a study folder of scripts/repro_move4mnist_cpu.sh, with its data in $ROOT/f<P>/data),
+# Output: $ROOT/start/ (the shared starting points), $ROOT/f<P>/ (a study folder of scripts/repro_move4mnist_cpu.sh,
+#   with its data in $ROOT/f<P>/data),
 #   $ROOT/results.md (tools/plot_distract.py's table: top-1 mean ± std per model and fraction, seeds took off)
 #   and $FIGURE (top-1 against the fraction, one line a model, error bars = std over seeds).
 # Settings (env): ROOT=runs/distract, FRACTIONS="0 25 50 75", SEEDS="0 1 2", CONFIGS="tsm8 tsmall cumulative8
-# uniform8", PLOT_CONFIGS, EPOCHS=6, START=shared, WARM=tsm2, WARM_EPOCHS=6, FIGURE=docs/figures/move4mnist_distract_cpu.png,
+# uniform8", PLOT_CONFIGS, EPOCHS=6, START=shared, WARM=tsm2, WARM_EPOCHS=6,
+# FIGURE=docs/figures/move4mnist_distract_cpu.png,
 # and any of scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
 # fraction: a partial sweep already has whole curves. Run it again and it skips every finished run.
 # Motion: the digit advances SPEED pixels per target frame (64 px frames, crops of 32 px), but its path must stay
@@ -24,14 +27,14 @@
 # Time on 2 idle cores, measured in the decisive study (6-epoch runs incl. validation): TSM-2 40 s, TSM-8 78 s,
 # ours-cumulative-8 and ours-uniform-8 about 165 s each, TSM-all about 4x TSM-8; so about 750 s per seed and
 # fraction with 6 epochs and all 4 models, 4 fractions x 3 seeds = 2.5 h (data generation: 7 s a set).
-# The sweep of docs/RESULTS.md (35-45 min) halved the fine-tuning and ran TSM-all on one seed only:
-#   EPOCHS=3 SEEDS="0 1" CONFIGS="tsm8 cumulative8 uniform8" bash scripts/repro_distract_cpu.sh
-#   EPOCHS=3 SEEDS=0 CONFIGS=tsmall PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" bash scripts/repro_distract_cpu.sh
+# The sweep of docs/RESULTS.md (START=shared; 44 + 26 min on 2 idle cores):
+#   SEEDS=0 bash scripts/repro_distract_cpu.sh
+#   SEEDS=1 CONFIGS="tsm8 cumulative8 uniform8" PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" \
+#       bash scripts/repro_distract_cpu.sh
 # PLOT_CONFIGS (default CONFIGS): the models the figure and table show (runs of earlier calls included).
-# Expected figures: docs/RESULTS.md, "Distracting frames". The reduced sweep above, top-1 % mean over seeds 0-1 at
-# 0 / 25 / 50 / 75%: TSM-8 99.2 / 96.5 / 58.3 / 26.7; ours-cumulative-8 99.8 / 97.9 / 71.3 / 25.2; ours-uniform-8
-# 100 / 99.0 / 61.7 / 25.8: at 50% one seed of each and at 75% every run stayed near chance, as did their TSM-2
-# starting points (trained on the distracted sets themselves); one starting point for every share is the fix.
+# Expected figures: docs/RESULTS.md, "Distracting frames". Top-1 % at 0 / 25 / 50 / 75%, mean over seeds 0-1
+# (TSM-all: seed 0): TSM-8 100 / 99.2 / 90.2 / 29.6; ours-cumulative-8 100 / 99.6 / 97.9 / 79.2; ours-uniform-8
+# 100 / 100 / 98.5 / 70.6; TSM-all 99.6 / 99.2 / 99.6 / 95.8 (the shared TSM-2 starting points: 100 on the 0% set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-runs/distract}
