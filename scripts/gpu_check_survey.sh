@@ -9,14 +9,16 @@
 #     (X3D: 8 cluster means after stage 1; SlowFast: 8 cluster means feed the slow pathway, the fast keeps F)
 # About 10 minutes on an H200 (the device tool's tree has no installed package: export PYTHONPATH=$PWD there):
 #   OUT=/tmp/gpu_check DEADLINE_S=575 bash scripts/gpu_check_survey.sh
-# On 2026-12-04 the 10 minutes finished 9 of the study's 27 runs (the loading was the bottleneck): a session can
-# take one seed, SEEDS=0 (then 1, then 2), and bring its logs back.
+# On 2026-12-04, 9 runs at once (one loader worker each) finished 9 of the 27 runs in the 10 minutes (the
+# loading was the bottleneck); then 14 at once finished all 27 and the starting points in 454 s (BENCH=0):
+#   SEEDS="0 1 2" PARALLEL=14 BENCH=0 DEADLINE_S=580 AFTER_S=70 OUT=$OUT bash scripts/gpu_check_survey.sh
+# Each run stores its per-video validation scores as it finishes (SCORES), so the orderings need no evaluation.
 # docs/PERFORMANCE.md and docs/RESULTS.md hold what it gave.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
 DEADLINE_S=${DEADLINE_S:-575}
-PARALLEL=${PARALLEL:-9}
+PARALLEL=${PARALLEL:-14}
 DEV=${DEV:-cuda}  # DEV=cpu BENCH=0 NTRAIN=32 NVAL=16 EPOCHS=1 WARM_EPOCHS=1 SEEDS=0: a dry run of the pipeline
 export PYTHONUNBUFFERED=1
 t0=$SECONDS
@@ -29,7 +31,7 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/card.txt"
 echo "== 1. the decisive study at the paper's data size, $(left) s left ($((SECONDS - t0)) s)"
 D=/tmp/decisive
 OUT=$D NTRAIN=${NTRAIN:-1800} NVAL=${NVAL:-600} PARALLEL=$PARALLEL WIDE="" WORKERS=1 OMP_NUM_THREADS=1 \
-    GEN_WORKERS=$(nproc) EXTRA="--device $DEV" SUMMARY_FLAGS=--no_profile \
+    GEN_WORKERS=$(nproc) EXTRA="--device $DEV" SCORES=$DEV SUMMARY_FLAGS=--no_profile \
     timeout $(( $(left) - ${AFTER_S:-130} )) bash scripts/repro_decisive_cpu.sh > "$OUT/decisive.log" 2>&1
 rc=$?; pkill -f "main.py move4mnist" || true  # a stopped study leaves no run on the GPU
 echo "study: exit $rc at $((SECONDS - t0)) s (124: stopped at the deadline)" | tee -a "$OUT/decisive.log"

@@ -6,8 +6,8 @@
 #   best checkpoint (--tune_from), with the quickstart's recipe (AdamW lr 1e-3, wd 1e-4, cosine, batch 16,
 #   dropout 0.3, 32 px crops, fp32), one run at a time on all the cores, seed by seed.
 # Settings (env): OUT=runs/decisive, SEEDS="0 1 2", EPOCHS=6, WARM_EPOCHS=6, CONFIGS (the 9), and any of
-# scripts/repro_move4mnist_cpu.sh's (e.g. SPEED, NTRAIN). Run it again and it skips every finished run, so the
-# study can be split over several calls; one configuration of one seed:
+# scripts/repro_move4mnist_cpu.sh's (e.g. SPEED, NTRAIN; SCORES=cpu here). Run it again and it skips every
+# finished run, so the study can be split over several calls; one configuration of one seed:
 #   CONFIGS=slope16 SEEDS=1 bash scripts/repro_decisive_cpu.sh
 # re-trains only that run when its folder is removed (rm -r runs/decisive/{checkpoint,log}/slope16_s1).
 # Then: python tools/paired_orderings.py runs/decisive   (the paper's orderings, paired over seeds and videos)
@@ -27,4 +27,5 @@ export EVAL_FREQ=${EVAL_FREQ:-1}
 export PARALLEL=${PARALLEL:-1}
 export EXTRA=${EXTRA-}
 export WIDE=${WIDE-}
+export SCORES=${SCORES-cpu}  # each run stores its per-video validation scores for tools/paired_orderings.py
 exec bash scripts/repro_move4mnist_cpu.sh

@@ -9,7 +9,9 @@
 # once; each run's output is in $OUT/<run>.out), THREADS (each run's intra-op threads, OMP_NUM_THREADS;
 # default: the cores over PARALLEL), WIDE="tsmall" (configurations that run alone on all the cores, with
 # WIDE_WORKERS=2 loader workers, also with PARALLEL=1, whatever THREADS says; "" for none, e.g. on a GPU),
-# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile),
+# GEN_WORKERS (data generation processes, default 2), SUMMARY_FLAGS="" (e.g. --no_profile), SCORES="" (cpu or
+# cuda: each run, as it finishes, also stores its best checkpoint's per-video validation scores on that device,
+# $OUT/log/<run>/val_scores.npz, which tools/paired_orderings.py then reuses instead of evaluating every run),
 # RECIPE="--optimizer adamw --lr 0.001 --wd 1e-4 --lr_type cos" (the optimizer and schedule flags of every run),
 # WARM="" (a configuration, e.g. tsm2, trained first for each seed, for WARM_EPOCHS epochs; every other run of
 # that seed then starts from its best checkpoint with --tune_from: a starting point made from this data;
@@ -110,6 +112,10 @@ one() {  # train (resuming a killed run), evaluate the best checkpoint, record t
   if ! OMP_NUM_THREADS=$threads "${run[@]}" --evaluate --resume "$OUT/checkpoint/$name/ckpt.best.pth.tar" \
       2>/dev/null | tail -n 1 > "$OUT/log/$name/eval.txt"; then
     echo "$name: evaluation failed"; return 1
+  fi
+  if [ -n "${SCORES:-}" ] && ! OMP_NUM_THREADS=$threads python tools/paired_orderings.py "$OUT" --cache "$name" \
+      --device "$SCORES" > /dev/null 2>> "$OUT/$name.out"; then
+    echo "$name: storing its per-video scores failed, see $OUT/$name.out"; return 1
   fi
   echo $(( $(date +%s) - start )) > "$OUT/log/$name/done"
   echo "$name: $(cat "$OUT/log/$name/eval.txt")"

@@ -88,6 +88,10 @@ def test_a_tiny_study_end_to_end(tmp_path, monkeypatch):
                 '--img_size', '32', '--scale_size', '36', '--pretrain', 'scratch', '--shift', '--npb', '--device',
                 'cpu', '--lr', '0.01', '--epochs', '1', '--root_log', str(out / 'log'), '--root_model',
                 str(out / 'checkpoint'), '--store_name', name, '--seed', str(seed), *model])['best_prec1']
+    assert po.main([str(out), '--cache', 'tsm8_s1']) == []  # what a study's run does as it finishes
+    assert (out / 'log' / 'tsm8_s1' / po.CACHE).is_file() and not (out / 'log' / 'tsm8_s0' / po.CACHE).exists()
+    with pytest.raises(SystemExit, match='tsm8_s7'):
+        po.main([str(out), '--cache', 'tsm8_s7'])
     rows = po.main([str(out), '--resamples', '500'])
     row = next(r for r in rows if (r['a'], r['b']) == ('cumulative8', 'tsm8'))
     assert row['seeds'] == [0, 1]

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,9 +52,15 @@ def test_parallel_runs_finish_and_a_misspelt_configuration_stops_first(tmp_path)
     bad = run_study(tmp_path / 'bad', expect=2, CONFIGS='tsm8 cumulatve8')
     assert 'unknown configuration cumulatve8' in bad.stderr and not (tmp_path / 'bad' / 'data').exists()
     out = tmp_path / 'par'
-    proc = run_study(out, PARALLEL='2', SEEDS='0 1', CONFIGS='tsm8', SUMMARY_FLAGS='--no_profile')
+    proc = run_study(out, PARALLEL='2', SEEDS='0 1', CONFIGS='tsm8', SUMMARY_FLAGS='--no_profile', SCORES='cpu')
     assert 'runs: tsm8_s0 tsm8_s1 (PARALLEL=2, 2 threads each' in proc.stdout  # OMP_NUM_THREADS=2 is kept
     assert proc.stdout.count('Testing Results: Prec@1') >= 2
+    # SCORES: each run stored its per-video scores, as main.py's evaluation counted them
+    for seed in (0, 1):
+        dump = np.load(out / 'log' / f'tsm8_s{seed}' / 'val_scores.npz')
+        top1 = 100.0 * float((dump['scores'].argmax(1) == dump['labels']).mean())
+        eval_line = (out / 'log' / f'tsm8_s{seed}' / 'eval.txt').read_text()
+        assert len(dump['labels']) == 4 and f'Prec@1 {top1:.3f}' in eval_line, eval_line
     rows = {line.split('|')[1].strip(): line for line in (out / 'results.md').read_text().splitlines()
             if line.startswith('| ')}
     assert '| 2 |' in rows['tsm8'] and 'tsm8_s0' in rows and 'tsm8_s1' in rows

@@ -1,6 +1,8 @@
 """Test the paper's orderings of Table 1 on a finished study, paired over validation videos and over seeds.
 
     python tools/paired_orderings.py OUT [--resamples 10000] [--seed 0] [--root_path DATA] [--json]
+    python tools/paired_orderings.py OUT --cache RUN [RUN ...]   # store those runs' scores only (a study's runs
+                                                                 # do it as they finish: scripts/ SCORES=...)
 
 For each run ``OUT/checkpoint/{config}_s{seed}/ckpt.best.pth.tar`` the best checkpoint is evaluated on the
 validation set with tools/test_models.py's protocol (one centre crop, one clip: main.py's validation), and each
@@ -201,7 +203,18 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument('--root_path', default=None, help="the data set's folder (default: the runs' own)")
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
     parser.add_argument('--json', action='store_true', help='print the results as JSON instead of markdown')
+    parser.add_argument('--cache', nargs='+', default=None, metavar='RUN',
+                        help='only evaluate these runs ({config}_s{seed}) and store their per-video scores')
     args = parser.parse_args(argv)
+    if args.cache:
+        for run in args.cache:
+            ckpt = os.path.join(args.out, 'checkpoint', run, 'ckpt.best.pth.tar')
+            if not os.path.isfile(ckpt):
+                raise SystemExit(f'{ckpt}: no such checkpoint (run {run} has not finished)')
+            correct, _, _ = predictions(args.out, run, ckpt, root_path=args.root_path, device=args.device)
+            print(f'{run}: {len(correct)} videos, top-1 {100.0 * correct.mean():.2f} -> '
+                  f'{os.path.join(args.out, "log", run, CACHE)}')
+        return []
     configs = sorted({c for _, a, b in ORDERINGS for c in (a, b)})
     table, videos = correctness(args.out, configs, root_path=args.root_path, device=args.device)
     if not table:
