@@ -33,7 +33,7 @@ D=/tmp/decisive
 OUT=$D NTRAIN=${NTRAIN:-1800} NVAL=${NVAL:-600} PARALLEL=$PARALLEL WIDE="" WORKERS=1 OMP_NUM_THREADS=1 \
     GEN_WORKERS=$(nproc) EXTRA="--device $DEV" SCORES=$DEV SUMMARY_FLAGS=--no_profile \
     timeout $(( $(left) - ${AFTER_S:-130} )) bash scripts/repro_decisive_cpu.sh > "$OUT/decisive.log" 2>&1
-rc=$?; pkill -f "main.py move4mnist" || true  # a stopped study leaves no run on the GPU
+rc=$?; pkill -f "main.py move4mnist .*--root_path $D/" || true  # a stopped study leaves no run on the GPU
 echo "study: exit $rc at $((SECONDS - t0)) s (124: stopped at the deadline)" | tee -a "$OUT/decisive.log"
 timeout 15 python3 tools/summarize_study.py $D --decisive --warm tsm2 --no_profile > "$OUT/decisive_results.md" 2>&1
 cat "$OUT/decisive_results.md"

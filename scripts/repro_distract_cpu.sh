@@ -18,8 +18,11 @@
 # Settings (env): ROOT=runs/distract, FRACTIONS="0 25 50 75", SEEDS="0 1 2", CONFIGS="tsm8 tsmall cumulative8
 # uniform8", PLOT_CONFIGS, EPOCHS=6, START=shared, WARM=tsm2, WARM_EPOCHS=6,
 # FIGURE=docs/figures/move4mnist_distract_cpu.png,
-# and any of scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, ...). Seed by seed, every
-# fraction: a partial sweep already has whole curves. Run it again and it skips every finished run.
+# and any of scripts/repro_move4mnist_cpu.sh's (NTRAIN=960, NVAL=240, SPEED="2 3", SIZE=32, PARALLEL=1, ...).
+# JOBS=1: seed by seed, every fraction: a partial sweep already has whole curves. JOBS > 1 (a GPU): the starting
+# points of all the seeds at once, then JOBS fractions side by side, each running all the seeds' models PARALLEL at
+# a time (scripts/gpu_check_distract.sh; each fraction's output in $ROOT/f<P>.out). Run it again and it skips every
+# finished run.
 # Motion: the digit advances SPEED pixels per target frame (64 px frames, crops of 32 px), but its path must stay
 # inside the frame, so the generator caps the speed at 36 / (target frames - 1) px: 1.16 px at 0% (32 target
 # frames), 1.57 at 25%, 2.4 at 50%, none at 75% (2-3 px). Fewer distractors thus also mean slower motion
@@ -47,6 +50,8 @@ export WARM_EPOCHS=${WARM_EPOCHS:-6}
 export CONFIGS=${CONFIGS:-"tsm8 tsmall cumulative8 uniform8"}
 export EVAL_FREQ=${EVAL_FREQ:-1}
 export PARALLEL=${PARALLEL:-1}
+JOBS=${JOBS:-1}
+(( JOBS >= 1 )) || { echo "JOBS must be at least 1" >&2; exit 2; }
 export EXTRA=${EXTRA-}
 export WIDE=${WIDE-}
 export SUMMARY_FLAGS=${SUMMARY_FLAGS:-"--no_profile"}
@@ -69,22 +74,39 @@ data() {  # the set of P% distracting frames in $ROOT/f<P>/data, unless it is th
 }
 start=$(date +%s)
 failed=0
-for seed in $ALL_SEEDS; do
-  warm_dir=""
-  if [ "$START" = shared ] && [ -n "$WARM" ]; then  # one starting point, made on the 0% set, for every share
-    data 0
-    echo "== the starting point: $WARM on the 0% set, seed $seed"
-    OUT=$ROOT/start DATA=$ROOT/f0/data SEEDS=$seed CONFIGS=$WARM WARM="" EPOCHS=$WARM_EPOCHS NTRAIN=$NTRAIN \
-        NVAL=$NVAL SPEED=$SPEED bash scripts/repro_move4mnist_cpu.sh || { failed=1; continue; }
-    warm_dir=$ROOT/start/checkpoint
-  fi
+[ "$START" = shared ] && [ -n "$WARM" ] && shared=1 || shared=0
+warm_dir=""; (( shared )) && warm_dir=$ROOT/start/checkpoint
+starts() {  # $1: seeds, $2: runs at once; one starting point a seed, made on the 0% set, for every share
+  data 0
+  echo "== the starting point: $WARM on the 0% set, seeds $1"
+  OUT=$ROOT/start DATA=$ROOT/f0/data SEEDS=$1 CONFIGS=$WARM WARM="" EPOCHS=$WARM_EPOCHS PARALLEL=$2 \
+      NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED bash scripts/repro_move4mnist_cpu.sh
+}
+share() {  # $1: the fraction, $2: seeds
+  echo "== $1% distracting frames, seeds $2"
+  OUT=$ROOT/f$1 DATA=$ROOT/f$1/data SEEDS=$2 WARM_DIR=$warm_dir NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED \
+      bash scripts/repro_move4mnist_cpu.sh
+}
+if (( JOBS > 1 )); then  # every starting point at once, then JOBS shares side by side, each with all the seeds
+  for p in $FRACTIONS; do data "$p"; done
+  if (( shared )); then starts "$ALL_SEEDS" "$JOBS" || failed=1; fi
+  pids=()
   for p in $FRACTIONS; do
-    data "$p"
-    echo "== $p% distracting frames, seed $seed"
-    OUT=$ROOT/f$p DATA=$ROOT/f$p/data SEEDS=$seed WARM_DIR=$warm_dir NTRAIN=$NTRAIN NVAL=$NVAL SPEED=$SPEED \
-        bash scripts/repro_move4mnist_cpu.sh || failed=1
+    while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
+    share "$p" "$ALL_SEEDS" > "$ROOT/f$p.out" 2>&1 &
+    pids+=($!)
   done
-done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  for p in $FRACTIONS; do grep ': Testing Results' "$ROOT/f$p.out" | sed "s/^/f$p /" || true; done
+else  # seed by seed, every share: a partial sweep already has whole curves
+  for seed in $ALL_SEEDS; do
+    if (( shared )); then starts "$seed" "$PARALLEL" || { failed=1; continue; }; fi
+    for p in $FRACTIONS; do
+      data "$p"
+      share "$p" "$seed" || failed=1
+    done
+  done
+fi
 python tools/plot_distract.py "$ROOT" --fractions $FRACTIONS --configs ${PLOT_CONFIGS:-$CONFIGS} --figure "$FIGURE" \
     > "$ROOT/results.md"
 cat "$ROOT/results.md"

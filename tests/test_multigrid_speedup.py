@@ -20,7 +20,9 @@ def test_report_finds_the_first_epoch_at_the_target():
     assert "target: the normal run's final top-1 90.0% (after 30 s of training; first reached at epoch 1, 20 s)" in text
     assert 'reached it at epoch 1, after 8 s of training' in text
     assert 'speed-up: 3.75x against the whole normal run, 2.50x against its first arrival' in text
-    assert 'never reached' in report(normal, [(0, 4.0, 60.0)])
+    short = report(normal, [(0, 4.0, 60.0), (1, 16.0, 85.0), (2, 24.0, 80.0)])
+    assert 'never reached 90.0% (best 85.0% after 24 s)' in short
+    assert 'at the best top-1 both reach, 85.0%: normal epoch 1 (20 s), multigrid epoch 1 (16 s): 1.25x' in short
 
 
 def write_run(folder: Path, seconds, top1) -> None:

@@ -214,3 +214,28 @@ def test_backbone_comparison_trains_evaluates_summarises_and_skips_finished_runs
     assert 's3d: Testing Results' not in second.stdout and '| s3d |' in second.stdout
     assert (out / 'checkpoint' / 's3d' / 'ckpt.pth.tar').stat().st_mtime_ns == stamp
     assert 'choose another OUT' in run(expect=2, EPOCHS='2').stderr
+
+
+def test_gpu_distractor_check_runs_the_seeds_and_shares_side_by_side_on_a_cpu(tmp_path):
+    """scripts/gpu_check_distract.sh as a dry run on the CPU (DEV=cpu): repro_distract_cpu.sh with JOBS=2 trains
+    each seed's starting point, then both shares at once with both seeds each, every run from its own seed's
+    start; the table has both seeds, and the logs and the figure land in OUT."""
+    out, root = tmp_path / 'out', tmp_path / 'distract'
+    env = {**os.environ, 'OUT': str(out), 'ROOT': str(root), 'DEV': 'cpu', 'FRACTIONS': '0 75', 'SEEDS': '0 1',
+           'CONFIGS': 'tsm8', 'PLOT_CONFIGS': 'tsm8', 'JOBS': '2', 'PARALLEL': '2', 'EPOCHS': '1', 'WARM_EPOCHS': '1',
+           'NTRAIN': '8', 'NVAL': '4', 'DEADLINE_S': '560', 'AFTER_S': '30',
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    proc = subprocess.run(['bash', 'scripts/gpu_check_distract.sh'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and 'sweep: exit 0' in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for seed in (0, 1):
+        start = root / 'start' / 'checkpoint' / f'tsm2_s{seed}' / 'ckpt.best.pth.tar'
+        assert start.is_file()
+        for fraction in (0, 75):
+            command = (root / f'f{fraction}' / 'log' / f'tsm8_s{seed}' / 'log.csv').read_text().splitlines()[0]
+            assert f'--tune_from {start}' in command and f'--seed {seed}' in command
+    log = (out / 'distract.log').read_text()
+    assert log.count('Testing Results') >= 6  # 2 starts, 2 shares x 2 seeds
+    row = [line for line in (out / 'distract_results.md').read_text().splitlines() if line.startswith('| TSM-8 |')]
+    assert len(row) == 1 and row[0].count('took off') == 2 and row[0].count('/2') == 2  # both seeds, both shares
+    assert (out / 'move4mnist_distract_gpu.png').stat().st_size > 0 and (out / 'distract_logs.tgz').stat().st_size > 0
