@@ -29,7 +29,8 @@ ROOT=$R SEEDS=${SEEDS:-"0 1 2"} JOBS=${JOBS:-4} PARALLEL=${PARALLEL:-4} WORKERS=
 rc=$?; pkill -f "main.py move4mnist .*--root_path $R/" || true  # a stopped sweep leaves no run on the GPU
 echo "sweep: exit $rc at $((SECONDS - t0)) s (124: stopped at the deadline)" | tee -a "$OUT/distract.log"
 if [ ! -s "$OUT/move4mnist_distract_gpu.png" ]; then  # stopped: the table and figure of what finished
-  timeout 30 python3 tools/plot_distract.py "$R" --configs ${PLOT_CONFIGS:-${CONFIGS:-tsm8 tsmall cumulative8 uniform8}} \
+  models=${PLOT_CONFIGS:-${CONFIGS:-tsm8 tsmall cumulative8 uniform8}}
+  timeout 30 python3 tools/plot_distract.py "$R" --configs $models \
       --figure "$OUT/move4mnist_distract_gpu.png" > "$R/results.md" 2>&1
 fi
 cp "$R/results.md" "$OUT/distract_results.md" 2>/dev/null; cat "$OUT/distract_results.md"
