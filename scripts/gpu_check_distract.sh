@@ -30,7 +30,7 @@ rc=$?; pkill -f "main.py move4mnist .*--root_path $R/" || true  # a stopped swee
 echo "sweep: exit $rc at $((SECONDS - t0)) s (124: stopped at the deadline)" | tee -a "$OUT/distract.log"
 if [ ! -s "$OUT/move4mnist_distract_gpu.png" ]; then  # stopped: the table and figure of what finished
   models=${PLOT_CONFIGS:-${CONFIGS:-tsm8 tsmall cumulative8 uniform8}}
-  timeout 30 python3 tools/plot_distract.py "$R" --configs $models \
+  timeout 30 python3 tools/plot_distract.py "$R" --configs $models ${FRACTIONS:+--fractions $FRACTIONS} \
       --figure "$OUT/move4mnist_distract_gpu.png" > "$R/results.md" 2>&1
 fi
 cp "$R/results.md" "$OUT/distract_results.md" 2>/dev/null; cat "$OUT/distract_results.md"
