@@ -23,8 +23,8 @@ from builder import (adjust_learning_rate, build_dataset, build_model, build_opt
 from opts import check_training, parse_args
 from ops import distributed as dist_utils
 from ops import multigrid as mg
-from ops.checkpoint import (check_writable, load_checkpoint, load_model_weights, remove_stale_temporaries, rng_state,
-                            save_checkpoint, set_rng_state)
+from ops.checkpoint import (check_writable, link_checkpoint, load_checkpoint, load_model_weights,
+                            remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
 from ops.dataset_config import DatasetConfig
 from ops.runtime import select_device, set_seed
@@ -314,7 +314,7 @@ def save(run: Run, epoch: int, iteration: int, best_prec1: float, is_best: bool 
     LAST_SAVED['path'] = path
     LAST_SAVED['at'] = f'epoch {epoch}, iteration {iteration}'
     if is_best:
-        save_checkpoint(state, os.path.join(run.model_dir, 'ckpt.best.pth.tar'))
+        link_checkpoint(path, os.path.join(run.model_dir, 'ckpt.best.pth.tar'))
 
 
 def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int, best_prec1: float,

@@ -10,6 +10,7 @@ import contextlib
 import pickle
 import random
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -43,6 +44,34 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        _fsync_folder(folder)
+
+
+def link_checkpoint(src: str, path: str) -> None:
+    """Make ``path`` the same file as the checkpoint ``src`` just written, atomically, without a second copy.
+
+    ``path`` becomes a hard link to ``src``'s file: ``save_checkpoint`` always replaces ``src`` by a rename, so
+    the file ``path`` names is never changed afterwards, and a ResNet-50 run keeps one 135 MB file per best
+    epoch instead of two. Where the file system has no hard links, the file is copied (atomically too).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with _ctrl_c_deferred():
+        tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{os.path.basename(path)}')
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:  # no hard links here (some network and FAT file systems), or src on another device
+                shutil.copyfile(src, tmp)
+                with open(tmp, 'rb+') as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
                 os.remove(tmp)
             raise
         _fsync_folder(folder)

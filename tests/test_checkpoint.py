@@ -1,6 +1,7 @@
 """ops/checkpoint.py and tools/convert_checkpoint.py: TSM compatibility, safe loading, crash safety
 (docs/DESIGN.md §5)."""
 import argparse
+import errno
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import torchvision
 import main as train_main
 import opts
 from builder import build_dataset, build_model
-from ops.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
+from ops.checkpoint import CheckpointError, link_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from ops.models import TSN
 from ops.dataset_config import return_dataset
 from tools import convert_checkpoint
@@ -226,6 +227,31 @@ def test_ctrl_c_during_save_finishes_the_file_then_interrupts(tmp_path, monkeypa
     finally:
         signal.signal(signal.SIGINT, before)
     assert load_checkpoint(str(path))['epoch'] == 2 and os.listdir(tmp_path) == ['ckpt.pth.tar']
+
+
+def test_the_best_checkpoint_is_a_link_that_later_saves_leave_alone(tmp_path):
+    last, best = tmp_path / 'ckpt.pth.tar', tmp_path / 'ckpt.best.pth.tar'
+    save_checkpoint({'epoch': 1, 'state_dict': {'w': torch.ones(3)}}, str(last))
+    link_checkpoint(str(last), str(best))
+    assert os.stat(best).st_ino == os.stat(last).st_ino  # one file on disk, not two
+    save_checkpoint({'epoch': 2, 'state_dict': {'w': torch.zeros(3)}}, str(last))  # a later, worse epoch
+    assert load_checkpoint(str(best))['epoch'] == 1 and load_checkpoint(str(last))['epoch'] == 2
+    link_checkpoint(str(last), str(best))  # a new best replaces the old one
+    assert load_checkpoint(str(best))['epoch'] == 2
+    assert sorted(os.listdir(tmp_path)) == ['ckpt.best.pth.tar', 'ckpt.pth.tar']
+
+
+def test_the_best_checkpoint_is_copied_where_hard_links_fail(tmp_path, monkeypatch):
+    last, best = tmp_path / 'ckpt.pth.tar', tmp_path / 'ckpt.best.pth.tar'
+    save_checkpoint({'epoch': 1, 'state_dict': {'w': torch.ones(3)}}, str(last))
+
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, 'Operation not permitted')
+
+    monkeypatch.setattr(os, 'link', no_links)
+    link_checkpoint(str(last), str(best))
+    assert os.stat(best).st_ino != os.stat(last).st_ino and best.read_bytes() == last.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ['ckpt.best.pth.tar', 'ckpt.pth.tar']
 
 
 def test_training_killed_mid_epoch_resumes_where_it_stopped(data, tmp_path):
