@@ -39,3 +39,35 @@ def test_table_and_figure(tmp_path):
 def test_no_runs_stops_with_the_folder_named(tmp_path):
     with pytest.raises(SystemExit, match=str(tmp_path)):
         main([str(tmp_path), '--figure', str(tmp_path / 'x.png')])
+
+
+def test_a_record_keeps_every_run_and_the_table_counts_them_all(tmp_path):
+    record = tmp_path / 'runs.csv'
+    record.write_text('# seeds 0-1: an earlier machine\n'
+                      'config,fraction,seed,top1,took_off,machine\n'
+                      'tsm8,75,0,30.000,no,Xeon\n'
+                      'tsm8,75,1,50.000,yes,Xeon\n'
+                      'tsmall,75,0,95.000,yes,Xeon\n')
+    root = tmp_path / 'sweep'
+    write_run(root, 75, 'tsm8_s1', 70.0)  # re-run here: replaces the recorded seed 1
+    write_run(root, 75, 'tsm8_s2', 40.0, curve=(25.0, 40.0))
+    figure = tmp_path / 'distract.png'
+    lines = main([str(root), '--fractions', '75', '--configs', 'tsm8', 'tsmall', '--figure', str(figure),
+                  '--record', str(record), '--machine', 'EPYC']).splitlines()
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in lines[2:4]}
+    assert rows['TSM-8'] == ['46.67 ± 20.82, took off 1/3']  # 30, 70, 40
+    assert rows['TSM-all'] == ['95.00 (one seed), took off 1/1']
+    assert record.read_text().splitlines() == [
+        '# seeds 0-1: an earlier machine', 'config,fraction,seed,top1,took_off,machine',
+        'tsm8,75,0,30.000,no,Xeon', 'tsm8,75,1,70.000,yes,EPYC', 'tsm8,75,2,40.000,no,EPYC',
+        'tsmall,75,0,95.000,yes,Xeon']
+    assert figure.exists()
+
+
+def test_a_bad_record_row_names_its_line(tmp_path):
+    record = tmp_path / 'runs.csv'
+    record.write_text('config,fraction,seed,top1,took_off,machine\ntsm8,75,0,30.000,maybe,Xeon\n')
+    write_run(tmp_path / 'sweep', 75, 'tsm8_s1', 70.0)
+    with pytest.raises(SystemExit, match=r'runs.csv, line 2: took_off is .maybe.'):
+        main([str(tmp_path / 'sweep'), '--fractions', '75', '--configs', 'tsm8',
+              '--figure', str(tmp_path / 'x.png'), '--record', str(record)])

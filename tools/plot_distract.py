@@ -8,8 +8,13 @@ its runs ``log/{config}_s{seed}`` is read as tools/summarize_study.py reads it (
 top-1, ``eval.txt``). Prints a markdown table (one row a model, one column a fraction: top-1 mean ± std over
 seeds, and how many of the seeds took off) and plots top-1 against the fraction, one line a model, error bars the
 standard deviation over seeds (none with one seed).
+
+``--record CSV`` keeps every run's result beside the figure (``docs/distract_runs.csv``): the runs found under
+ROOT are added to the file's, replacing a row of the same model, fraction and seed, and the table and figure
+show them all, so that sweeps run on other machines or in other sessions (whose run folders are gone) count.
 """
 import argparse
+import csv
 import os
 import statistics
 from typing import Dict, List, Optional, Sequence
@@ -26,6 +31,65 @@ def collect(root: str, fractions: Sequence[int], configs: Sequence[str]) -> Dict
     return {c: {p: runs_of(os.path.join(root, f'f{p}'), c) for p in fractions} for c in configs}
 
 
+RECORD_FIELDS = ('config', 'fraction', 'seed', 'top1', 'took_off', 'machine')
+
+
+def read_record(path: str) -> List[Dict]:
+    """The rows of a ``--record`` CSV (lines starting with ``#`` are comments); missing file: none.
+
+    Raises:
+        SystemExit: naming the file and line of a row that does not parse.
+    """
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, newline='') as f:
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.startswith('#')]
+    reader = csv.DictReader(line for _, line in lines)
+    if reader.fieldnames is None or tuple(reader.fieldnames) != RECORD_FIELDS:
+        raise SystemExit(f'{path}: the header must be {",".join(RECORD_FIELDS)}')
+    for (number, _), row in zip(lines[1:], reader):
+        try:
+            if row['took_off'] not in ('yes', 'no'):
+                raise ValueError(f"took_off is {row['took_off']!r}, not yes or no")
+            rows.append({'config': row['config'], 'fraction': int(row['fraction']), 'seed': int(row['seed']),
+                         'top1': float(row['top1']), 'took_off': row['took_off'] == 'yes',
+                         'machine': row['machine'] or ''})
+        except (TypeError, ValueError) as err:
+            raise SystemExit(f'{path}, line {number}: {err}') from err
+    return rows
+
+
+def merge_record(path: str, results: Dict[str, Dict[int, List[Dict]]], machine: str, level: float) -> None:
+    """Add the runs of ``results`` to the CSV at ``path`` (a run replaces the row of its model, fraction and seed),
+    write it back atomically, and put the file's other rows of the models and fractions shown into ``results``."""
+    rows = {(r['config'], r['fraction'], r['seed']): r for r in read_record(path)}
+    for config, by_fraction in results.items():
+        for p, runs in by_fraction.items():
+            for r in runs:
+                rows[(config, p, r['seed'])] = {'config': config, 'fraction': p, 'seed': r['seed'],
+                                                'top1': r['top1'], 'took_off': took_off(r, level), 'machine': machine}
+    header = [line for line in open(path) if line.startswith('#')] if os.path.exists(path) else []
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', newline='') as f:
+        f.writelines(header)
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(RECORD_FIELDS)
+        for key in sorted(rows):
+            r = rows[key]
+            writer.writerow([r['config'], r['fraction'], r['seed'], f"{r['top1']:.3f}",
+                             'yes' if r['took_off'] else 'no', r['machine']])
+    os.replace(tmp, path)
+    for (config, p, seed), r in sorted(rows.items()):
+        if config in results and p in results[config] and seed not in {x['seed'] for x in results[config][p]}:
+            results[config][p].append({'seed': seed, 'top1': r['top1'], 'took_off': r['took_off'], 'curve': []})
+
+
+def _took_off(run: Dict, level: float) -> bool:
+    """A recorded run carries its answer; a run read from its folder is judged from its curve."""
+    return run['took_off'] if 'took_off' in run else took_off(run, level)
+
+
 def markdown(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int], level: float = 50.0) -> str:
     lines = ['| model | ' + ' | '.join(f'{p}% distracting' for p in fractions) + ' |',
              '|---|' + '---|' * len(fractions)]
@@ -34,7 +98,7 @@ def markdown(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int]
         for p in fractions:
             runs = by_fraction[p]
             cells.append(f"{mean_std([r['top1'] for r in runs])}, took off "
-                         f"{sum(took_off(r, level) for r in runs)}/{len(runs)}" if runs else 'not run')
+                         f"{sum(_took_off(r, level) for r in runs)}/{len(runs)}" if runs else 'not run')
         lines.append(f"| {NAMES.get(config, config)} | " + ' | '.join(cells) + ' |')
     lines += ['', f'top-1 %: the evaluated best checkpoint, mean ± std over seeds; took off: passed {level:g}% '
               'validation top-1 at some epoch.']
@@ -78,8 +142,13 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--configs', nargs='+', default=['tsm8', 'tsmall', 'cumulative8', 'uniform8'])
     parser.add_argument('--figure', default='docs/figures/move4mnist_distract_cpu.png')
     parser.add_argument('--took_off', type=float, default=50.0, help='the validation top-1 (%%) a seed must pass')
+    parser.add_argument('--record', default=None, help="a CSV of every run's result (e.g. docs/distract_runs.csv):"
+                        " ROOT's runs are added to it, and the table and figure show all its runs")
+    parser.add_argument('--machine', default='', help="--record: what ran ROOT's runs (e.g. 'AMD EPYC, 2 cores')")
     args = parser.parse_args(argv)
     results = collect(args.root, args.fractions, args.configs)
+    if args.record:
+        merge_record(args.record, results, args.machine, args.took_off)
     if not any(runs for by_fraction in results.values() for runs in by_fraction.values()):
         raise SystemExit(f'{args.root}: no finished run of {", ".join(args.configs)} in f'
                          f'{{{",".join(map(str, args.fractions))}}}/log')
