@@ -35,6 +35,9 @@
 #   SEEDS=1 CONFIGS="tsm8 cumulative8 uniform8" PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" \
 #       bash scripts/repro_distract_cpu.sh
 # PLOT_CONFIGS (default CONFIGS): the models the figure and table show (runs of earlier calls included).
+# RECORD=docs/distract_runs.csv MACHINE="AMD EPYC without AMX": every finished run's top-1 is added to that CSV (one
+# row a run, MACHINE its machine column), and the table and figure show the CSV's other runs too (tools/plot_distract.py
+# --record): runs of other sessions and machines, whose folders are gone, still count.
 # Expected figures: docs/RESULTS.md, "Distracting frames". Top-1 % at 0 / 25 / 50 / 75%, mean over seeds 0-1
 # (TSM-all: seed 0): TSM-8 100 / 99.2 / 90.2 / 29.6; ours-cumulative-8 100 / 99.6 / 97.9 / 79.2; ours-uniform-8
 # 100 / 100 / 98.5 / 70.6; TSM-all 99.6 / 99.2 / 99.6 / 95.8 (the shared TSM-2 starting points: 100 on the 0% set).
@@ -108,7 +111,7 @@ else  # seed by seed, every share: a partial sweep already has whole curves
   done
 fi
 python tools/plot_distract.py "$ROOT" --fractions $FRACTIONS --configs ${PLOT_CONFIGS:-$CONFIGS} --figure "$FIGURE" \
-    > "$ROOT/results.md"
+    ${RECORD:+--record "$RECORD" --machine "${MACHINE:-}"} > "$ROOT/results.md"
 cat "$ROOT/results.md"
 echo "wall: $(( $(date +%s) - start )) s for this call"
 exit $failed

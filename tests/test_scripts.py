@@ -153,7 +153,12 @@ def test_distractor_sweep_makes_each_fraction_trains_plots_and_skips_finished_ru
     rows = [line for line in (root / 'results.md').read_text().splitlines() if line.startswith('| TSM-8 |')]
     assert len(rows) == 1 and rows[0].count('took off') == 2
     assert figure.stat().st_size > 0
+    env.update(RECORD=str(tmp_path / 'runs.csv'), MACHINE='here')  # the finished runs kept one row each
     assert 'Testing Results' not in sweep().stdout
+    record = (tmp_path / 'runs.csv').read_text().splitlines()
+    assert record[0] == 'config,fraction,seed,top1,took_off,machine' and len(record) == 3
+    assert [line.split(',')[:3] for line in record[1:]] == [['tsm8', '0', '0'], ['tsm8', '75', '0']]
+    assert all(line.endswith(',here') for line in record[1:])
     env['PLOT_CONFIGS'] = 'tsm8 tsmall'  # a later call's table shows the models named, run or not
     assert 'Testing Results' not in sweep().stdout
     rows = [line for line in (root / 'results.md').read_text().splitlines() if line.startswith('| TSM-')]
@@ -238,4 +243,6 @@ def test_gpu_distractor_check_runs_the_seeds_and_shares_side_by_side_on_a_cpu(tm
     assert log.count('Testing Results') >= 6  # 2 starts, 2 shares x 2 seeds
     row = [line for line in (out / 'distract_results.md').read_text().splitlines() if line.startswith('| TSM-8 |')]
     assert len(row) == 1 and row[0].count('took off') == 2 and row[0].count('/2') == 2  # both seeds, both shares
+    record = (out / 'distract_runs.csv').read_text().splitlines()  # every run's row, the machine named
+    assert len(record) == 5 and all(line.startswith('tsm8,') and line.endswith(',cpu') for line in record[1:])
     assert (out / 'move4mnist_distract_gpu.png').stat().st_size > 0 and (out / 'distract_logs.tgz').stat().st_size > 0

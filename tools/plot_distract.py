@@ -69,7 +69,10 @@ def merge_record(path: str, results: Dict[str, Dict[int, List[Dict]]], machine: 
             for r in runs:
                 rows[(config, p, r['seed'])] = {'config': config, 'fraction': p, 'seed': r['seed'],
                                                 'top1': r['top1'], 'took_off': took_off(r, level), 'machine': machine}
-    header = [line for line in open(path) if line.startswith('#')] if os.path.exists(path) else []
+    header = []  # the file's comment lines stay at its top
+    if os.path.exists(path):
+        with open(path) as f:
+            header = [line for line in f if line.startswith('#')]
     tmp = f'{path}.tmp'
     with open(tmp, 'w', newline='') as f:
         f.writelines(header)
@@ -144,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--took_off', type=float, default=50.0, help='the validation top-1 (%%) a seed must pass')
     parser.add_argument('--record', default=None, help="a CSV of every run's result (e.g. docs/distract_runs.csv):"
                         " ROOT's runs are added to it, and the table and figure show all its runs")
-    parser.add_argument('--machine', default='', help="--record: what ran ROOT's runs (e.g. 'AMD EPYC, 2 cores')")
+    parser.add_argument('--machine', default='', help="--record: what ran ROOT's runs (e.g. 'AMD EPYC without AMX')")
     args = parser.parse_args(argv)
     results = collect(args.root, args.fractions, args.configs)
     if args.record:
