@@ -30,17 +30,21 @@
 # Time on 2 idle cores, measured in the decisive study (6-epoch runs incl. validation): TSM-2 40 s, TSM-8 78 s,
 # ours-cumulative-8 and ours-uniform-8 about 165 s each, TSM-all about 4x TSM-8; so about 750 s per seed and
 # fraction with 6 epochs and all 4 models, 4 fractions x 3 seeds = 2.5 h (data generation: 7 s a set).
-# The sweep of docs/RESULTS.md (START=shared; 44 + 26 min on 2 idle cores):
+# The sweep of docs/RESULTS.md (START=shared; the first two calls on an Intel Xeon, 44 + 26 min on 2 idle cores,
+# the last three on an AMD EPYC, 26 + 37 + 24 min, each with RECORD=docs/distract_runs.csv MACHINE=...):
 #   SEEDS=0 bash scripts/repro_distract_cpu.sh
 #   SEEDS=1 CONFIGS="tsm8 cumulative8 uniform8" PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" \
 #       bash scripts/repro_distract_cpu.sh
+#   SEEDS=1 CONFIGS=tsmall bash scripts/repro_distract_cpu.sh
+#   SEEDS=2 CONFIGS="tsm8 cumulative8 uniform8" bash scripts/repro_distract_cpu.sh
+#   SEEDS=2 CONFIGS=tsmall bash scripts/repro_distract_cpu.sh
 # PLOT_CONFIGS (default CONFIGS): the models the figure and table show (runs of earlier calls included).
 # RECORD=docs/distract_runs.csv MACHINE="AMD EPYC without AMX": every finished run's top-1 is added to that CSV (one
 # row a run, MACHINE its machine column), and the table and figure show the CSV's other runs too (tools/plot_distract.py
 # --record): runs of other sessions and machines, whose folders are gone, still count.
-# Expected figures: docs/RESULTS.md, "Distracting frames". Top-1 % at 0 / 25 / 50 / 75%, mean over seeds 0-1
-# (TSM-all: seed 0): TSM-8 100 / 99.2 / 90.2 / 29.6; ours-cumulative-8 100 / 99.6 / 97.9 / 79.2; ours-uniform-8
-# 100 / 100 / 98.5 / 70.6; TSM-all 99.6 / 99.2 / 99.6 / 95.8 (the shared TSM-2 starting points: 100 on the 0% set).
+# Expected figures: docs/RESULTS.md, "Distracting frames". Top-1 % at 0 / 25 / 50 / 75%, mean over seeds 0-2:
+# TSM-8 100 / 99.3 / 91.4 / 31.4; ours-cumulative-8 100 / 99.7 / 98.2 / 79.4; ours-uniform-8 100 / 99.9 / 98.8 / 71.4;
+# TSM-all 99.7 / 99.3 / 99.7 / 79.7 (at 75%: 95.8, 47.1, 96.3; the TSM-2 starting points: 99-100 on the 0% set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-runs/distract}
