@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -32,21 +32,12 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     that arrives during the write is held until the file is in place, then raised as ``KeyboardInterrupt``:
     torch's zip writer turns an interrupt inside ``torch.save`` into an unrelated ``RuntimeError``.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with _ctrl_c_deferred():
-        fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth.tar', dir=folder)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        _fsync_folder(folder)
+    def write(tmp: str) -> None:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    _replace_atomically(path, write)
 
 
 def link_checkpoint(src: str, path: str) -> None:
@@ -56,19 +47,27 @@ def link_checkpoint(src: str, path: str) -> None:
     the file ``path`` names is never changed afterwards, and a ResNet-50 run keeps one 135 MB file per best
     epoch instead of two. Where the file system has no hard links, the file is copied (atomically too).
     """
+    def link(tmp: str) -> None:
+        os.remove(tmp)  # os.link makes the name itself
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here (some network and FAT file systems), or src on another device
+            shutil.copyfile(src, tmp)
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+    _replace_atomically(path, link)
+
+
+def _replace_atomically(path: str, fill: Callable[[str], None]) -> None:
+    """``fill(tmp)`` a temporary file beside ``path``, then rename it to ``path``, with Ctrl-C held meanwhile;
+    on any failure the temporary file is removed and ``path`` is left as it was."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     with _ctrl_c_deferred():
-        tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{os.path.basename(path)}')
-        if os.path.lexists(tmp):
-            os.remove(tmp)
+        fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth.tar', dir=folder)
+        os.close(fd)
         try:
-            try:
-                os.link(src, tmp)
-            except OSError:  # no hard links here (some network and FAT file systems), or src on another device
-                shutil.copyfile(src, tmp)
-                with open(tmp, 'rb+') as f:
-                    os.fsync(f.fileno())
+            fill(tmp)
             os.replace(tmp, path)
         except BaseException:
             if os.path.lexists(tmp):
