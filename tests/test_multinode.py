@@ -319,6 +319,9 @@ def _join() -> None:
     t = torch.tensor([1.0 + dist.get_rank()])
     dist.all_reduce(t)
     print(f'sum {t.item()}', flush=True)
+    # end as main.py does (barrier, then destroy): a process that exits with its group alive can abort in
+    # teardown ("terminate called without an active exception", exit -6) while the other rank still talks to it
+    dist_utils.cleanup()
 
 
 if __name__ == '__main__':
