@@ -28,10 +28,11 @@
 # frames), 1.57 at 25%, 2.4 at 50%, none at 75% (2-3 px). Fewer distractors thus also mean slower motion
 # between adjacent frames (over the whole video the digit moves 36 px at 0%, 14-21 px at 75%).
 # Time on 2 idle cores, measured in the decisive study (6-epoch runs incl. validation): TSM-2 40 s, TSM-8 78 s,
-# ours-cumulative-8 and ours-uniform-8 about 165 s each, TSM-all about 4x TSM-8; so about 750 s per seed and
+# ours-cumulative-8 and ours-uniform-8 about 165 s each, TSM-all about 3.3x TSM-8 (258 s); so about 750 s per seed and
 # fraction with 6 epochs and all 4 models, 4 fractions x 3 seeds = 2.5 h (data generation: 7 s a set).
 # The sweep of docs/RESULTS.md (START=shared; the first two calls on an Intel Xeon, 44 + 26 min on 2 idle cores,
-# the last three on an AMD EPYC, 26 + 37 + 24 min, each with RECORD=docs/distract_runs.csv MACHINE=...):
+# before RECORD existed, their rows entered later; the last three on an AMD EPYC, 26 + 37 + 24 min, in a new
+# checkout with ROOT=runs/distract_amd RECORD=docs/distract_runs.csv MACHINE="AMD EPYC without AMX"):
 #   SEEDS=0 bash scripts/repro_distract_cpu.sh
 #   SEEDS=1 CONFIGS="tsm8 cumulative8 uniform8" PLOT_CONFIGS="tsm8 tsmall cumulative8 uniform8" \
 #       bash scripts/repro_distract_cpu.sh

@@ -67,7 +67,23 @@ def test_effect_is_the_mean_over_seeds_and_a_small_difference_is_undecided():
     assert all(not r['seeds'] for r in rows if r is not row)
     table = po.markdown(rows, 100, 2000)
     assert '| clustering >= sampling | cumulative8 | tsm8 | 2 | +1.00 |' in table
-    assert '| slope >= uniform | slope16 | uniform16 | 0 | — | — | — | — | — | not run |' in table
+    assert '| slope >= uniform | slope16 | uniform16 | 0 | — | — | — | — | — | not run | — |' in table
+
+
+def test_the_verdict_needs_the_bootstrap_and_the_t_test_to_agree():
+    assert po.verdict(1.0, 5.0, 0.01) == 'holds'
+    assert po.verdict(1.0, 5.0, 0.03) == 'undecided at 5%'  # the videos decide, the seeds do not
+    assert po.verdict(-1.0, 5.0, 0.001) == 'undecided at 5%'  # the seeds decide, the videos do not
+    assert po.verdict(-5.0, -1.0, 0.99) == 'reversed'
+    assert po.verdict(-5.0, -1.0, 0.96) == 'undecided at 5%'
+    assert po.verdict(-5.0, -1.0, 1.0) == 'reversed'  # equal per-seed differences: t = -inf
+    assert po.verdict(1.0, 5.0) == 'holds'  # one seed: no t-test, the CI alone
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    # sorted 0.01, 0.03, 0.04: 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
+    assert po.holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
+    assert po.holm([0.5, 0.9]) == [1.0, 1.0]
 
 
 def test_a_tiny_study_end_to_end(tmp_path, monkeypatch):

@@ -18,8 +18,12 @@ cumulative >= slope >= uniform, and cumulative vs uniform; G in 8, 16) is tested
 - (b) a paired t-test over seeds on the per-seed differences (df = seeds - 1), one-sided for A > B. With 3 seeds
   a sign-flip (permutation) test cannot go below p = 1/8, so the t-test is the one that can reach 5%; it
   assumes the per-seed differences are roughly normal. The Student-t CDF is computed here (no scipy).
-Verdict (from the bootstrap CI): "holds" (CI above 0), "reversed" (CI below 0), else "undecided at 5%". The ten
-comparisons are not corrected for multiplicity.
+Verdict, at 5% two-sided, from both tests, as the uncertainty has both sources: "holds" when the bootstrap CI is
+above 0 AND the t-test's one-sided p for A > B is below 2.5%; "reversed" when the CI is below 0 AND the one-sided
+p for B > A is below 2.5%; else "undecided at 5%" (with one seed, the t-test cannot be run: the CI alone). When
+every seed differs by the same amount the t statistic is infinite: the test's limit, with the sign test's caveat
+that 3 seeds cannot carry more than 3 votes. The ten comparisons are not corrected for multiplicity in the verdict;
+the table's last column gives Holm's adjusted two-sided p of the t-tests over the comparisons run.
 """
 import argparse
 import json
@@ -110,12 +114,25 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: in
     return {'effect': float(diff.mean()), 'ci_low': float(low), 'ci_high': float(high)}
 
 
-def verdict(ci_low: float, ci_high: float) -> str:
-    if ci_low > 0:
+def verdict(ci_low: float, ci_high: float, p_one_sided: Optional[float] = None, level: float = 0.05) -> str:
+    """'holds', 'reversed' or 'undecided at 5%' from the bootstrap CI and, where there are >= 2 seeds, the
+    t-test's one-sided p for A > B: both must agree, each at ``level`` two-sided."""
+    if ci_low > 0 and (p_one_sided is None or p_one_sided < level / 2):
         return 'holds'
-    if ci_high < 0:
+    if ci_high < 0 and (p_one_sided is None or 1.0 - p_one_sided < level / 2):
         return 'reversed'
     return 'undecided at 5%'
+
+
+def holm(p_values: Sequence[Optional[float]]) -> List[Optional[float]]:
+    """Holm's step-down adjustment of the given p values (None: skipped), each capped at 1."""
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: List[Optional[float]] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - rank) * p))
+        out[i] = running
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -174,24 +191,31 @@ def compare(table: Dict[str, Dict[int, np.ndarray]], resamples: int, seed: int,
             row.update(paired_bootstrap(ca, cb, resamples, seed))
             row['per_seed'] = [100.0 * float(ca[i].mean() - cb[i].mean()) for i in range(len(seeds))]
             row.update(paired_t(row['per_seed']))
-            row['verdict'] = verdict(row['ci_low'], row['ci_high'])
+            row['verdict'] = verdict(row['ci_low'], row['ci_high'], row['p_one_sided'])
         results.append(row)
+    two_sided = [None if r.get('p_one_sided') is None else 2 * min(r['p_one_sided'], 1 - r['p_one_sided'])
+                 for r in results]
+    for r, p in zip(results, holm(two_sided)):
+        if r['seeds']:
+            r['p_holm'] = p
     return results
 
 
 def markdown(results: List[Dict], videos: int, resamples: int) -> str:
     lines = [f'| claim | A | B | seeds | A − B (top-1 points, mean over seeds) | 95% CI (bootstrap over {videos} '
-             f'videos, {resamples} resamples) | per seed | paired t over seeds (df) | one-sided p | verdict |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             f'videos, {resamples} resamples) | per seed | paired t over seeds (df) | one-sided p (A > B) | verdict '
+             f'(CI and t agree, 5%) | Holm p (two-sided, {sum(1 for r in results if r["seeds"])} claims) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         if not r['seeds']:
-            lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | 0 | — | — | — | — | — | not run |")
+            lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | 0 | — | — | — | — | — | not run | — |")
             continue
         t = '—' if r['t'] is None else f"{r['t']:.2f} ({r['df']})"
         p = '—' if r['p_one_sided'] is None else f"{r['p_one_sided']:.3f}"
+        holm_p = '—' if r.get('p_holm') is None else f"{r['p_holm']:.3f}"
         lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | {len(r['seeds'])} | {r['effect']:+.2f} | "
                      f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {', '.join(f'{d:+.2f}' for d in r['per_seed'])} | "
-                     f"{t} | {p} | {r['verdict']} |")
+                     f"{t} | {p} | {r['verdict']} | {holm_p} |")
     return '\n'.join(lines)
 
 

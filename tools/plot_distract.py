@@ -110,7 +110,8 @@ def markdown(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int]
 
 def plot(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int], path: str) -> None:
     """Top-1 against the fraction, one line a model (only the fractions it has runs of, shifted sideways by
-    under a point so that equal values stay visible), error bars = std; y from 20% (chance: 25%) to 100%."""
+    under a point so that equal values stay visible), error bars = std (clipped at 100%), each seed a small dot
+    beside its mean (a split such as 47/96/96 shows); y from 20% (chance: 25%) to 100%."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -121,15 +122,20 @@ def plot(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int], pa
             continue
         top1s = [[r['top1'] for r in by_fraction[p]] for p in xs]
         dodge = (i - (len(results) - 1) / 2) * 0.8  # equal values stay visible side by side
-        ax.errorbar([x + dodge for x in xs], [statistics.mean(t) for t in top1s],
-                    yerr=[statistics.stdev(t) if len(t) > 1 else 0.0 for t in top1s],
-                    marker='o', capsize=3, label=NAMES.get(config, config))
+        means = [statistics.mean(t) for t in top1s]
+        stds = [statistics.stdev(t) if len(t) > 1 else 0.0 for t in top1s]
+        line = ax.errorbar([x + dodge for x in xs], means,
+                           yerr=[stds, [min(s, 100.0 - m) for m, s in zip(means, stds)]],
+                           marker='o', capsize=3, label=NAMES.get(config, config))
+        seeds_x = [x + dodge + 0.9 for x, t in zip(xs, top1s) for _ in t]
+        ax.scatter(seeds_x, [v for t in top1s for v in t], s=9, color=line[0].get_color(), alpha=0.6, zorder=3)
     ax.axhline(25.0, color='grey', linestyle=':', linewidth=1, label='chance')
-    ax.set_ylim(20.0, 100.0)
+    ax.set_ylim(20.0, 101.5)  # a seed at 100% stays visible
     ax.set_xticks(list(fractions))
     ax.set_xlabel("distracting frames (% of each video's 32)")
     ax.set_ylabel('top-1 (%)')
-    ax.set_title('Move4MNIST: accuracy against distracting frames\n(mean over seeds, bars: std)', fontsize=10)
+    ax.set_title('Move4MNIST: accuracy against distracting frames\n(mean over seeds, bars: std, dots: each seed)',
+                 fontsize=10)
     ax.legend(fontsize=8, loc='lower left')  # the curves lie high
     ax.grid(alpha=0.3)
     fig.tight_layout()
