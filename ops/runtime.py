@@ -25,3 +25,17 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def describe_machine(device: torch.device) -> str:
+    """One line for a run's log: what its figures depend on beyond the flags (fp32 on the CPU is bitwise
+    repeatable only on the same CPU model at the same thread count and torch version)."""
+    cpu = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), '')
+    except OSError:
+        pass
+    where = torch.cuda.get_device_name(device) if device.type == 'cuda' else (cpu or 'unknown CPU')
+    return f"machine: torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {device.type}: {where}"
+

@@ -27,5 +27,10 @@ export EVAL_FREQ=${EVAL_FREQ:-1}
 export PARALLEL=${PARALLEL:-1}
 export EXTRA=${EXTRA-}
 export WIDE=${WIDE-}
+# The study's thread count (2 cores): fp32 on the CPU is bitwise repeatable only on the same CPU model at the same
+# thread count (every run's log.txt says both; an OMP_NUM_THREADS in the environment sets both). THREADS=$(nproc)
+# WARM_THREADS=$(nproc) is faster on a bigger machine.
+export THREADS=${THREADS:-${OMP_NUM_THREADS:-2}}
+export WARM_THREADS=${WARM_THREADS:-${OMP_NUM_THREADS:-2}}
 export SCORES=${SCORES-cpu}  # each run stores its per-video validation scores for tools/paired_orderings.py
 exec bash scripts/repro_move4mnist_cpu.sh

@@ -24,3 +24,15 @@ def test_set_seed_repeats_python_numpy_and_torch_draws():
     assert draws[0] == draws[1]
     set_seed(8)
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) != draws[0]
+
+
+def test_describe_machine_names_torch_the_threads_and_the_cpu():
+    from ops.runtime import describe_machine
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        line = describe_machine(torch.device('cpu'))
+    finally:
+        torch.set_num_threads(before)
+    assert line.startswith(f'machine: torch {torch.__version__}, 1 intra-op threads, cpu: ')
+    assert len(line.split('cpu: ', 1)[1]) > 0
