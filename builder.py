@@ -67,6 +67,23 @@ def use_stored_settings(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print(f"=> {args.resume}: its stored model settings {' '.join(changed)} replace the defaults")
 
 
+def use_tune_from_alpha(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """``--tune_from`` a SlowFast file (e.g. tools/convert_checkpoint.py's SLOWFAST_4x16_R50): its stored
+    ``slowfast_alpha`` fixes the lateral fusion's kernel, so it is taken when the command line gives none, and a
+    different ``--slowfast_alpha`` is an error naming the file (the weights could not load)."""
+    saved = load_checkpoint(args.tune_from).get('args') or {}
+    alpha = saved.get('slowfast_alpha')
+    if not alpha or saved.get('arch') != args.arch or args.slowfast_alpha == alpha:
+        return
+    if 'slowfast_alpha' in opts.explicit_flags(list(argv)):
+        raise ValueError(f"{args.tune_from}: its SlowFast was trained with --slowfast_alpha {alpha}, this run asks "
+                         f"for {args.slowfast_alpha}: the lateral fusion's weights differ in shape; drop the flag "
+                         f"or pass --slowfast_alpha {alpha}")
+    args.slowfast_alpha = alpha
+    if int(os.environ.get('RANK', 0)) == 0:
+        print(f"=> {args.tune_from}: --slowfast_alpha {alpha}, as its SlowFast was trained")
+
+
 def checkpoint_args(saved: Optional[Dict[str, Any]], path: str, dataset: Optional[str] = None,
                     modality: Optional[str] = None, extra: Sequence[str] = (),
                     data: Optional[Dict[str, Any]] = None) -> argparse.Namespace:
@@ -171,10 +188,12 @@ def use_fc_lr5(args: argparse.Namespace, tune_args: Optional[Dict[str, Any]] = N
 
 
 def backbone_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The backbone builder's options set by flags: ``--slowfast_alpha`` -> ``{'alpha': a}`` (docs/DESIGN.md §7),
+    """The backbone builder's options set by flags: ``--slowfast_alpha`` -> ``{'alpha': a}``,
+    ``--slowfast_slow_frames`` -> ``{'slow_frames': s}`` (docs/DESIGN.md §7),
     plus ``args.backbone_options`` where a tool sets that dict (``tools/x3d_expand.py``: ``x2d``'s expansions)."""
-    alpha = getattr(args, 'slowfast_alpha', None)
-    return {**({} if alpha is None else {'alpha': alpha}), **(getattr(args, 'backbone_options', None) or {})}
+    alpha, slow = getattr(args, 'slowfast_alpha', None), getattr(args, 'slowfast_slow_frames', None)
+    return {**({} if alpha is None else {'alpha': alpha}), **({} if slow is None else {'slow_frames': slow}),
+            **(getattr(args, 'backbone_options', None) or {})}
 
 
 def build_model(args: argparse.Namespace, num_class: int, print_spec: bool = True,
@@ -375,13 +394,15 @@ def multigrid_frames(args: argparse.Namespace) -> int:
 
 def multigrid_phases(args: argparse.Namespace) -> Optional[List[mg.Phase]]:
     """``--multigrid``: the run's phases (``ops.multigrid.schedule``) at base (T or F, ``--img_size``), the
-    learning-rate stages starting at ``--lr_steps`` (step schedule); None without ``--multigrid``."""
+    learning-rate stages starting at ``--lr_steps`` (step schedule); None without ``--multigrid``. With
+    clustering, main.py first measures the model's ``multigrid_frame_share`` (``ops.multigrid.frame_share``),
+    which sets the long cycle's batch multiples (1, B T S^2 constant, otherwise)."""
     if not getattr(args, 'multigrid', None):
         return None
     cycles = args.multigrid.split(',')
     starts = [math.ceil(s) for s in args.lr_steps] if args.lr_type == 'step' else []
     return mg.schedule(args.epochs, multigrid_frames(args), args.img_size, 'long' in cycles, 'short' in cycles,
-                       starts)
+                       starts, getattr(args, 'multigrid_frame_share', 1.0))
 
 
 def multigrid_args(args: argparse.Namespace, phase: mg.Phase) -> argparse.Namespace:

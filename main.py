@@ -18,8 +18,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config,
-                     load_tune_from, make_loader, multigrid_args, multigrid_phases, store_name, use_fc_lr5,
-                     use_stored_settings)
+                     load_tune_from, make_loader, multigrid_args, multigrid_frames, multigrid_phases, store_name,
+                     use_fc_lr5, use_stored_settings, use_tune_from_alpha)
 from opts import check_training, parse_args
 from ops import distributed as dist_utils
 from ops import multigrid as mg
@@ -27,7 +27,7 @@ from ops.checkpoint import (check_writable, link_checkpoint, load_checkpoint, lo
                             remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
 from ops.dataset_config import DatasetConfig
-from ops.runtime import select_device, set_seed
+from ops.runtime import describe_machine, select_device, set_seed
 from ops.train_step import StepTimer, autocast, train_step
 from ops.utils import AverageMeter, correct_topk
 
@@ -237,6 +237,8 @@ def setup(argv: Optional[List[str]]) -> Run:
     args = parse_args(argv)
     if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
         use_stored_settings(args, list(sys.argv[1:] if argv is None else argv))
+    if args.tune_from and os.path.isfile(args.tune_from):
+        use_tune_from_alpha(args, list(sys.argv[1:] if argv is None else argv))
     check_training(args)
     rank, world = dist_utils.init_from_env(args.device)
     device = select_device(args.device)
@@ -256,6 +258,10 @@ def setup(argv: Optional[List[str]]) -> Run:
         check_writable(model_dir, '--root_model')
     model = initial_model(args, config.num_class, is_main)
     model.to(device)
+    if getattr(args, 'multigrid', None) and args.cluster != 'none' and multigrid_frames(args):
+        # the clustered layers see G steps whatever F: the long cycle's batches follow the measured cost
+        args.multigrid_frame_share = mg.frame_share(model, multigrid_frames(args), args.img_size, model.sample_len,
+                                                    device)
     optimizer = build_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
     return Run(args, rank, world, device, config, model, optimizer, scaler, log_dir, model_dir)
@@ -329,11 +335,15 @@ def fit(run: Run, net: nn.Module, val_loader, start_epoch: int, start_iter: int,
             f.write(json.dumps(vars(args), indent=1, default=str) + '\n')
     log = RunLog(run.log_dir if run.is_main else None)
     log.line(' '.join(sys.argv if argv is None else ['main.py'] + list(argv)))
+    log.line(describe_machine(device))
     train_set = build_dataset(args, run.config, model, train=True)
     train_sampler = dist_utils.EpochSampler(len(train_set), True, args.seed, rank, run.world, pad=True)
     phases, phase = multigrid_phases(args), None  # --multigrid: ops/multigrid.py's phases of (batch, frames, size)
     if phases:
-        log.line('multigrid schedule (Wu et al. 2020):\n' + mg.describe(phases, args.batch_size, getattr(args, 'multigrid_lr', 'linear')))
+        share = getattr(args, 'multigrid_frame_share', None)
+        log.line('multigrid schedule (Wu et al. 2020)' + ('' if share is None else
+                 f', {100 * share:.0f}% of a clip\'s cost grows with its frames (the rest is after clustering)')
+                 + ':\n' + mg.describe(phases, args.batch_size, getattr(args, 'multigrid_lr', 'linear')))
         mg.check_shapes(model, phases, model.sample_len, device)
     result = {}
     for epoch in range(start_epoch, args.epochs):

@@ -16,7 +16,7 @@ from ops.transforms import default_scale_size
 # (``main.py --evaluate --resume``, ``tools/test_models.py``) takes them from the checkpoint's ``args``.
 MODEL_KEYS = ('modality', 'arch', 'num_segments', 'consensus_type', 'shift', 'shift_div', 'shift_place',
               'temporal_pool', 'non_local', 'cluster', 'frames', 'cluster_after', 'dense_sample', 'img_size',
-              'scale_size', 'sample_rate', 'new_length', 'slowfast_alpha')
+              'scale_size', 'sample_rate', 'new_length', 'slowfast_alpha', 'slowfast_slow_frames')
 
 # F, the frames per video entering the stem when clustering, unless --frames says otherwise.
 DEFAULT_FRAMES = 32
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--slowfast_alpha', type=int, default=None, choices=[4, 8],
                         help="--arch slowfast_r50: the Slow pathway takes every alpha-th of the --num_segments "
                              "(Fast) frames; 4 (8x8, the default) or 8 (4x16)")
+    parser.add_argument('--slowfast_slow_frames', default=None, choices=['stride', 'linspace'],
+                        help="--arch slowfast_r50: the Slow pathway's frames: every alpha-th (stride, the default) "
+                             "or PySlowFast's evenly spaced T/alpha (linspace, the protocol of its checkpoints)")
     parser.add_argument('--consensus_type', type=str, default='avg', choices=['avg', 'identity'])
     add_ignored(parser, '--k', type=int)
     parser.add_argument('--dropout', '--do', default=0.5, type=fraction, metavar='DO')
@@ -253,6 +256,12 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     check_multigrid(args, parser)
     if args.slowfast_alpha is not None and 'alpha' not in backbone_option_names(args.arch):
         parser.error(f"--slowfast_alpha only applies with --arch slowfast_r50 (not {args.arch})")
+    if args.slowfast_slow_frames is not None and 'slow_frames' not in backbone_option_names(args.arch):
+        parser.error(f"--slowfast_slow_frames only applies with --arch slowfast_r50 (not {args.arch})")
+    if args.slowfast_slow_frames == 'linspace' and args.cluster == 'none' \
+            and args.num_segments % (args.slowfast_alpha or 4):
+        parser.error(f"--slowfast_slow_frames linspace takes --num_segments / alpha Slow frames: --num_segments "
+                     f"{args.num_segments} is not a multiple of alpha {args.slowfast_alpha or 4}")
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
     if problem:
         parser.error(problem)
@@ -329,6 +338,11 @@ def cluster_problem(cluster: str, num_segments: int, frames: Union[int, str, Non
 
 def check_training(args: argparse.Namespace) -> None:
     """Refuse training settings whose result would not be what they say (exit status 2, naming the flags)."""
+    if getattr(args, 'zero_init_residual', False) and not args.no_partialbn and not args.evaluate:
+        build_parser().error(
+            "--zero_init_residual without --npb: partial BN (the default) freezes every BatchNorm but the first, "
+            "weights included, so the zeroed last BatchNorm of each residual block would stay zero and every "
+            "residual branch would stay off for the whole run. Add --npb")
     if args.chunk_frames and not args.freeze_early_bn and not args.evaluate:
         build_parser().error(
             f"--chunk_frames {args.chunk_frames} in training needs --freeze_early_bn: a BatchNorm layer before "

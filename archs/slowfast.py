@@ -22,6 +22,9 @@ measured on meta tensors), ours against pytorchvideo 0.1.5's ``create_slowfast``
     SlowFast-R50 8x8  (alpha 4, fusion kernel 7)   65.709 GMACs (pytorchvideo 65.712)   34,566,488 parameters
     SlowFast-R50 4x16 (alpha 8, fusion kernel 5)   36.099 GMACs (pytorchvideo 36.102)   34,480,216 parameters
 
+(pytorchvideo applies the classifier at each of the 2x2 positions its 7x7 head windows leave at 256 px, then
+averages; ours averages, then classifies once: 0.003 G less, the same logits.)
+
 (36.305 GMACs and 34.57 M parameters for alpha 8 belong to fusion kernel 7, i.e. ``fusion_kernel=7``; the
 4x16 checkpoint's 34.48 M parameters are those of kernel 5.)
 """
@@ -186,33 +189,50 @@ class Head(nn.Module):
         return self.proj(torch.flatten(self.output_pool(self.dropout(x)), 1))
 
 
-class PathwaySplit(nn.Module):
-    """One clip -> the two pathways' inputs: (N, 3, T, H, W) -> [slow (N, 3, ceil(T / alpha), H, W), fast = clip].
+SLOW_FRAMES = ('stride', 'linspace')
 
-    The Slow pathway takes frames 0, alpha, 2 alpha, ... (every frame inside ``slow_pathway_context``, for the
-    clustering); no parameters, so the state dict stays pytorchvideo's.
+
+class PathwaySplit(nn.Module):
+    """One clip -> the two pathways' inputs: (N, 3, T, H, W) -> [slow (N, 3, T_slow, H, W), fast = clip].
+
+    ``slow_frames`` 'stride': frames 0, alpha, 2 alpha, ... (T_slow = ceil(T / alpha)), where the strided lateral
+    connections sample the Fast pathway; 'linspace': the T / alpha frames PySlowFast's and pytorchvideo's data
+    loaders pick (``PackPathway``: ``torch.linspace(0, T - 1, T // alpha)``, e.g. 0, 4, 8, 13, ..., 31 of 32),
+    the protocol their checkpoints were trained and tested with; T must then be a multiple of alpha. Inside
+    ``slow_pathway_context`` (the clustering) every frame. No parameters: the state dict stays pytorchvideo's.
     """
 
-    def __init__(self, alpha: int):
+    def __init__(self, alpha: int, slow_frames: str = 'stride'):
         super().__init__()
-        self.alpha = alpha
+        if slow_frames not in SLOW_FRAMES:
+            raise ValueError(f"archs/slowfast.py: slow_frames {slow_frames!r}: one of {SLOW_FRAMES}")
+        self.alpha, self.slow_frames = alpha, slow_frames
 
     def forward(self, clip: torch.Tensor) -> List[torch.Tensor]:
         if clip.dim() != 5 or clip.shape[1] != 3:
             raise ValueError(f"archs/slowfast.py: SlowFast takes a clip (N, 3, T, H, W), got {tuple(clip.shape)}")
-        return [clip if slow_pathway_map() is not None else clip[:, :, ::self.alpha], clip]
+        if slow_pathway_map() is not None:
+            return [clip, clip]
+        if self.slow_frames == 'stride':
+            return [clip[:, :, ::self.alpha], clip]
+        t = clip.shape[2]
+        if t % self.alpha:
+            raise ValueError(f"archs/slowfast.py: slow_frames 'linspace' takes T / alpha frames: T = {t} is not a "
+                             f"multiple of alpha = {self.alpha}")
+        index = torch.linspace(0, t - 1, t // self.alpha, device=clip.device).long()
+        return [clip.index_select(2, index), clip]
 
 
 class SlowFast(nn.Module):
     """SlowFast-R50: ``[slow (N, 3, T/alpha, H, W), fast (N, 3, T, H, W)]`` or one fast clip -> (N, classes) logits.
 
-    Given one tensor (N, 3, T, H, W), the Slow pathway takes frames 0, alpha, 2 alpha, ... of it
-    (PySlowFast's data loader instead picks T/alpha frames evenly spaced by ``torch.linspace``; pass the
-    list to reproduce that).
+    Given one tensor (N, 3, T, H, W), the Slow pathway takes frames 0, alpha, 2 alpha, ... of it, or with
+    ``slow_frames='linspace'`` the T/alpha frames PySlowFast's data loader picks (``PathwaySplit``).
     """
 
     def __init__(self, num_classes: int = 400, alpha: int = 4, fusion_kernel: Optional[int] = None,
-                 head_pool_kernels: Sequence[Optional[Tuple[int, int, int]]] = (None, None), dropout: float = 0.5):
+                 head_pool_kernels: Sequence[Optional[Tuple[int, int, int]]] = (None, None), dropout: float = 0.5,
+                 slow_frames: str = 'stride'):
         super().__init__()
         if fusion_kernel is None:
             if alpha not in FUSION_KERNELS:
@@ -220,7 +240,7 @@ class SlowFast(nn.Module):
                                  f"(known: {FUSION_KERNELS}); pass fusion_kernel")
             fusion_kernel = FUSION_KERNELS[alpha]
         self.alpha = alpha
-        self.pathways = PathwaySplit(alpha)
+        self.pathways = PathwaySplit(alpha, slow_frames)
         slow_in, fast_in = 64, 64 // BETA_INV
         blocks = [TwoPathways(Stem(slow_in, 1), Stem(fast_in, 5), FuseFastToSlow(fast_in, alpha, fusion_kernel))]
         for i, (width, depth) in enumerate(zip(SLOW_WIDTHS, DEPTHS)):
@@ -252,7 +272,7 @@ class SlowFast(nn.Module):
 
 def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: int = 4, frames: int = 32,
                    train_size: int = 224, zoo_head_pool: bool = True, dropout: float = 0.5,
-                   fusion_kernel: Optional[int] = None) -> SlowFast:
+                   fusion_kernel: Optional[int] = None, slow_frames: str = 'stride') -> SlowFast:
     """SlowFast-R50, randomly initialised; ``frames`` is the Fast pathway's clip length T.
 
     ``zoo_head_pool`` pools each pathway over its training window ((T/alpha or T), train_size/32, train_size/32)
@@ -263,7 +283,7 @@ def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: in
         raise ValueError(f"archs/slowfast.py: unknown SlowFast {name!r}: expected 'slowfast_r50'")
     side = -(-train_size // 32)
     kernels = [(frames // alpha, side, side), (frames, side, side)] if zoo_head_pool else [None, None]
-    return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout)
+    return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout, slow_frames)
 
 
 def slowfast_layout() -> Layout:
@@ -279,16 +299,18 @@ def slowfast_layout() -> Layout:
 
 
 def build(arch: str, pretrain: str = 'scratch', zero_init_residual: bool = False,
-          alpha: int = 4, fusion_kernel: Optional[int] = None) -> Tuple[SlowFast, Layout]:
+          alpha: int = 4, fusion_kernel: Optional[int] = None, slow_frames: str = 'stride') -> Tuple[SlowFast, Layout]:
     """The registry's builder: SlowFast-R50 at random with ``alpha`` (4: 8x8, 8: 4x16) and the lateral connections'
     temporal kernel ``fusion_kernel`` (None: the published checkpoint's for ``alpha``).
 
-    Both are backbone options (``TSN(backbone_options={'alpha': a})``; ``--slowfast_alpha`` sets alpha). pytorchvideo's
+    ``slow_frames``: which frames the Slow pathway takes (``PathwaySplit``: 'stride' or PySlowFast's 'linspace').
+    All are backbone options (``TSN(backbone_options={'alpha': a})``; ``--slowfast_alpha`` sets alpha,
+    ``--slowfast_slow_frames`` slow_frames). pytorchvideo's
     weights come through ``tools/convert_checkpoint.py --from pytorchvideo`` and ``--tune_from``.
     ``zero_init_residual`` zeroes the last BatchNorm of every residual branch.
     """
     no_download(arch, pretrain)
-    model = build_slowfast(arch, alpha=alpha, fusion_kernel=fusion_kernel)
+    model = build_slowfast(arch, alpha=alpha, fusion_kernel=fusion_kernel, slow_frames=slow_frames)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, Bottleneck):

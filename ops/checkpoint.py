@@ -212,7 +212,7 @@ def load_model_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], pa
                 ([f"not in the model: {show(unexpected)}"] if unexpected else []) + \
                 ([f"shape mismatch: {show(wrong)}"] if wrong else [])
         raise CheckpointError(f"{path}: checkpoint does not match the model ({'; '.join(parts)}). "
-                              f"Check --arch, --shift/--shift_place, --modality and the class count.")
+                              f"Check --arch, --shift/--shift_place, --modality, --slowfast_alpha and the class count.")
     model.load_state_dict(state_dict, strict=not drop_classifier_if_mismatch)
 
 

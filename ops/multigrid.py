@@ -50,18 +50,53 @@ class Phase:
     cycle: Tuple[Tuple[int, int], ...]
 
 
-def grid_shape(frames: int, size: int, t_factor: float, s_factor: float) -> Shape:
-    """The base (T, S) on a coarser grid: T' = round(T t), S' = round(S s), and the batch multiple that keeps
-    B T S^2 about constant, round(T S^2 / (T' S'^2)) (at least 1)."""
+def grid_shape(frames: int, size: int, t_factor: float, s_factor: float, frame_share: float = 1.0) -> Shape:
+    """The base (T, S) on a coarser grid: T' = round(T t), S' = round(S s), and the batch multiple that keeps a
+    step's cost about constant: round(1 / ((S'/S)^2 (share T'/T + 1 - share))), at least 1. ``frame_share`` is the
+    part of a clip's cost that grows with its frames: 1 for TSM and the clip backbones (B T S^2 constant, the
+    paper's rule); less with full-video clustering, whose layers after the clustering point see G steps whatever
+    F is (``frame_share`` measures it)."""
     t, s = max(1, round(frames * t_factor)), max(1, round(size * s_factor))
-    return Shape(max(1, round(frames * size ** 2 / (t * s * s))), t, s)
+    relative = (s * s) / (size * size) * (frame_share * t / frames + 1.0 - frame_share)
+    return Shape(max(1, round(1.0 / relative)), t, s)
 
 
-def long_cycle_shapes(frames: int, size: int) -> List[Shape]:
+def long_cycle_shapes(frames: int, size: int, frame_share: float = 1.0) -> List[Shape]:
     """The long cycle's four shapes for base (T, S), coarse to fine; the last is (1, T, S).
 
     E.g. T = 8, S = 32: (8, 2, 23), (4, 4, 23), (2, 4, 32), (1, 8, 32)."""
-    return [grid_shape(frames, size, t, s) for t, s in LONG_CYCLE]
+    return [grid_shape(frames, size, t, s, frame_share) for t, s in LONG_CYCLE]
+
+
+def frame_share(model: nn.Module, frames: int, size: int, channels: int, device: torch.device) -> float:
+    """The part of one clip's multiply-adds at (``frames``, ``size``) that is proportional to its frames, counted
+    by torch's FLOP counter on two zero clips of F and F/2 frames, run by a copy of ``model`` on the meta device
+    (shapes only, no arithmetic; ``model`` itself is untouched), or by ``model`` on ``device`` in eval mode without
+    gradients where a layer has no meta kernel. c(F) = F e + c0, so the share F e / c(F) = 2 (c(F) - c(F/2)) /
+    c(F). A clustered model (G fixed) gives less than 1: its early layers see F frames, the later ones G; a
+    clustered SlowFast's Fast pathway counts in the share. ``channels``: values per frame (``TSN.sample_len``)."""
+    import copy
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(net: nn.Module, on: torch.device, t: int) -> float:
+        with torch.no_grad(), net.sampled_frames(t), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, t * channels, size, size, device=on))
+        return float(counter.get_total_flops())
+
+    half_frames = max(1, frames // 2)
+    try:
+        meta = copy.deepcopy(model).to('meta').eval()
+        full, half = count(meta, torch.device('meta'), frames), count(meta, torch.device('meta'), half_frames)
+    except (NotImplementedError, RuntimeError):
+        was_training = model.training
+        model.eval()
+        try:
+            full, half = count(model, device, frames), count(model, device, half_frames)
+        finally:
+            model.train(was_training)
+    if not full or frames == half_frames:
+        return 1.0
+    return min(1.0, max(0.0, (full - half) / full * frames / (frames - half_frames)))
 
 
 def short_cycle(phase_size: int, base_size: int) -> List[Tuple[int, int]]:
@@ -86,7 +121,7 @@ def apportion(epochs: int, weights: Sequence[float]) -> List[int]:
 
 
 def schedule(epochs: int, frames: int, size: int, long: bool, short: bool,
-             stage_starts: Sequence[int] = ()) -> List[Phase]:
+             stage_starts: Sequence[int] = (), frame_share: float = 1.0) -> List[Phase]:
     """The phases of a run of ``epochs`` at base (``frames``, ``size``).
 
     ``long``: within each learning-rate stage (``stage_starts``: the epochs where the rate drops; stages are
@@ -94,6 +129,7 @@ def schedule(epochs: int, frames: int, size: int, long: bool, short: bool,
     their mean batch (so each takes about as many steps); the last stage at the base shape. With a single stage
     (no drop inside the run, or a cosine rate) the whole run is one cycle. Without ``long``: one base phase.
     ``short``: the short cycle inside every phase (its mean batch counts in the long cycle's proportions).
+    ``frame_share``: see ``grid_shape`` (1: the batch multiple keeps B T S^2 constant).
     """
     def phase(start: int, end: int, shape: Shape) -> Phase:
         return Phase(start, end, shape, tuple(short_cycle(shape.size, size)) if short else ((1, shape.size),))
@@ -101,7 +137,7 @@ def schedule(epochs: int, frames: int, size: int, long: bool, short: bool,
     base = Shape(1, frames, size)
     if not long:
         return [phase(0, epochs, base)]
-    shapes = long_cycle_shapes(frames, size)
+    shapes = long_cycle_shapes(frames, size, frame_share)
     weights = [s.batch * sum(m for m, _ in phase(0, 0, s).cycle) / len(phase(0, 0, s).cycle) for s in shapes]
     bounds = [0] + sorted({s for s in stage_starts if 0 < s < epochs}) + [epochs]
     cycled = bounds if len(bounds) == 2 else bounds[:-1]  # the stages that hold a cycle

@@ -78,6 +78,10 @@ def test_backbone_options_reach_the_builder_that_takes_them():
     from archs import backbone_option_names
     with torch.device('meta'):
         net, layout = build_backbone('slowfast_r50', 'scratch', options={'alpha': 8})
-    assert net.alpha == 8 and layout.pathways == 2 and backbone_option_names('slowfast_r50') == ['alpha', 'fusion_kernel']
+    assert net.alpha == 8 and layout.pathways == 2
+    assert backbone_option_names('slowfast_r50') == ['alpha', 'fusion_kernel', 'slow_frames']
+    with torch.device('meta'):
+        assert build_backbone('slowfast_r50', 'scratch', options={'slow_frames': 'linspace'})[0].pathways.slow_frames \
+            == 'linspace'
     with pytest.raises(ValueError, match="--arch resnet18 takes no backbone option alpha"):
         build_backbone('resnet18', 'scratch', options={'alpha': 8})

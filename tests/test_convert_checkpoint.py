@@ -74,3 +74,23 @@ def test_a_file_without_model_state_is_refused(tmp_path):
     torch.save({'state_dict': build_x3d('x3d_xs').state_dict()}, path)
     with pytest.raises(CheckpointError, match="expected a dict whose 'model_state'"):
         convert_checkpoint.read_pytorchvideo(str(path))
+
+
+def test_tune_from_a_converted_4x16_takes_its_alpha_and_refuses_another(tmp_path):
+    from builder import build_model, load_tune_from, use_tune_from_alpha
+    from opts import parse_args
+    torch.manual_seed(0)
+    src, dst = pytorchvideo_file(build_slowfast(alpha=8), tmp_path / 'SLOWFAST_4x16_R50.pyth'), str(tmp_path / 'sf.pth')
+    assert convert_checkpoint.main([src, dst, '--from', 'pytorchvideo', '--arch', 'slowfast_r50',
+                                    '--slowfast_alpha', '8']) == 0
+    argv = ['move4mnist', 'RGB', '--arch', 'slowfast_r50', '--pretrain', 'scratch', '--num_segments', '16',
+            '--tune_from', dst]
+    args = parse_args(argv)
+    use_tune_from_alpha(args, argv)
+    assert args.slowfast_alpha == 8  # taken from the file: without it the fusion kernels (5 vs 7) would not load
+    model = build_model(args, 4)
+    load_tune_from(model, load_checkpoint(dst)['state_dict'], dst)
+    assert model.base_model.alpha == 8
+    wrong = argv + ['--slowfast_alpha', '4']
+    with pytest.raises(ValueError, match=r'sf\.pth: .*--slowfast_alpha 8'):
+        use_tune_from_alpha(parse_args(wrong), wrong)

@@ -29,6 +29,43 @@ def test_long_cycle_shapes_by_hand():
                                              mg.Shape(1, 16, 224)]
 
 
+def test_a_frame_share_below_one_gives_the_clustered_batches_by_hand():
+    # share 0.5, T=32 -> 8 frames at 23 px: (23/32)^2 (0.5 * 8/32 + 0.5) = 0.3229 -> batch 3.10 -> 3 (T S^2: 8)
+    assert mg.grid_shape(32, 32, 0.25, S2, 0.5) == mg.Shape(3, 8, 23)
+    assert mg.grid_shape(32, 32, 0.25, S2) == mg.Shape(8, 8, 23)
+    assert mg.grid_shape(32, 32, 0.5, 1.0, 0.0) == mg.Shape(1, 16, 32)  # nothing grows with F: no larger batch
+
+
+def test_clustered_long_cycle_keeps_the_measured_step_cost_about_constant():
+    """The batch multiples from the measured frame share keep batch x clip cost within the rounding of a whole
+    multiple (x0.67-1.5) of the base step's, each cost counted by torch's FLOP counter (shapes only, on the meta
+    device, at 112 px where S^2 describes the spatial cost); B T S^2 overshoots (G is fixed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    args = args_of('--arch', 'resnet18', '--shift', '--cluster', 'cumulative', '--frames', '32', '--num_segments',
+                   '8', '--multigrid', 'long', '--epochs', '8', '--img_size', '112')
+    model = build_model(args, 4, print_spec=False).eval()
+    meta = build_model(args, 4, print_spec=False).eval().to('meta')
+
+    def cost(frames, size):
+        with torch.no_grad(), meta.sampled_frames(frames), FlopCounterMode(display=False) as counter:
+            meta(torch.zeros(1, frames * 3, size, size, device='meta'))
+        return counter.get_total_flops()
+
+    share = mg.frame_share(model, 32, 112, 3, torch.device('cpu'))
+    assert 0.4 < share < 0.9, share  # the stem and layer1 on 32 frames, layer2-4 on 8
+    base = cost(32, 112)
+    assert cost(16, 112) == pytest.approx(base * (1 - share / 2), rel=1e-6)  # linear in F: the share's definition
+    shapes, naive = mg.long_cycle_shapes(32, 112, share), mg.long_cycle_shapes(32, 112)
+    assert [s.batch for s in shapes] == [4, 3, 1, 1] and [s.batch for s in naive] == [8, 4, 2, 1]
+    for shape in shapes:
+        ratio = shape.batch * cost(shape.frames, shape.size) / base
+        assert 0.67 < ratio < 1.5, (shape, ratio)
+    assert naive[0].batch * cost(naive[0].frames, naive[0].size) / base > 2.0  # what the T S^2 rule gave
+    args.multigrid_frame_share = share
+    assert [p.shape for p in multigrid_phases(args)] == shapes
+    assert model.training is False and next(model.parameters()).device.type == 'cpu'  # untouched
+
+
 def test_short_cycle_by_hand():
     assert mg.short_cycle(32, 32) == [(4, 16), (2, 23), (1, 32)]  # S/2 with 4x the batch, S/sqrt2 with 2x
     assert mg.short_cycle(23, 32) == [(2, 16), (1, 23), (1, 23)]  # in the S/sqrt2 phase: (23/16)^2 = 2.07 -> 2
@@ -220,9 +257,14 @@ def test_tsm_long_short_cycle_resumes_inside_an_epoch(data, tmp_path):
 
 
 def test_cumulative_clustering_long_cycle(data, tmp_path):
-    """ours-cumulative: F = 4, 8, 8, 16 frames enter the stem over the long cycle, G = 4 clusters throughout."""
+    """ours-cumulative: F = 4, 8, 8, 16 frames enter the stem over the long cycle, G = 4 clusters throughout, the
+    batches from the measured share of the cost that grows with F."""
     result = train_main.main(run_args(data, tmp_path, '--arch', 'resnet18', '--shift', '--cluster', 'cumulative',
                                       '--num_segments', '4', '--frames', '16', '--multigrid', 'long'))
     log = (tmp_path / 'log' / 'run' / 'log.csv').read_text()
-    assert 'epochs 0-0: batch 8, 4 frames, 23px, lr x8' in log and 'epochs 3-3: batch 1, 16 frames, 32px' in log
+    # 65% of the clip's cost at F = 16, 32 px grows with F (stem, layer1 and the clustering); by hand: phase 0,
+    # (23/32)^2 (0.65 x 4/16 + 0.35) = 0.265 -> batch 4 (B F S^2 would give 8), phase 1 0.349 -> 3
+    assert "65% of a clip's cost grows with its frames" in log
+    assert 'epochs 0-0: batch 4, 4 frames, 23px, lr x4' in log and 'epochs 1-1: batch 3, 8 frames, 23px' in log
+    assert 'epochs 3-3: batch 1, 16 frames, 32px' in log
     assert log.count('Testing Results') == 4 and 0 <= result['top1'] <= 100

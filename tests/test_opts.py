@@ -118,3 +118,10 @@ def test_every_flag_is_read_somewhere_or_ignored():
     unread = [a.dest for a in opts.build_parser()._actions if a.dest != 'help' and a.dest not in opts.IGNORED
               and not re.search(rf"\.{a.dest}\b|'{a.dest}'", code)]
     assert unread == []
+
+
+def test_zero_init_residual_needs_npb_in_training(capsys):
+    last = exit_message(['--pretrain', 'scratch', '--zero_init_residual'], capsys)
+    assert '--zero_init_residual without --npb' in last and 'Add --npb' in last, last
+    opts.check_training(opts.parse_args(BASE + ['--pretrain', 'scratch', '--zero_init_residual', '--npb']))
+    opts.check_training(opts.parse_args(BASE + ['--zero_init_residual', '-e']))  # evaluation trains nothing

@@ -86,6 +86,41 @@ def test_lateral_connections_shapes(models, alpha, kernel):
                     ((128, frames, 4, 4), (256, t, 4, 4), (1280, t, 4, 4))]
 
 
+@pytest.mark.parametrize('alpha,kernel,frames', [(4, 7, 32), (8, 5, 32), (4, 7, 30), (8, 5, 20)])
+def test_a_dense_lateral_mapped_to_every_alpha_th_frame_is_the_strided_lateral(alpha, kernel, frames):
+    """The clustered Slow pathway's lateral (archs/base.py's slow_pathway_context): the fusion convolution at every
+    Fast frame, then a map to the Slow frames. With the map "every alpha-th frame" it must be the published
+    strided lateral exactly, whatever T (a multiple of alpha or not)."""
+    from archs.base import slow_pathway_context
+    torch.manual_seed(0)
+    fusion = FuseFastToSlow(8, alpha, kernel).eval()
+    fusion.norm.running_mean.uniform_(-0.2, 0.2)
+    fusion.norm.running_var.uniform_(0.5, 1.5)
+    slow_frames = -(-frames // alpha)
+    slow, fast = torch.randn(2, 16, slow_frames, 3, 3), torch.randn(2, 8, frames, 3, 3)
+    with torch.no_grad():
+        strided = fusion([slow, fast])[0]
+        with slow_pathway_context(lambda x: x[:, :, ::alpha]):
+            dense = fusion([slow, fast])[0]
+        torch.testing.assert_close(dense, strided, rtol=1e-5, atol=1e-6)
+        if frames % alpha == 0:  # the comparison sees a map one Fast frame off
+            with slow_pathway_context(lambda x: x[:, :, 1::alpha]):
+                assert not torch.allclose(fusion([slow, fast])[0], strided, rtol=1e-3, atol=1e-4)
+
+
+def test_linspace_slow_frames_are_pyslowfasts_and_stride_is_every_alpha_th():
+    from archs.slowfast import PathwaySplit
+    clip = torch.arange(32.0).view(1, 1, 32, 1, 1).expand(1, 3, 32, 1, 1)
+    slow, fast = PathwaySplit(4, 'linspace')(clip)
+    assert slow[0, 0, :, 0, 0].tolist() == [0, 4, 8, 13, 17, 22, 26, 31] and fast is clip  # PackPathway's
+    assert PathwaySplit(4)(clip)[0][0, 0, :, 0, 0].tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert PathwaySplit(8, 'linspace')(clip)[0][0, 0, :, 0, 0].tolist() == [0, 10, 20, 31]
+    with pytest.raises(ValueError, match='T = 30 is not a multiple of alpha = 4'):
+        PathwaySplit(4, 'linspace')(clip[:, :, :30])
+    with pytest.raises(ValueError, match="slow_frames 'every'"):
+        PathwaySplit(4, 'every')
+
+
 def test_temporal_kernels_of_table_1(models):
     model = models[4]
     stems = model.blocks[0].multipathway_blocks

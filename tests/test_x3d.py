@@ -108,7 +108,8 @@ def test_pytorchvideo_checkpoint_names_and_shapes(name):
 
 
 def test_parameter_count_is_the_papers():
-    assert round(PTV_X3D_PARAMS['x3d_m'] / 1e6, 2) == 3.79  # Table 4 of the paper: X3D-M 3.8 M
+    # the 3.79 M at 400 classes (Table 4 of the paper: X3D-M 3.8 M), counted on the network built here
+    assert round(sum(p.numel() for p in build_x3d('x3d_m').parameters()) / 1e6, 2) == 3.79
 
 
 def test_state_dict_round_trip_gives_same_logits():

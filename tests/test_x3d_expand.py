@@ -75,6 +75,16 @@ def test_the_size_is_the_nearest_to_twice():
     assert min(ratios, key=lambda s: abs(ratios[s] - 2)) == size
 
 
+def test_the_rate_axis_keeps_the_span_or_is_left_out():
+    for stride, offered in ((6, True), (3, False)):  # the one-step fixture covers 8
+        base = x3d_expand.Config(2, stride, 32, 0.5, 1.0, 0.5, 128)
+        got = x3d_expand.candidates(base, 4)
+        assert ('rate' in got) == offered, stride
+        if offered:
+            rate = got['rate'][0]
+            assert rate.frames * rate.stride == base.frames * base.stride  # the same span, twice the frames
+
+
 def test_the_best_top1_is_chosen_and_the_outputs_are_written(one_step):
     result, out = one_step
     step = [r for r in result['candidates'] if r['step'] == 1]

@@ -168,6 +168,7 @@ def from_pytorchvideo(state: Dict[str, torch.Tensor], arch: str, src: str,
     stored: Dict[str, Any] = {'arch': arch, 'dataset': 'kinetics', 'modality': 'RGB'}
     if 'alpha' in backbone_option_names(arch):
         stored['slowfast_alpha'] = model.base_model.alpha
+        stored['slowfast_slow_frames'] = 'linspace'  # the zoo's protocol: evaluation of this file uses it
     return {'state_dict': mapped, 'args': stored, 'source': os.path.basename(src)}
 
 

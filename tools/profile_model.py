@@ -310,7 +310,8 @@ def profile(args: argparse.Namespace) -> Dict[str, object]:
                    'img_size': args.img_size, 'shift': args.shift, 'cluster': args.cluster,
                    'num_segments': args.num_segments, 'frames': t, 'cluster_after': args.cluster_after,
                    'chunk_frames': args.chunk_frames if chunked else 0, 'batch': n, 'device': str(device),
-                   'amp': args.amp, 'partial_bn': not args.no_partialbn},
+                   'amp': args.amp, 'partial_bn': not args.no_partialbn,
+                   'slowfast_alpha': getattr(args, 'slowfast_alpha', None)},
         'params_m': sum(p.numel() for p in model.parameters()) / 1e6,
     }
     if not args.no_flops:

@@ -5,7 +5,7 @@ expand each of the six axes alone so that the clip's multiply-adds about double,
 keep the one with the best validation top-1 and go on from it:
 
 * ``frames`` (gamma_t, temporal duration): twice the frames at the same sample stride (a longer span);
-* ``rate`` (gamma_tau, frame rate): twice the frames at half the stride (the same span; needs a stride >= 2);
+* ``rate`` (gamma_tau, frame rate): twice the frames at half the stride (the same span; needs an even stride);
 * ``size`` (gamma_s), ``width`` (gamma_w), ``bottleneck`` (gamma_b), ``depth`` (gamma_d): the value whose
   measured GMACs (torch's FLOP counter on the meta device, ``tools/profile_model.count_macs``) are nearest twice
   the current ones, found on a grid (sizes in pixels; factors in steps of 1/16 of the current one).
@@ -104,12 +104,12 @@ def nearest(configs: Sequence[Config], target: float, num_class: int) -> Tuple[C
 def candidates(config: Config, num_class: int, factor: float = 2.0) -> Dict[str, Tuple[Config, float]]:
     """Each axis's expansion of ``config`` whose GMACs are nearest ``factor`` x its own: {axis: (config, GMACs)}.
 
-    ``rate`` is left out at stride 1 (no higher frame rate to sample). Sizes are searched up to 3x the side,
+    ``rate`` is left out at an odd stride (halving it would not keep the span: 3 -> 1 triples the frames). Sizes are searched up to 3x the side,
     factors up to 8x (few blocks are added where the clip is already small in space).
     """
     target = factor * gmacs(config, num_class)
     out = {'frames': dataclasses.replace(config, frames=config.frames * 2)}
-    if config.stride >= 2:
+    if config.stride % 2 == 0:
         out['rate'] = dataclasses.replace(config, frames=config.frames * 2, stride=config.stride // 2)
     result = {axis: (c, gmacs(c, num_class)) for axis, c in out.items()}
     sizes = range(config.size + 1, 3 * config.size)
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--optimizer', default='adamw', choices=['sgd', 'adamw'])
     g = p.add_argument_group('the base X2D')
     g.add_argument('--frames', type=int, default=1, help='clip frames T')
-    g.add_argument('--stride', type=int, default=8, help='sample stride tau (frames between sampled frames)')
+    g.add_argument('--stride', type=int, default=8,
+                   help='sample stride tau (frames between sampled frames); a power of 2 keeps the rate axis to 1')
     g.add_argument('--size', type=int, default=32, help='crop side S in pixels')
     g.add_argument('--width', type=float, default=0.5, help='gamma_w (stem round_width(12 gamma_w))')
     g.add_argument('--bottleneck', type=float, default=1.0, help='gamma_b (block inner width / output width)')
