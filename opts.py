@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--online runs the model frame by frame; needs --shift and --cluster none")
 
     # ========================= Run time (ours): sizes, device, precision, data, saving ==========================
-    parser.add_argument('--img_size', default=224, type=positive_int, help="crop size")
+    parser.add_argument('--img_size', default=None, type=positive_int,
+                        help="crop size (default: the backbone's training crop: 224 for the 2D networks, 112 for "
+                             "r3d_18/mc3_18/r2plus1d_18/c3d, X3D's 160/160/224/312, SlowFast 224)")
     parser.add_argument('--scale_size', default=None, type=positive_int,
                         help="test-time short side (default img_size*256/224)")
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
@@ -250,6 +252,8 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--frames only applies with --cluster {'|'.join(rule_names())}")
     if args.online and (not args.shift or args.cluster != 'none' or args.temporal_pool):
         parser.error("--online needs --shift and --cluster none, without --temporal_pool")
+    if args.img_size is None:
+        args.img_size = backbone_layout(args.arch).input_size
     if args.scale_size is None:
         args.scale_size = default_scale_size(args.img_size)
     check_clip_flags(args, parser)

@@ -11,7 +11,7 @@
 # Expected on a 2-core CPU (fp32, seed 0): see README.md's Quickstart, which gives the figures and the time.
 # The digits move faster than in the paper's data (--speed 2 3): a small network then learns the direction within
 # minutes. The starting point was chosen from pilots over 3 seeds (warm-up and residual blocks starting as the
-# identity did not help and are not used): docs/RESULTS.md, "The quickstart's starting point".
+# identity did not help and are not used): docs/RESULTS.md, "The pilots that chose the starting point".
 # Settings (env): OUT=runs/quickstart, SEEDS=0, EPOCHS, and any of scripts/repro_move4mnist_cpu.sh's.
 # Run it again and it skips what is finished: the data, and every run that was evaluated.
 set -euo pipefail

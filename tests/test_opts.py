@@ -125,3 +125,11 @@ def test_zero_init_residual_needs_npb_in_training(capsys):
     assert '--zero_init_residual without --npb' in last and 'Add --npb' in last, last
     opts.check_training(opts.parse_args(BASE + ['--pretrain', 'scratch', '--zero_init_residual', '--npb']))
     opts.check_training(opts.parse_args(BASE + ['--zero_init_residual', '-e']))  # evaluation trains nothing
+
+
+@pytest.mark.parametrize('arch,size', [('resnet50', 224), ('r3d_18', 112), ('c3d', 112), ('x3d_xs', 160),
+                                       ('x3d_l', 312), ('slowfast_r50', 224)])
+def test_the_crop_defaults_to_the_backbones_training_crop(arch, size):
+    args = opts.parse_args(BASE + ['--arch', arch, '--pretrain', 'scratch'])
+    assert args.img_size == size and args.scale_size == size * 256 // 224
+    assert opts.parse_args(BASE + ['--arch', arch, '--pretrain', 'scratch', '--img_size', '64']).img_size == 64
