@@ -29,3 +29,18 @@ def tiny_move4mnist(tmp_path_factory) -> Callable[..., Path]:
                          '--seed', str(seed)])
         return out
     return make
+
+
+@pytest.fixture(scope='session')
+def pytorchvideo_state_dict() -> Callable[[str], list]:
+    """pytorchvideo's checkpoint names and shapes, as facts (``tests/data/pytorchvideo_state_dicts.json.gz``):
+    written once from pytorchvideo 0.1.5's own builders (``hub.x3d_xs ... x3d_l(pretrained=False)``; ``create_slowfast``
+    with the 8x8 and 4x16 checkpoints' fusion settings), whose state dicts are the ``model_state`` of the Kinetics-400
+    files X3D_XS/S/M/L.pyth and SLOWFAST_8x8/4x16_R50.pyth. ``facts(key)``: [(name, shape)] in order, for key
+    'x3d_xs_s_m' (the three share them), 'x3d_l', 'slowfast_r50_alpha4' or 'slowfast_r50_alpha8'.
+    tests/test_pytorchvideo_parity.py compares with pytorchvideo itself where it is installed."""
+    import gzip
+    import json
+    with gzip.open(Path(__file__).resolve().parent / 'data' / 'pytorchvideo_state_dicts.json.gz', 'rt') as f:
+        facts = json.load(f)
+    return lambda key: [(name, tuple(shape)) for name, shape in facts[key].items()]

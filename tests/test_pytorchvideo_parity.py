@@ -99,3 +99,19 @@ def test_slowfast_logits_equal_pytorchvideos(alpha, fusion_kernel, tmp_path):
         # the converted file stores slowfast_slow_frames 'linspace', the zoo's PackPathway: T/alpha evenly spaced
         packed = clip.index_select(2, torch.linspace(0, frames - 1, frames // alpha).long())
         torch.testing.assert_close(ours(tsn_input(clip)), theirs([packed, clip]), rtol=1e-4, atol=1e-5)
+
+
+def test_the_stored_facts_are_pytorchvideos_state_dicts(pytorchvideo_state_dict):
+    """tests/data/pytorchvideo_state_dicts.json.gz (what test_x3d.py and test_slowfast.py check every name and
+    shape against, without pytorchvideo) is what pytorchvideo's builders give."""
+    def shapes(net):
+        return [(k, tuple(v.shape)) for k, v in net.state_dict().items()]
+
+    with torch.device('meta'):
+        for name in ('x3d_xs', 'x3d_s', 'x3d_m'):
+            assert shapes(getattr(pv_hub, name)(pretrained=False)) == pytorchvideo_state_dict('x3d_xs_s_m'), name
+        assert shapes(pv_hub.x3d_l(pretrained=False)) == pytorchvideo_state_dict('x3d_l')
+        for alpha, kernel in ((4, 7), (8, 5)):
+            net = create_slowfast(model_depth=50, slowfast_fusion_conv_kernel_size=(kernel, 1, 1),
+                                  slowfast_fusion_conv_stride=(alpha, 1, 1))
+            assert shapes(net) == pytorchvideo_state_dict(f'slowfast_r50_alpha{alpha}'), alpha

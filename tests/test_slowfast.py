@@ -10,8 +10,8 @@ from archs.slowfast import FuseFastToSlow, SlowFast, build_slowfast
 
 # Facts read from pytorchvideo 0.1.5: hub.slowfast_r50(pretrained=False) (SLOWFAST_8x8_R50.pyth) and
 # create_slowfast(model_depth=50, fusion stride 8, fusion kernel 5) (SLOWFAST_4x16_R50.pyth; PySlowFast's
-# config sets FUSION_KERNEL_SZ 5 for 4x16). Their random weights loaded into ours with strict=True gave, in
-# eval mode on [clip[:, :, ::alpha], clip] of 2x16x64^2, logits within 2.4e-7 (alpha 4) and 2.7e-7 (alpha 8).
+# config sets FUSION_KERNEL_SZ 5 for 4x16). Every name and shape: tests/data (the pytorchvideo_state_dict
+# fixture); logits against pytorchvideo's own networks: tests/test_pytorchvideo_parity.py (where it is installed).
 PTV_SLOWFAST_KEYS = 662
 PTV_SLOWFAST_PARAMS = {4: 34_566_488, 8: 34_480_216}   # the zoo's table: 34.57 M and 34.48 M
 PTV_SLOWFAST_SHAPES = {
@@ -131,7 +131,7 @@ def test_temporal_kernels_of_table_1(models):
 
 
 @pytest.mark.parametrize('alpha', [4, 8])
-def test_pytorchvideo_checkpoint_names_and_shapes(models, alpha):
+def test_pytorchvideo_checkpoint_names_and_shapes(models, alpha, pytorchvideo_state_dict):
     state = models[alpha].state_dict()
     assert len(state) == PTV_SLOWFAST_KEYS
     assert sum(p.numel() for p in models[alpha].parameters()) == PTV_SLOWFAST_PARAMS[alpha]
@@ -141,6 +141,7 @@ def test_pytorchvideo_checkpoint_names_and_shapes(models, alpha):
         assert tuple(state[key].shape) == shape, key
     for key in ABSENT:
         assert key not in state
+    assert [(k, tuple(v.shape)) for k, v in state.items()] == pytorchvideo_state_dict(f'slowfast_r50_alpha{alpha}')
 
 
 def test_state_dict_round_trip_gives_same_logits(models):

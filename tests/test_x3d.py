@@ -9,10 +9,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from archs.x3d import X3D_SPECS, Bottleneck, ResBlock, SqueezeExcitation, Stem, build_x3d, clipped_avg_pool
 
 # Facts read from pytorchvideo 0.1.5's hub builders x3d_xs / x3d_m / x3d_l(pretrained=False), whose
-# state dicts are the 'model_state' of X3D_XS.pyth ... X3D_L.pyth. In that scratch check their random weights
-# (BN statistics randomised too) loaded into ours with strict=True, and in eval mode the logits agreed to
-# max |diff| 1.0e-7 (X3D-XS, 2 clips of 4x182^2, several head windows), 8.9e-8 (4x160^2), and 1.5e-7 for
-# X3D-L's depths (6x96^2); logits were about 0.5 in size.
+# state dicts are the 'model_state' of X3D_XS.pyth ... X3D_L.pyth. Every name and shape: tests/data (the
+# pytorchvideo_state_dict fixture); logits against pytorchvideo's own networks (with head_activation=None; the hub
+# default ends in a softmax per head window): tests/test_pytorchvideo_parity.py, where pytorchvideo is installed.
 PTV_X3D_KEYS = {'x3d_xs': 563, 'x3d_s': 563, 'x3d_m': 563, 'x3d_l': 1141}
 PTV_X3D_PARAMS = {'x3d_xs': 3_794_274, 'x3d_s': 3_794_274, 'x3d_m': 3_794_274, 'x3d_l': 6_153_384}
 PTV_X3D_SHAPES = {
@@ -96,7 +95,7 @@ def test_squeeze_excitation_gates_channels():
 
 
 @pytest.mark.parametrize('name', sorted(X3D_SPECS))
-def test_pytorchvideo_checkpoint_names_and_shapes(name):
+def test_pytorchvideo_checkpoint_names_and_shapes(name, pytorchvideo_state_dict):
     model = build_x3d(name)
     state = model.state_dict()
     assert len(state) == PTV_X3D_KEYS[name]
@@ -105,6 +104,8 @@ def test_pytorchvideo_checkpoint_names_and_shapes(name):
         assert tuple(state[key].shape) == shape, key
     for key in ABSENT:
         assert key not in state
+    facts = pytorchvideo_state_dict('x3d_l' if name == 'x3d_l' else 'x3d_xs_s_m')
+    assert [(k, tuple(v.shape)) for k, v in state.items()] == facts  # every name and shape, in order
 
 
 def test_parameter_count_is_the_papers():
