@@ -249,7 +249,9 @@ def build_x3d(name: str, num_classes: int = 400, dropout: float = 0.5, zoo_head_
     """X3D-XS/S/M/L by name (``'x3d_xs'`` ... ``'x3d_l'``), randomly initialised.
 
     ``zoo_head_pool`` pools the head over the window of the training clip (T, train_size/32, train_size/32)
-    as pytorchvideo does, so that its weights give its logits at any input size; False pools globally.
+    as pytorchvideo does, so that its weights give its logits at any input size (those of pytorchvideo's network
+    built with ``head_activation=None``: the hub's default applies a softmax to each head window, then averages
+    the windows' probabilities); False pools globally.
     """
     if name not in X3D_SPECS:
         raise ValueError(f"archs/x3d.py: unknown X3D {name!r}: expected one of {sorted(X3D_SPECS)}")
