@@ -91,6 +91,10 @@ def test_tune_from_a_converted_4x16_takes_its_alpha_and_refuses_another(tmp_path
     model = build_model(args, 4)
     load_tune_from(model, load_checkpoint(dst)['state_dict'], dst)
     assert model.base_model.alpha == 8
+    from builder import checkpoint_args
+    evaluated = build_model(checkpoint_args(load_checkpoint(dst)['args'], dst), 4)  # tools/test_models.py's way
+    assert (evaluated.base_model.alpha, evaluated.base_model.pathways.slow_frames) == (8, 'linspace')  # the zoo's
+    assert model.base_model.pathways.slow_frames == 'stride'  # fine-tuning keeps this project's default
     wrong = argv + ['--slowfast_alpha', '4']
     with pytest.raises(ValueError, match=r'sf\.pth: .*--slowfast_alpha 8'):
         use_tune_from_alpha(parse_args(wrong), wrong)
