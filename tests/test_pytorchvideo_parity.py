@@ -25,19 +25,7 @@ from pytorchvideo.models.slowfast import create_slowfast  # noqa: E402
 from ops.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
 from ops.models import TSN  # noqa: E402
 from tools import convert_checkpoint  # noqa: E402
-
-
-def zoo_file(net: nn.Module, path: Path) -> str:
-    """``net``'s weights as the model zoo stores them, its BatchNorm statistics made non-trivial first."""
-    torch.manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    torch.save({'model_state': net.state_dict(), 'epoch': 300}, path)
-    return str(path)
+from test_convert_checkpoint import pytorchvideo_file as zoo_file  # noqa: E402 (the zoo's layout, BN statistics random)
 
 
 def ours_from(src: str, tmp_path: Path, arch: str, frames: int, alpha=None) -> TSN:
