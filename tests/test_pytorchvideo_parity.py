@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 pv_hub = pytest.importorskip('pytorchvideo.models.hub', reason='pytorchvideo is not installed (optional check)')
 from pytorchvideo.models.slowfast import create_slowfast  # noqa: E402
