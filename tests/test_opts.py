@@ -133,3 +133,14 @@ def test_the_crop_defaults_to_the_backbones_training_crop(arch, size):
     args = opts.parse_args(BASE + ['--arch', arch, '--pretrain', 'scratch'])
     assert args.img_size == size and args.scale_size == size * 256 // 224
     assert opts.parse_args(BASE + ['--arch', arch, '--pretrain', 'scratch', '--img_size', '64']).img_size == 64
+
+
+def test_slowfast_slow_frames_is_checked(capsys):
+    last = exit_message(['--arch', 'resnet18', '--slowfast_slow_frames', 'linspace'], capsys)
+    assert 'only applies with --arch slowfast_r50' in last, last
+    last = exit_message(['--arch', 'slowfast_r50', '--pretrain', 'scratch', '--num_segments', '30',
+                         '--slowfast_slow_frames', 'linspace'], capsys)
+    assert '--num_segments 30 is not a multiple of alpha 4' in last, last
+    args = opts.parse_args(BASE + ['--arch', 'slowfast_r50', '--pretrain', 'scratch', '--num_segments', '32',
+                                   '--slowfast_slow_frames', 'linspace'])
+    assert args.slowfast_slow_frames == 'linspace' and 'slowfast_slow_frames' in opts.MODEL_KEYS
