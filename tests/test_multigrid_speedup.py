@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from tools.multigrid_speedup import main, report, timeline
+from tools.multigrid_speedup import main, report, timeline, wall_report, wall_timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,13 +25,20 @@ def test_report_finds_the_first_epoch_at_the_target():
     assert 'at the best top-1 both reach, 85.0%: normal epoch 1 (20 s), multigrid epoch 1 (16 s): 1.25x' in short
 
 
-def write_run(folder: Path, seconds, top1) -> None:
+def write_run(folder: Path, seconds, top1, validation_s: float = 2.0) -> None:
+    """A main.py log folder: each epoch trains ``seconds[e]`` and validates ``validation_s`` (the event times)."""
+    import time
     folder.mkdir(parents=True)
     lines = []
     writer = SummaryWriter(log_dir=str(folder))
+    start = time.time()
+    writer.add_scalar('lr', 0.0, 0, walltime=start)  # opens the event file now, as main.py's first write
+    clock = start
     for epoch, (s, t) in enumerate(zip(seconds, top1)):
         lines += [f'Epoch: [{epoch}][0/4], lr: 0.001', f'Testing Results: Prec@1 {t:.3f} Prec@5 100.000 Loss 1.0']
-        writer.add_scalar('time/epoch_s', s, epoch)
+        clock += s + validation_s
+        writer.add_scalar('time/epoch_s', s, epoch, walltime=clock)
+        writer.add_scalar('acc/test_top1', t, epoch, walltime=clock)
     writer.close()
     (folder / 'log.csv').write_text('\n'.join(lines) + '\n')
 
@@ -43,9 +50,20 @@ def test_timeline_and_main_read_main_py_logs(tmp_path):
     text = main([str(tmp_path / 'normal'), str(tmp_path / 'mg')])
     assert '| 3 |  |  | 21.0 | 85.0 |' in text and 'reached it at epoch 2, after 11 s' in text
     assert 'speed-up: 2.73x' in text
+    # wall clock: each epoch's training plus its 2 s of validation (the normal run: 12, 24, 36 s)
+    walls = wall_timeline(str(tmp_path / 'normal'))
+    assert [e for e, _, _ in walls] == [0, 1, 2] and [t for _, _, t in walls] == [40, 70, 80]
+    assert [w for _, w, _ in walls] == pytest.approx([12, 24, 36], abs=0.5)
+    assert 'multigrid reached 80.0% at 17 s: 2.12x against the whole normal run' in text  # mg: 5, 10, 17, 29 s
     (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError, match='no validation results'):
         timeline(str(tmp_path / 'empty'))
+
+
+def test_wall_report_at_the_best_both_reach_when_multigrid_falls_short():
+    text = wall_report([(0, 12.0, 80.0), (1, 24.0, 95.0)], [(0, 5.0, 60.0), (1, 10.0, 80.0), (2, 30.0, 90.0)])
+    assert 'normal run 24 s in all, 95.0% first at 24 s; multigrid run 30 s in all' in text
+    assert 'never reached 95.0%; at 90.0%, the best both reach: normal 24 s, multigrid 30 s: 0.80x' in text
 
 
 def test_repro_script_trains_both_runs_and_reports_the_ratio(tmp_path):

@@ -6,7 +6,9 @@ need ``--eval-freq 1``) and the seconds each epoch trained (the TensorBoard scal
 validation excluded, so both runs are timed alike). It prints both curves with their cumulative training seconds,
 then the target (the normal run's last top-1), the seconds the multigrid run took to first reach it, and the
 speed-up: the normal run's whole training time over that (Wu et al. 2020 compare whole schedules: 3-6x), and over
-the normal run's own first arrival at the target.
+the normal run's own first arrival at the target. The same comparison follows in wall-clock seconds (training,
+validation after every epoch and data loading: each validation's TensorBoard event time less the time the run's
+event file was opened), since multigrid's many short epochs validate more often.
 """
 import argparse
 import os
@@ -36,6 +38,38 @@ def timeline(log_dir: str) -> List[Tuple[int, float, float]]:
     if missing:
         raise ValueError(f"{log_dir}: epochs {missing} have a top-1 but no time/epoch_s")
     return [(e, sum(v for k, v in seconds.items() if k <= e), top1) for e, top1 in curve]
+
+
+def wall_timeline(log_dir: str) -> List[Tuple[int, float, float]]:
+    """(epoch, wall seconds from the run's start to the end of its validation, top-1) of each validated epoch: the
+    TensorBoard events of ``acc/test_top1`` (main.py writes one after each validation) against the time the event
+    file was opened (before the first epoch)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(log_dir, size_guidance={'scalars': 0})
+    events.Reload()
+    if 'acc/test_top1' not in events.Tags().get('scalars', []):
+        raise ValueError(f"{log_dir}: no TensorBoard scalar acc/test_top1 (train with --eval-freq 1)")
+    start = events.FirstEventTimestamp()
+    return [(e.step, e.wall_time - start, e.value) for e in events.Scalars('acc/test_top1')]
+
+
+def wall_report(normal: Sequence[Tuple[int, float, float]], multigrid: Sequence[Tuple[int, float, float]]) -> str:
+    """The wall-clock comparison: the seconds each run took to first reach the normal run's final top-1 (or, when
+    multigrid never does, the best top-1 both reach), and their ratio."""
+    target = normal[-1][2]
+    own, reached = first_reach(normal, target), first_reach(multigrid, target)
+    lines = [f'wall clock (training, validation, loading): normal run {normal[-1][1]:.0f} s in all, '
+             f'{target:.1f}% first at {own[1]:.0f} s; multigrid run {multigrid[-1][1]:.0f} s in all']
+    if reached is not None:
+        lines.append(f'multigrid reached {target:.1f}% at {reached[1]:.0f} s: {normal[-1][1] / reached[1]:.2f}x against '
+                     f'the whole normal run, {own[1] / reached[1]:.2f}x against its first arrival')
+        return '\n'.join(lines)
+    best = max(t for _, _, t in multigrid)
+    at_m, at_n = first_reach(multigrid, best), first_reach(normal, best)
+    lines.append(f'multigrid never reached {target:.1f}%' + ('' if at_n is None else
+                 f'; at {best:.1f}%, the best both reach: normal {at_n[1]:.0f} s, multigrid {at_m[1]:.0f} s: '
+                 f'{at_n[1] / at_m[1]:.2f}x'))
+    return '\n'.join(lines)
 
 
 def first_reach(line: Sequence[Tuple[int, float, float]], target: float) -> Optional[Tuple[int, float]]:
@@ -80,7 +114,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('normal', help="the normal run's log folder (--root_log/<run name>)")
     parser.add_argument('multigrid', help="the multigrid run's log folder")
     args = parser.parse_args(argv)
-    text = report(timeline(args.normal), timeline(args.multigrid))
+    text = report(timeline(args.normal), timeline(args.multigrid)) + '\n\n' + \
+        wall_report(wall_timeline(args.normal), wall_timeline(args.multigrid))
     print(text)
     return text
 
