@@ -112,7 +112,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scaler, epoch: int, sta
         frames, labels, lengths = to_device(batch, device)
         if sizes:
             frames = mg.resize_frames(frames, sizes[i % len(sizes)])
-        output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
+        sub = mg.bn_sub_batches(labels.shape[0], args.batch_size) if args.multigrid_bn == 'sub' else 1
+        with mg.sub_batch_norm(model, sub):  # --multigrid_bn sub: the base batch's clips per BatchNorm
+            output, loss = train_step(model, optimizer, scaler, frames, labels, lengths, args.amp, args.clip_gradient)
         c1, c5 = correct_topk(output, labels, (1, 5))
         n = labels.shape[0]
         value = loss.item()  # waits for the device: the step's kernels are done when the step closes

@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--multigrid_lr', default='linear', choices=['linear', 'sqrt', 'none'],
                         help="--multigrid's learning rate against the long cycle's batch multiple b: linear (x b, the "
                              "paper's, for SGD), sqrt (x b**0.5, for AdamW), none")
+    parser.add_argument('--multigrid_bn', default='batch', choices=['batch', 'sub'],
+                        help="--multigrid's BatchNorm statistics: over the whole mini-batch (batch, the default, as "
+                             "earlier runs), or over sub-batches of the base -b clips (sub: PySlowFast's sub-batch BN, "
+                             "the clips per BatchNorm constant while the long and short cycles enlarge the batch)")
     parser.add_argument('--optimizer', default='sgd', choices=['sgd', 'adamw'],
                         help="sgd as TSM (default); adamw trains from scratch faster (--lr 1e-3, --wd 0.05)")
     parser.add_argument('--warmup_epochs', default=0, type=nonneg_float,
@@ -308,6 +312,11 @@ def check_clip_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 def check_multigrid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``--multigrid`` against the model: every long-cycle phase's frame count must be one the model takes."""
+    if getattr(args, 'multigrid_bn', 'batch') == 'sub' and not getattr(args, 'multigrid', None):
+        parser.error("--multigrid_bn sub only applies with --multigrid (the batch is -b otherwise)")
+    if getattr(args, 'multigrid_bn', 'batch') == 'sub' and args.sync_bn:
+        parser.error("--multigrid_bn sub with --sync_bn: SyncBatchNorm gathers statistics over the processes, which "
+                     "sub-batches cannot split; use one of the two")
     if not getattr(args, 'multigrid', None):
         return
     if args.arch in FIXED_INPUT_ARCHS:

@@ -17,6 +17,7 @@ The factors are PySlowFast's defaults (``MULTIGRID.LONG_CYCLE_FACTORS``, ``SHORT
 is a pure function of plain numbers (the flags are turned into them in ``builder.py``), plus the batch sampler of
 the short cycle and the resize it uses.
 """
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
@@ -259,3 +260,53 @@ def describe(phases: Sequence[Phase], base_batch: int, lr_rule: str = 'linear') 
         lines.append(f'epochs {p.start}-{p.end - 1}: batch {base_batch * p.shape.batch}, {p.shape.frames} frames, '
                      f'{p.shape.size}px, lr x{lr_factor(p, lr_rule):.3g}{short}')
     return '\n'.join(lines)
+
+
+# --------------------------------------------------------------------------------------- sub-batch BatchNorm
+def _sub_batch_forward(bn: nn.modules.batchnorm._BatchNorm, splits: int, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` in training mode with its statistics taken over each of ``splits`` consecutive sub-batches of ``x``
+    (N, C, ...) apart, as PySlowFast's ``SubBatchNorm3d``; the running statistics move by the sub-batches' mean
+    statistics (their mean, the mean of their unbiased variances)."""
+    n, c = x.shape[0], x.shape[1]
+    groups = x.float().reshape(splits, n // splits, c, -1)  # (k, N/k, C, rest): consecutive clips together
+    mean = groups.mean(dim=(1, 3), keepdim=True)
+    var = groups.var(dim=(1, 3), unbiased=False, keepdim=True)
+    y = (groups - mean) * torch.rsqrt(var + bn.eps)
+    if bn.affine:
+        y = y * bn.weight.view(1, 1, c, 1) + bn.bias.view(1, 1, c, 1)
+    if bn.track_running_stats:
+        count = groups.shape[1] * groups.shape[3]
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            unbiased = var.mean(dim=0).flatten() * count / max(count - 1, 1)
+            bn.running_mean.mul_(1 - momentum).add_(mean.mean(dim=0).flatten(), alpha=momentum)
+            bn.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    return y.reshape(x.shape).to(x.dtype)
+
+
+def bn_sub_batches(n: int, base_batch: int) -> int:
+    """The BatchNorm sub-batches of a batch of ``n`` clips: as many as base batches it holds, or the largest count
+    below that which divides ``n`` (a short last batch); 1 for a batch of at most ``base_batch``."""
+    if n <= base_batch:
+        return 1
+    return max(d for d in range(1, n // base_batch + 1) if n % d == 0)
+
+
+@contextlib.contextmanager
+def sub_batch_norm(model: nn.Module, splits: int) -> Iterator[None]:
+    """Inside the block, every BatchNorm of ``model`` that is training (partial BN's frozen ones are not)
+    normalises each of ``splits`` consecutive sub-batches with its own statistics, so that a long-cycle batch of
+    ``splits`` times the base batch keeps the base batch's clips per BatchNorm (PySlowFast's ``BN_BASE_SIZE``,
+    Wu et al. 2020). 1: nothing changes. Not for SyncBatchNorm (opts.py refuses ``--sync_bn`` with it)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+              and not isinstance(m, nn.SyncBatchNorm)] if splits > 1 else []
+    for bn in layers:
+        bn.forward = lambda x, bn=bn: _sub_batch_forward(bn, splits, x) if x.shape[0] % splits == 0 \
+            else type(bn).forward(bn, x)
+    try:
+        yield
+    finally:
+        for bn in layers:
+            del bn.forward
+

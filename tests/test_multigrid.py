@@ -2,6 +2,7 @@
 factors (long cycle (T/4, S/sqrt2), (T/2, S/sqrt2), (T/2, S), (T, S); short cycle S/2, S/sqrt2, S), its cost per
 step, its learning rates, the short cycle's batches; --multigrid end to end through main.py (x3d_xs, TSM,
 cumulative clustering), with resumes that end where the uninterrupted runs do."""
+import copy
 import os
 import subprocess
 import sys
@@ -268,3 +269,51 @@ def test_cumulative_clustering_long_cycle(data, tmp_path):
     assert 'epochs 0-0: batch 4, 4 frames, 23px, lr x4' in log and 'epochs 1-1: batch 3, 8 frames, 23px' in log
     assert 'epochs 3-3: batch 1, 16 frames, 32px' in log
     assert log.count('Testing Results') == 4 and 0 <= result['top1'] <= 100
+
+
+# ------------------------------------------------------------------------------------- sub-batch BatchNorm
+def test_bn_sub_batches_counts_base_batches():
+    assert [mg.bn_sub_batches(n, 2) for n in (1, 2, 4, 8, 6, 7, 16)] == [1, 1, 2, 4, 3, 1, 8]
+    assert mg.bn_sub_batches(12, 4) == 3 and mg.bn_sub_batches(10, 4) == 2  # 10: 2 base batches, 2 divides 10
+
+
+def test_sub_batch_norm_is_batchnorm_on_each_sub_batch_apart():
+    """3 sub-batches of 2 clips of (N, C, T, H, W): each normalised as a BatchNorm in training mode would normalise
+    it alone; the running statistics move by the sub-batches' mean statistics; frozen layers and the forward
+    outside the block are untouched."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.BatchNorm3d(4), torch.nn.BatchNorm3d(4))
+    net[0].weight.data.uniform_(0.5, 1.5)
+    net[0].bias.data.uniform_(-0.5, 0.5)
+    net[1].eval()  # partial BN's frozen layer
+    x = torch.randn(6, 4, 2, 3, 3) * 3 + 1
+    reference = copy.deepcopy(net[0])
+    with mg.sub_batch_norm(net, 3):
+        y = net[0](x)
+        assert 'forward' not in vars(net[1])
+    assert 'forward' not in vars(net[0])
+    for g in range(3):
+        alone = copy.deepcopy(reference)
+        torch.testing.assert_close(y[2 * g:2 * g + 2], alone(x[2 * g:2 * g + 2]), rtol=1e-5, atol=1e-5)
+    groups = x.reshape(3, 2, 4, -1).transpose(1, 2).reshape(3, 4, -1)
+    torch.testing.assert_close(net[0].running_mean, 0.1 * groups.mean(-1).mean(0))
+    torch.testing.assert_close(net[0].running_var, 0.9 + 0.1 * groups.var(-1, unbiased=True).mean(0))
+    assert int(net[0].num_batches_tracked) == 1
+    whole = copy.deepcopy(reference)
+    torch.testing.assert_close(net[0](x), whole(x))  # outside the block: statistics over the whole batch again
+
+
+def test_multigrid_bn_sub_trains_and_its_flag_is_checked(data, tmp_path, capsys):
+    runs = {}
+    for bn in ('sub', 'batch'):
+        result = train_main.main(run_args(data, tmp_path / bn, '--arch', 'resnet18', '--shift', '--num_segments', '8',
+                                          '--multigrid', 'long', '--multigrid_bn', bn, '--epochs', '2'))
+        assert 0 <= result['top1'] <= 100
+        runs[bn] = load_checkpoint(str(tmp_path / bn / 'ckpt' / 'run' / 'ckpt.pth.tar'))['state_dict']
+    key = next(k for k in runs['sub'] if k.endswith('bn1.running_mean'))  # the stem's BatchNorm (partial BN is off)
+    assert not torch.allclose(runs['sub'][key], runs['batch'][key])  # batches of 8 and 4 clips: 8 and 4 sub-batches
+    for extra, message in ((['--multigrid_bn', 'sub'], 'only applies with --multigrid'),
+                           (['--multigrid', 'long', '--multigrid_bn', 'sub', '--sync_bn'], 'SyncBatchNorm')):
+        with pytest.raises(SystemExit):
+            args_of('--arch', 'resnet18', '--num_segments', '8', *extra)
+        assert message in capsys.readouterr().err
