@@ -48,6 +48,9 @@ def apply_stored(args: argparse.Namespace, saved: Dict[str, Any], given: Dict[st
         args.sample_rate = None
     if 'img_size' in given and 'scale_size' not in given and args.img_size != saved.get('img_size'):
         args.scale_size = None
+    if 'img_size' not in given and 'img_size' not in saved:  # e.g. a converted pytorchvideo file: the stored
+        args.img_size = None                                  # arch's own training crop, not the command line's
+        args.scale_size = None if 'scale_size' not in given and 'scale_size' not in saved else args.scale_size
     opts.complete_args(args, opts.build_parser())
     return changed
 
@@ -71,15 +74,20 @@ def use_tune_from_alpha(args: argparse.Namespace, argv: Sequence[str]) -> None:
     """``--tune_from`` a SlowFast file (e.g. tools/convert_checkpoint.py's SLOWFAST_4x16_R50): its stored
     ``slowfast_alpha`` fixes the lateral fusion's kernel, so it is taken when the command line gives none, and a
     different ``--slowfast_alpha`` is an error naming the file (the weights could not load)."""
+    from archs import backbone_option_defaults
+    default = backbone_option_defaults(args.arch).get('alpha')
+    if default is None:
+        return
     saved = load_checkpoint(args.tune_from).get('args') or {}
     alpha = saved.get('slowfast_alpha')
-    if not alpha or saved.get('arch') != args.arch or args.slowfast_alpha == alpha:
-        return
+    if not alpha or saved.get('arch') != args.arch or (args.slowfast_alpha or default) == alpha:
+        return  # the same network (an unset flag is the builder's default alpha: the run's name stays)
     if 'slowfast_alpha' in opts.explicit_flags(list(argv)):
         raise ValueError(f"{args.tune_from}: its SlowFast was trained with --slowfast_alpha {alpha}, this run asks "
                          f"for {args.slowfast_alpha}: the lateral fusion's weights differ in shape; drop the flag "
                          f"or pass --slowfast_alpha {alpha}")
     args.slowfast_alpha = alpha
+    opts.complete_args(args, opts.build_parser())  # the checks that depend on alpha (multigrid, linspace frames)
     if int(os.environ.get('RANK', 0)) == 0:
         print(f"=> {args.tune_from}: --slowfast_alpha {alpha}, as its SlowFast was trained")
 

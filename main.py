@@ -259,11 +259,12 @@ def setup(argv: Optional[List[str]]) -> Run:
         check_writable(log_dir, '--root_log')
         check_writable(model_dir, '--root_model')
     model = initial_model(args, config.num_class, is_main)
-    model.to(device)
     if getattr(args, 'multigrid', None) and args.cluster != 'none' and multigrid_frames(args):
-        # the clustered layers see G steps whatever F: the long cycle's batches follow the measured cost
+        # the clustered layers see G steps whatever F: the long cycle's batches follow the measured cost (counted
+        # on a meta-device copy of the model while it is still on the host)
         args.multigrid_frame_share = mg.frame_share(model, multigrid_frames(args), args.img_size, model.sample_len,
-                                                    device)
+                                                    torch.device('cpu'))
+    model.to(device)
     optimizer = build_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
     return Run(args, rank, world, device, config, model, optimizer, scaler, log_dir, model_dir)

@@ -42,8 +42,13 @@ def arch_names() -> List[str]:
 
 def backbone_option_names(arch: str) -> List[str]:
     """The options ``arch``'s builder takes besides ``pretrain`` and ``zero_init_residual`` (SlowFast: ``alpha``)."""
+    return list(backbone_option_defaults(arch))
+
+
+def backbone_option_defaults(arch: str) -> Dict[str, Any]:
+    """Those options with the builder's defaults (SlowFast: ``{'alpha': 4, 'fusion_kernel': None, ...}``)."""
     params = inspect.signature(BACKBONES[arch]).parameters
-    return [name for name in params if name not in ('arch', 'pretrain', 'zero_init_residual')]
+    return {name: p.default for name, p in params.items() if name not in ('arch', 'pretrain', 'zero_init_residual')}
 
 
 def build_backbone(arch: str, pretrain: str = 'imagenet', zero_init_residual: bool = False,

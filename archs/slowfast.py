@@ -28,7 +28,7 @@ averages; ours averages, then classifies once: 0.003 G less, the same logits.)
 (36.305 GMACs and 34.57 M parameters for alpha 8 belong to fusion kernel 7, i.e. ``fusion_kernel=7``; the
 4x16 checkpoint's 34.48 M parameters are those of kernel 5.)
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -207,6 +207,16 @@ class PathwaySplit(nn.Module):
         if slow_frames not in SLOW_FRAMES:
             raise ValueError(f"archs/slowfast.py: slow_frames {slow_frames!r}: one of {SLOW_FRAMES}")
         self.alpha, self.slow_frames = alpha, slow_frames
+        self._indices: Dict[Tuple[int, torch.device], torch.Tensor] = {}
+
+    def linspace_indices(self, t: int, device: torch.device) -> torch.Tensor:
+        """PackPathway's frames of a T-frame clip, computed as it computes them (float ``torch.linspace`` on the
+        CPU, truncated: 52 where the exact value is 53 for T = 160, alpha 4), once per (T, device): no copy to the
+        device in the forward pass, and an exported graph holds them as constants (a fixed T)."""
+        key = (t, device)
+        if key not in self._indices:
+            self._indices[key] = torch.linspace(0, t - 1, t // self.alpha).long().to(device)
+        return self._indices[key]
 
     def forward(self, clip: torch.Tensor) -> List[torch.Tensor]:
         if clip.dim() != 5 or clip.shape[1] != 3:
@@ -219,8 +229,7 @@ class PathwaySplit(nn.Module):
         if t % self.alpha:
             raise ValueError(f"archs/slowfast.py: slow_frames 'linspace' takes T / alpha frames: T = {t} is not a "
                              f"multiple of alpha = {self.alpha}")
-        index = torch.linspace(0, t - 1, t // self.alpha, device=clip.device).long()
-        return [clip.index_select(2, index), clip]
+        return [clip.index_select(2, self.linspace_indices(t, clip.device)), clip]
 
 
 class SlowFast(nn.Module):

@@ -265,8 +265,9 @@ def describe(phases: Sequence[Phase], base_batch: int, lr_rule: str = 'linear') 
 # --------------------------------------------------------------------------------------- sub-batch BatchNorm
 def _sub_batch_forward(bn: nn.modules.batchnorm._BatchNorm, splits: int, x: torch.Tensor) -> torch.Tensor:
     """``bn`` in training mode with its statistics taken over each of ``splits`` consecutive sub-batches of ``x``
-    (N, C, ...) apart, as PySlowFast's ``SubBatchNorm3d``; the running statistics move by the sub-batches' mean
-    statistics (their mean, the mean of their unbiased variances)."""
+    (N, C, ...) apart, as PySlowFast's ``SubBatchNorm3d``; the running statistics move toward what PySlowFast
+    aggregates for evaluation: the mean of the sub-batches' means, and the mean of their unbiased variances plus
+    the variance of their means (the spread between sub-batches, which the whole batch's variance also holds)."""
     n, c = x.shape[0], x.shape[1]
     groups = x.float().reshape(splits, n // splits, c, -1)  # (k, N/k, C, rest): consecutive clips together
     mean = groups.mean(dim=(1, 3), keepdim=True)
@@ -279,9 +280,11 @@ def _sub_batch_forward(bn: nn.modules.batchnorm._BatchNorm, splits: int, x: torc
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
             momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            unbiased = var.mean(dim=0).flatten() * count / max(count - 1, 1)
-            bn.running_mean.mul_(1 - momentum).add_(mean.mean(dim=0).flatten(), alpha=momentum)
-            bn.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+            means = mean.flatten(1)  # (k, C)
+            within = var.flatten(1).mean(dim=0) * count / max(count - 1, 1)
+            between = ((means - means.mean(dim=0)) ** 2).mean(dim=0)
+            bn.running_mean.mul_(1 - momentum).add_(means.mean(dim=0), alpha=momentum)
+            bn.running_var.mul_(1 - momentum).add_(within + between, alpha=momentum)
     return y.reshape(x.shape).to(x.dtype)
 
 

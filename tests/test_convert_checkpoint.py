@@ -95,6 +95,35 @@ def test_tune_from_a_converted_4x16_takes_its_alpha_and_refuses_another(tmp_path
     evaluated = build_model(checkpoint_args(load_checkpoint(dst)['args'], dst), 4)  # tools/test_models.py's way
     assert (evaluated.base_model.alpha, evaluated.base_model.pathways.slow_frames) == (8, 'linspace')  # the zoo's
     assert model.base_model.pathways.slow_frames == 'stride'  # fine-tuning keeps this project's default
+    with pytest.raises(SystemExit):  # the checks that depend on alpha run again: 16 / 4 frames is not a multiple of 8
+        use_tune_from_alpha(parse_args(argv + ['--multigrid', 'long']), argv + ['--multigrid', 'long'])
     wrong = argv + ['--slowfast_alpha', '4']
     with pytest.raises(ValueError, match=r'sf\.pth: .*--slowfast_alpha 8'):
         use_tune_from_alpha(parse_args(wrong), wrong)
+
+
+def test_tune_from_an_8x8_file_leaves_an_unset_alpha_and_the_run_name_alone(tmp_path):
+    from builder import store_name, use_tune_from_alpha
+    from opts import parse_args
+    torch.manual_seed(0)
+    src, dst = pytorchvideo_file(build_slowfast(alpha=4), tmp_path / 'SLOWFAST_8x8_R50.pyth'), str(tmp_path / 'sf.pth')
+    assert convert_checkpoint.main([src, dst, '--from', 'pytorchvideo', '--arch', 'slowfast_r50']) == 0
+    argv = ['move4mnist', 'RGB', '--arch', 'slowfast_r50', '--pretrain', 'scratch', '--num_segments', '16',
+            '--tune_from', dst]
+    args = parse_args(argv)
+    before = store_name(args)
+    use_tune_from_alpha(args, argv)
+    assert args.slowfast_alpha is None and store_name(args) == before
+
+
+def test_a_converted_x3d_is_evaluated_at_its_own_training_crop(tmp_path):
+    """The file stores the arch, not a crop: evaluation (tools/test_models.py's checkpoint_args) takes the
+    stored arch's training crop, not the one the command line's default arch would give."""
+    from builder import checkpoint_args
+    torch.manual_seed(0)
+    src, dst = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'X3D_S.pyth'), str(tmp_path / 'x3d_s.pth.tar')
+    assert convert_checkpoint.main([src, dst, '--from', 'pytorchvideo', '--arch', 'x3d_s']) == 0
+    args = checkpoint_args(load_checkpoint(dst)['args'], dst)
+    assert (args.arch, args.img_size, args.scale_size) == ('x3d_s', 160, 182)
+    assert checkpoint_args(load_checkpoint(dst)['args'], dst, extra=['--img_size', '182']).img_size == 182
+

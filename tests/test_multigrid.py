@@ -295,9 +295,14 @@ def test_sub_batch_norm_is_batchnorm_on_each_sub_batch_apart():
     for g in range(3):
         alone = copy.deepcopy(reference)
         torch.testing.assert_close(y[2 * g:2 * g + 2], alone(x[2 * g:2 * g + 2]), rtol=1e-5, atol=1e-5)
-    groups = x.reshape(3, 2, 4, -1).transpose(1, 2).reshape(3, 4, -1)
+    groups = x.reshape(3, 2, 4, -1).transpose(1, 2).reshape(3, 4, -1)  # (sub-batch, C, values)
     torch.testing.assert_close(net[0].running_mean, 0.1 * groups.mean(-1).mean(0))
-    torch.testing.assert_close(net[0].running_var, 0.9 + 0.1 * groups.var(-1, unbiased=True).mean(0))
+    # PySlowFast's aggregate: mean of the unbiased variances + variance of the means. With biased variances that
+    # sum is the whole batch's variance (the law of total variance): the spread between sub-batches is kept.
+    between = groups.mean(-1).var(0, unbiased=False)
+    torch.testing.assert_close(net[0].running_var, 0.9 + 0.1 * (groups.var(-1, unbiased=True).mean(0) + between))
+    whole_var = x.transpose(0, 1).reshape(4, -1).var(-1, unbiased=False)
+    torch.testing.assert_close(groups.var(-1, unbiased=False).mean(0) + between, whole_var)
     assert int(net[0].num_batches_tracked) == 1
     whole = copy.deepcopy(reference)
     torch.testing.assert_close(net[0](x), whole(x))  # outside the block: statistics over the whole batch again

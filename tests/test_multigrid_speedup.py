@@ -55,6 +55,11 @@ def test_timeline_and_main_read_main_py_logs(tmp_path):
     assert [e for e, _, _ in walls] == [0, 1, 2] and [t for _, _, t in walls] == [40, 70, 80]
     assert [w for _, w, _ in walls] == pytest.approx([12, 24, 36], abs=0.5)
     assert 'multigrid reached 80.0% at 17 s: 2.12x against the whole normal run' in text  # mg: 5, 10, 17, 29 s
+    write_run(tmp_path / 'resumed', [3, 3], [30, 60])
+    SummaryWriter(log_dir=str(tmp_path / 'resumed'), filename_suffix='.second').close()  # a second start
+    with pytest.raises(ValueError, match='2 TensorBoard event files'):
+        wall_timeline(str(tmp_path / 'resumed'))
+    assert 'wall clock: not compared' in main([str(tmp_path / 'normal'), str(tmp_path / 'resumed')])
     (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError, match='no validation results'):
         timeline(str(tmp_path / 'empty'))

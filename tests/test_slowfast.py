@@ -115,6 +115,9 @@ def test_linspace_slow_frames_are_pyslowfasts_and_stride_is_every_alpha_th():
     assert slow[0, 0, :, 0, 0].tolist() == [0, 4, 8, 13, 17, 22, 26, 31] and fast is clip  # PackPathway's
     assert PathwaySplit(4)(clip)[0][0, 0, :, 0, 0].tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
     assert PathwaySplit(8, 'linspace')(clip)[0][0, 0, :, 0, 0].tolist() == [0, 10, 20, 31]
+    long = torch.arange(160.0).view(1, 1, 160, 1, 1).expand(1, 3, 160, 1, 1)
+    packed = long.index_select(2, torch.linspace(0, 159, 40).long())  # PySlowFast's PackPathway, as it computes
+    assert torch.equal(PathwaySplit(4, 'linspace')(long)[0], packed) and packed[0, 0, 13, 0, 0] == 52  # not 53
     with pytest.raises(ValueError, match='T = 30 is not a multiple of alpha = 4'):
         PathwaySplit(4, 'linspace')(clip[:, :, :30])
     with pytest.raises(ValueError, match="slow_frames 'every'"):
