@@ -204,7 +204,7 @@ def compare(table: Dict[str, Dict[int, np.ndarray]], resamples: int, seed: int,
 def markdown(results: List[Dict], videos: int, resamples: int) -> str:
     lines = [f'| claim | A | B | seeds | A − B (top-1 points, mean over seeds) | 95% CI (bootstrap over {videos} '
              f'videos, {resamples} resamples) | per seed | paired t over seeds (df) | one-sided p (A > B) | verdict '
-             f'(CI and t agree, 5%) | Holm p (two-sided, {sum(1 for r in results if r["seeds"])} claims) |',
+             f'(CI and t agree, 5%) | Holm p (two-sided, {sum(1 for r in results if r.get("p_holm") is not None)} claims) |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         if not r['seeds']:
