@@ -73,10 +73,11 @@ def test_wall_report_at_the_best_both_reach_when_multigrid_falls_short():
 
 def test_repro_script_trains_both_runs_and_reports_the_ratio(tmp_path):
     """scripts/repro_multigrid_cpu.sh on 8 videos: the TSM-2 warm start, TSM-8 normally for 2 epochs and with
-    --multigrid long,short for 3 from the same checkpoint, the report; a second call skips every run."""
+    --multigrid long,short (sub-batch BatchNorm: MG_BN=sub) for 3 from the same checkpoint, the report; a second
+    call skips every run."""
     out = tmp_path / 'mg'
     env = {**os.environ, 'OUT': str(out), 'EPOCHS': '2', 'WARM_EPOCHS': '1', 'NTRAIN': '8', 'NVAL': '4',
-           'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '1', 'THREADS': '1', 'WARM_THREADS': '1',
+           'EXTRA': '--device cpu', 'OMP_NUM_THREADS': '1', 'THREADS': '1', 'WARM_THREADS': '1', 'MG_BN': 'sub',
            'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
     for call in range(2):
         proc = subprocess.run(['bash', 'scripts/repro_multigrid_cpu.sh'], cwd=ROOT, env=env, capture_output=True,
@@ -86,7 +87,8 @@ def test_repro_script_trains_both_runs_and_reports_the_ratio(tmp_path):
     command = [line for line in (out / 'multigrid' / 'log' / 'tsm8_s0' / 'log.csv').read_text().splitlines()
                if line.startswith('main.py ')][0]
     warm = out / 'normal' / 'checkpoint' / 'tsm2_s0' / 'ckpt.best.pth.tar'
-    assert f'--multigrid long,short --multigrid_lr linear --tune_from {warm}' in command and '--epochs 3 ' in command
+    assert f'--multigrid long,short --multigrid_lr linear --multigrid_bn sub --tune_from {warm}' in command
+    assert '--epochs 3 ' in command and '--multigrid_bn' not in (out / 'normal' / 'log' / 'tsm8_s0' / 'log.csv').read_text()
     results = (out / 'results.md').read_text()
     assert "target: the normal run's final top-1" in results and '| 2 |  |  |' in results
     assert 'epochs 2-2: batch 16, 8 frames, 32px, lr x1, short cycle 64x16px 32x23px 16x32px' in results
