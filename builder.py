@@ -70,15 +70,18 @@ def use_stored_settings(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print(f"=> {args.resume}: its stored model settings {' '.join(changed)} replace the defaults")
 
 
-def use_tune_from_alpha(args: argparse.Namespace, argv: Sequence[str]) -> None:
+def use_tune_from_alpha(args: argparse.Namespace, argv: Sequence[str],
+                        saved: Optional[Dict[str, Any]] = None) -> None:
     """``--tune_from`` a SlowFast file (e.g. tools/convert_checkpoint.py's SLOWFAST_4x16_R50): its stored
     ``slowfast_alpha`` fixes the lateral fusion's kernel, so it is taken when the command line gives none, and a
-    different ``--slowfast_alpha`` is an error naming the file (the weights could not load)."""
+    different ``--slowfast_alpha`` is an error naming the file (the weights could not load). ``saved``: the
+    file's stored ``args`` where the caller has read it already (None: read here)."""
     from archs import backbone_option_defaults
     default = backbone_option_defaults(args.arch).get('alpha')
     if default is None:
         return
-    saved = load_checkpoint(args.tune_from).get('args') or {}
+    if saved is None:
+        saved = load_checkpoint(args.tune_from).get('args') or {}
     alpha = saved.get('slowfast_alpha')
     if not alpha or saved.get('arch') != args.arch or (args.slowfast_alpha or default) == alpha:
         return  # the same network (an unset flag is the builder's default alpha: the run's name stays)

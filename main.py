@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -216,10 +216,12 @@ def auto_resume(args: argparse.Namespace, is_main: bool) -> str:
     return found
 
 
-def initial_model(args: argparse.Namespace, num_class: int, is_main: bool) -> nn.Module:
+def initial_model(args: argparse.Namespace, num_class: int, is_main: bool,
+                  tune: Optional[Dict[str, Any]] = None) -> nn.Module:
     """The model before ``--resume``: ImageNet or fresh weights, or ``--tune_from``'s (whose stored data set
-    decides ``--fc_lr5 auto``)."""
-    tune = load_checkpoint(args.tune_from) if args.tune_from else None
+    decides ``--fc_lr5 auto``; ``tune``: that checkpoint where the caller has read it already)."""
+    if tune is None and args.tune_from:
+        tune = load_checkpoint(args.tune_from)
     # Weights that come from --resume make the ImageNet initialisation moot (and offline, unavailable).
     model = build_model(args, num_class, print_spec=is_main, pretrain='scratch' if args.resume else None,
                         fc_lr5=use_fc_lr5(args, tune and tune.get('args')))
@@ -239,8 +241,10 @@ def setup(argv: Optional[List[str]]) -> Run:
     args = parse_args(argv)
     if args.resume and os.path.isfile(args.resume):  # a missing file is reported where it is loaded
         use_stored_settings(args, list(sys.argv[1:] if argv is None else argv))
-    if args.tune_from and os.path.isfile(args.tune_from):
-        use_tune_from_alpha(args, list(sys.argv[1:] if argv is None else argv))
+    # --tune_from is read once: its stored alpha may set the network's, then its weights start it
+    tune = load_checkpoint(args.tune_from) if args.tune_from and os.path.isfile(args.tune_from) else None
+    if tune is not None:
+        use_tune_from_alpha(args, list(sys.argv[1:] if argv is None else argv), tune.get('args') or {})
     check_training(args)
     rank, world = dist_utils.init_from_env(args.device)
     device = select_device(args.device)
@@ -258,7 +262,7 @@ def setup(argv: Optional[List[str]]) -> Run:
     if is_main and not args.evaluate:  # an unwritable folder is found now, not at the first save
         check_writable(log_dir, '--root_log')
         check_writable(model_dir, '--root_model')
-    model = initial_model(args, config.num_class, is_main)
+    model = initial_model(args, config.num_class, is_main, tune)
     if getattr(args, 'multigrid', None) and args.cluster != 'none' and multigrid_frames(args):
         # the clustered layers see G steps whatever F: the long cycle's batches follow the measured cost (counted
         # on a meta-device copy of the model while it is still on the host)
