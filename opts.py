@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-from archs import arch_names, backbone_layout, backbone_option_names
+from archs import arch_names, backbone_layout, backbone_option_defaults, backbone_option_names
 from archs.video_torchvision import VIDEO_MODELS
 from archs.base import stage_number
 from ops.clustering import rule_names
@@ -266,10 +266,10 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--slowfast_alpha only applies with --arch slowfast_r50 (not {args.arch})")
     if args.slowfast_slow_frames is not None and 'slow_frames' not in backbone_option_names(args.arch):
         parser.error(f"--slowfast_slow_frames only applies with --arch slowfast_r50 (not {args.arch})")
-    if args.slowfast_slow_frames == 'linspace' and args.cluster == 'none' \
-            and args.num_segments % (args.slowfast_alpha or 4):
+    alpha = args.slowfast_alpha or backbone_option_defaults(args.arch).get('alpha')
+    if args.slowfast_slow_frames == 'linspace' and args.cluster == 'none' and args.num_segments % alpha:
         parser.error(f"--slowfast_slow_frames linspace takes --num_segments / alpha Slow frames: --num_segments "
-                     f"{args.num_segments} is not a multiple of alpha {args.slowfast_alpha or 4}")
+                     f"{args.num_segments} is not a multiple of alpha {alpha}")
     problem = cluster_problem(args.cluster, args.num_segments, args.frames)
     if problem:
         parser.error(problem)
@@ -335,7 +335,7 @@ def check_multigrid(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                      f"--multigrid short")
     if args.cluster == 'none' and args.temporal_pool and any(t % 2 for t in frames):
         parser.error(f"--multigrid long with --temporal_pool: {what} must all be even")
-    alpha = args.slowfast_alpha or 4  # slowfast_r50's default (archs/slowfast.build)
+    alpha = args.slowfast_alpha or backbone_option_defaults(args.arch).get('alpha')  # the builder's default
     if args.cluster == 'none' and 'alpha' in backbone_option_names(args.arch) and any(t % alpha for t in frames):
         parser.error(f"--multigrid long with --arch {args.arch}: {what} must be multiples of alpha {alpha}: "
                      f"--num_segments a multiple of {4 * alpha}")
