@@ -27,9 +27,24 @@ def test_paired_t_known_values():
     assert r['t'] == pytest.approx(2 * math.sqrt(3)) and r['df'] == 2
     assert r['p_one_sided'] == pytest.approx(0.5 - r['t'] / (2 * math.sqrt(2 + r['t'] ** 2)))
     assert po.paired_t([0.0, 0.0, 0.0])['p_one_sided'] == pytest.approx(0.5)
-    assert po.paired_t([2.0, 2.0])['p_one_sided'] == 0.0
+    assert r['test'] == 't'
+
+
+def test_equal_differences_fall_back_to_the_exact_sign_flip_test():
+    # no spread: t is undefined; of the 2^n sign flips only the observed one reaches the observed mean
+    up = po.paired_t([2.0, 2.0])
+    assert up['test'] == 'sign-flip' and up['p_one_sided'] == pytest.approx(0.25)
     equal = po.paired_t([(c - 9) / 240 * 100 - c / 240 * 100 for c in (237, 239, 228)])  # -3.75 +- rounding
-    assert equal['t'] == -math.inf and equal['p_one_sided'] == 1.0
+    assert equal['test'] == 'sign-flip' and equal['t'] == -math.inf
+    assert equal['p_one_sided'] == pytest.approx(1 - 1 / 8)
+    assert po.verdict(-5.0, -1.0, equal['p_one_sided']) == 'undecided at 5%'  # 3 votes cannot reach 2.5%
+    assert po.verdict(-5.0, -1.0, 1 - 0.5 ** 6) == 'reversed'  # 6 equal votes can (1/64)
+    a, b = np.zeros((3, 80), bool), np.zeros((3, 80), bool)
+    a[:, :10] = True  # every seed: +12.5 points
+    rows = po.compare({'slope8': dict(enumerate(a)), 'uniform8': dict(enumerate(b))}, 500, 0)
+    row = next(r for r in rows if (r['a'], r['b']) == ('slope8', 'uniform8'))
+    assert row['test'] == 'sign-flip' and row['verdict'] == 'undecided at 5%' and row['p_holm'] == pytest.approx(0.25)
+    assert '| equal differences: sign-flip test (3 seeds) | 0.125 | undecided at 5% | 0.250 |' in po.markdown(rows, 80, 500)
     assert po.paired_t([2.0])['p_one_sided'] is None
 
 
@@ -76,7 +91,6 @@ def test_the_verdict_needs_the_bootstrap_and_the_t_test_to_agree():
     assert po.verdict(-1.0, 5.0, 0.001) == 'undecided at 5%'  # the seeds decide, the videos do not
     assert po.verdict(-5.0, -1.0, 0.99) == 'reversed'
     assert po.verdict(-5.0, -1.0, 0.96) == 'undecided at 5%'
-    assert po.verdict(-5.0, -1.0, 1.0) == 'reversed'  # equal per-seed differences: t = -inf
     assert po.verdict(1.0, 5.0) == 'holds'  # one seed: no t-test, the CI alone
 
 

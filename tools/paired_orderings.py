@@ -21,8 +21,9 @@ cumulative >= slope >= uniform, and cumulative vs uniform; G in 8, 16) is tested
 Verdict, at 5% two-sided, from both tests, as the uncertainty has both sources: "holds" when the bootstrap CI is
 above 0 AND the t-test's one-sided p for A > B is below 2.5%; "reversed" when the CI is below 0 AND the one-sided
 p for B > A is below 2.5%; else "undecided at 5%" (with one seed, the t-test cannot be run: the CI alone). When
-every seed differs by the same amount the t statistic is infinite: the test's limit, with the sign test's caveat
-that 3 seeds cannot carry more than 3 votes. The ten comparisons are not corrected for multiplicity in the verdict;
+every seed differs by the same amount the t statistic is undefined (no spread to scale by, t = ±inf): the exact
+sign-flip test takes its place (one-sided p = 2^-seeds when every difference has the claimed sign, 1/8 with 3
+seeds), so 3 equal differences cannot decide a claim, however large. The ten comparisons are not corrected for multiplicity in the verdict;
 the table's last column gives Holm's adjusted two-sided p of the t-tests over the comparisons run.
 """
 import argparse
@@ -30,7 +31,7 @@ import json
 import math
 import os
 import statistics
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -83,17 +84,21 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
-def paired_t(diffs: Sequence[float]) -> Dict[str, float]:
-    """Paired t-test of per-seed differences: t, df and the one-sided p for a mean above 0 (None with < 2)."""
+def paired_t(diffs: Sequence[float]) -> Dict[str, Any]:
+    """Paired t-test of per-seed differences: t, df, the one-sided p for a mean above 0 (None with < 2 seeds)
+    and the test used: 't', or 'sign-flip' (exact, p = 2^-n per direction) when every difference is equal."""
     n = len(diffs)
     if n < 2:
-        return {'t': None, 'df': n - 1, 'p_one_sided': None}
+        return {'t': None, 'df': n - 1, 'p_one_sided': None, 'test': None}
     mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
     if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences (top-1s are counts / videos: rounding only)
-        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-    else:
-        t = mean / (sd / math.sqrt(n))
-    return {'t': t, 'df': n - 1, 'p_one_sided': 1.0 - t_cdf(t, n - 1)}
+        if mean == 0:
+            return {'t': 0.0, 'df': n - 1, 'p_one_sided': 0.5, 'test': 't'}
+        tail = 0.5 ** n  # every sign flip but the observed one gives a smaller mean
+        return {'t': math.copysign(math.inf, mean), 'df': n - 1, 'p_one_sided': tail if mean > 0 else 1.0 - tail,
+                'test': 'sign-flip'}
+    t = mean / (sd / math.sqrt(n))
+    return {'t': t, 'df': n - 1, 'p_one_sided': 1.0 - t_cdf(t, n - 1), 'test': 't'}
 
 
 def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10000,
@@ -211,6 +216,8 @@ def markdown(results: List[Dict], videos: int, resamples: int) -> str:
             lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | 0 | — | — | — | — | — | not run | — |")
             continue
         t = '—' if r['t'] is None else f"{r['t']:.2f} ({r['df']})"
+        if r.get('test') == 'sign-flip':
+            t = f"equal differences: sign-flip test ({len(r['seeds'])} seeds)"
         p = '—' if r['p_one_sided'] is None else f"{r['p_one_sided']:.3f}"
         holm_p = '—' if r.get('p_holm') is None else f"{r['p_holm']:.3f}"
         lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | {len(r['seeds'])} | {r['effect']:+.2f} | "
