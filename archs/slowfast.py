@@ -23,7 +23,10 @@ measured on meta tensors), ours against pytorchvideo 0.1.5's ``create_slowfast``
     SlowFast-R50 4x16 (alpha 8, fusion kernel 5)   36.099 GMACs (pytorchvideo 36.102)   34,480,216 parameters
 
 (pytorchvideo applies the classifier at each of the 2x2 positions its 7x7 head windows leave at 256 px, then
-averages; ours averages, then classifies once: 0.003 G less, the same logits.)
+averages; ours averages, then classifies once: 0.003 G less, the same logits.) The head averages time whole
+(``PoolConcat``): pytorchvideo's time windows (T/alpha and T of the training clip) are the whole clip at the zoo's
+T, and the same then; any other clip length or a clustered Slow pathway would leave the pathways with different
+numbers of windows.
 
 (36.305 GMACs and 34.57 M parameters for alpha 8 belong to fusion kernel 7, i.e. ``fusion_kernel=7``; the
 4x16 checkpoint's 34.48 M parameters are those of kernel 5.)
@@ -159,18 +162,22 @@ class TwoPathways(nn.Module):
 
 
 class PoolConcat(nn.Module):
-    """Average-pool each pathway over its training window, concatenate channels: -> (N, Cs + Cf, T', h', w')."""
+    """Average each pathway over all its time steps and over ``window`` x ``window`` positions (stride 1, None: all
+    of them), concatenate channels: [(N, Cs, Ts, h, w), (N, Cf, Tf, h, w)] -> (N, Cs + Cf, 1, h', w').
 
-    def __init__(self, kernels: Sequence[Optional[Tuple[int, int, int]]]):
+    pytorchvideo pools time over the training clip's window (T/alpha and T steps), which is the whole clip at the
+    zoo's T and gives the same; at any other length the two pathways would give different numbers of windows
+    (a Fast clip over 32 frames, or a clustered Slow pathway of G != T/alpha cluster means), so time is averaged
+    whole here. Space keeps the zoo's window, whose positions the head averages after its classifier.
+    """
+
+    def __init__(self, window: Optional[int]):
         super().__init__()
-        self.kernels = list(kernels)
+        self.window = window
 
     def forward(self, x: List[torch.Tensor]) -> torch.Tensor:
-        pooled = [clipped_avg_pool(path, kernel) for path, kernel in zip(x, self.kernels)]
-        if pooled[0].shape[2:] != pooled[1].shape[2:]:
-            raise ValueError(f"archs/slowfast.py: pooled pathways differ in shape: "
-                             f"slow {tuple(pooled[0].shape[2:])}, fast {tuple(pooled[1].shape[2:])}")
-        return torch.cat(pooled, dim=1)
+        kernel = None if self.window is None else (1, self.window, self.window)
+        return torch.cat([clipped_avg_pool(path.mean(dim=2, keepdim=True), kernel) for path in x], dim=1)
 
 
 class Head(nn.Module):
@@ -240,7 +247,7 @@ class SlowFast(nn.Module):
     """
 
     def __init__(self, num_classes: int = 400, alpha: int = 4, fusion_kernel: Optional[int] = None,
-                 head_pool_kernels: Sequence[Optional[Tuple[int, int, int]]] = (None, None), dropout: float = 0.5,
+                 head_pool_window: Optional[int] = None, dropout: float = 0.5,
                  slow_frames: str = 'stride'):
         super().__init__()
         if fusion_kernel is None:
@@ -261,7 +268,7 @@ class SlowFast(nn.Module):
                                       ResStage(fast_in, fast_width, depth, FAST_TEMPORAL_KERNELS[i], stride),
                                       fusion))
             slow_in, fast_in = width, fast_width
-        blocks += [PoolConcat(head_pool_kernels), Head(slow_in + fast_in, num_classes, dropout)]
+        blocks += [PoolConcat(head_pool_window), Head(slow_in + fast_in, num_classes, dropout)]
         self.blocks = nn.ModuleList(blocks)
 
     def split(self, clip: torch.Tensor) -> List[torch.Tensor]:
@@ -279,20 +286,20 @@ class SlowFast(nn.Module):
         return x
 
 
-def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: int = 4, frames: int = 32,
-                   train_size: int = 224, zoo_head_pool: bool = True, dropout: float = 0.5,
-                   fusion_kernel: Optional[int] = None, slow_frames: str = 'stride') -> SlowFast:
-    """SlowFast-R50, randomly initialised; ``frames`` is the Fast pathway's clip length T.
+def build_slowfast(name: str = 'slowfast_r50', num_classes: int = 400, alpha: int = 4, train_size: int = 224,
+                   zoo_head_pool: bool = True, dropout: float = 0.5, fusion_kernel: Optional[int] = None,
+                   slow_frames: str = 'stride') -> SlowFast:
+    """SlowFast-R50, randomly initialised, for clips of any length T (the Slow pathway: T/alpha frames or G
+    cluster means).
 
-    ``zoo_head_pool`` pools each pathway over its training window ((T/alpha or T), train_size/32, train_size/32)
-    as pytorchvideo does, so that its weights give its logits at any input size; False pools globally.
+    ``zoo_head_pool`` pools space over the training window (train_size/32 positions a side) as pytorchvideo does,
+    so that its weights give its logits at 256 px too; False pools globally (``PoolConcat``; time is always whole).
     ``fusion_kernel`` None takes the published checkpoint's for ``alpha`` (7 for 4, 5 for 8).
     """
     if name != 'slowfast_r50':
         raise ValueError(f"archs/slowfast.py: unknown SlowFast {name!r}: expected 'slowfast_r50'")
     side = -(-train_size // 32)
-    kernels = [(frames // alpha, side, side), (frames, side, side)] if zoo_head_pool else [None, None]
-    return SlowFast(num_classes, alpha, fusion_kernel, kernels, dropout, slow_frames)
+    return SlowFast(num_classes, alpha, fusion_kernel, side if zoo_head_pool else None, dropout, slow_frames)
 
 
 def slowfast_layout() -> Layout:

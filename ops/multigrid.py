@@ -243,7 +243,7 @@ def check_shapes(model: nn.Module, phases: Sequence[Phase], channels: int, devic
             try:
                 with torch.no_grad(), model.sampled_frames(frames):
                     model(torch.zeros(1, frames * channels, size, size, device=device))
-            except RuntimeError as err:
+            except (RuntimeError, ValueError) as err:
                 raise ValueError(f"--multigrid: {model.arch} cannot take {frames} frames at {size}x{size} px, a shape "
                                  f"of its schedule ({err}): raise --num_segments/--frames (the long cycle takes a "
                                  f"quarter) or --img_size (both take S/2 or S/sqrt2)") from err

@@ -176,3 +176,28 @@ def test_gmacs_at_the_zoo_input(alpha, fusion_kernel, rel):
     # 4x16: the published checkpoint's fusion kernel 5 gives 36.099 (pytorchvideo 36.102); the issue's 36.305
     # is the count with kernel 7
     assert counter.get_total_flops() / 2e9 == pytest.approx(ZOO_GMACS[alpha], rel=rel)
+
+
+@pytest.mark.parametrize('alpha,frames,groups', [(4, 64, None), (4, 37, None), (8, 64, None), (4, 48, 8),
+                                                 (4, 32, 16), (8, 64, 16)])
+def test_clips_longer_than_the_zoos_and_any_number_of_clusters_reach_the_head(alpha, frames, groups):
+    """The head averages each pathway over all its steps: a Fast clip over 32 frames, or a clustered Slow pathway
+    of G != T/alpha means, gives the two pathways different lengths that a fixed time window cannot pool alike."""
+    from ops.models import TSN
+    torch.manual_seed(0)
+    extra = {} if groups is None else {'cluster': 'cumulative', 'num_frames': frames}
+    model = TSN(4, groups or frames, 'RGB', base_model='slowfast_r50', pretrain='scratch',
+                backbone_options={'alpha': alpha}, **extra).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, frames * 3, 32, 32))
+    assert out.shape == (1, 4) and torch.isfinite(out).all()
+
+
+def test_the_head_averages_time_whole_and_space_over_the_zoo_window():
+    from archs.slowfast import PoolConcat
+    slow, fast = torch.randn(2, 5, 3, 8, 8), torch.randn(2, 2, 12, 8, 8)
+    out = PoolConcat(7)([slow, fast])
+    assert out.shape == (2, 7, 1, 2, 2)
+    ref = torch.nn.functional.avg_pool3d(slow.mean(2, keepdim=True), (1, 7, 7), stride=1)
+    torch.testing.assert_close(out[:, :5], ref)
+    torch.testing.assert_close(PoolConcat(None)([slow, fast])[:, 5:, 0, 0, 0], fast.mean(dim=(2, 3, 4)))
