@@ -16,18 +16,69 @@ from ops.models import TSN
 from tools import convert_checkpoint
 
 
-def pytorchvideo_file(net: torch.nn.Module, path: Path) -> str:
+def pytorchvideo_file(net: torch.nn.Module, path: Path, cfg: str = 'TRAIN:\n  DATASET: kinetics\n') -> str:
     """``net`` saved as pytorchvideo's model zoo saves it; BatchNorm statistics made non-trivial first."""
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm3d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    torch.save({'model_state': net.state_dict(), 'epoch': 300, 'cfg': 'TRAIN:\n  DATASET: kinetics\n'}, path)
+    torch.save({'model_state': net.state_dict(), 'epoch': 300, 'cfg': cfg}, path)
     return str(path)
 
 
+# the shape of PySlowFast's cfg.dump() (yacs YAML), cut to the keys the converter reads and a few neighbours
+X3D_S_CFG = """DATA:
+  INPUT_CHANNEL_NUM:
+  - 3
+  NUM_FRAMES: 13
+  SAMPLING_RATE: 6
+  TRAIN_CROP_SIZE: 160
+  TEST_CROP_SIZE: 182
+MODEL:
+  ARCH: x3d
+  # a comment: ignored
+  NUM_CLASSES: 400
+SLOWFAST:
+  ALPHA: 8
+"""
+
+
+def test_the_stored_config_is_read_to_two_levels():
+    values = convert_checkpoint.config_values(X3D_S_CFG)
+    assert values['DATA.NUM_FRAMES'] == '13' and values['DATA.TRAIN_CROP_SIZE'] == '160'
+    assert values['MODEL.ARCH'] == 'x3d' and values['SLOWFAST.ALPHA'] == '8' and values['DATA.INPUT_CHANNEL_NUM'] == ''
+    assert convert_checkpoint.config_values({'DATA': {'NUM_FRAMES': 4}, 'RNG_SEED': 0}) == {'DATA.NUM_FRAMES': '4'}
+    assert convert_checkpoint.config_values(None) == {}
+
+
+def test_an_x3d_file_is_checked_against_its_config_as_xs_s_and_m_share_every_shape(tmp_path, capsys):
+    src = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'X3D_S.pyth', X3D_S_CFG)
+    assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_m']) == 1
+    err = capsys.readouterr().err
+    assert src in err and '13 frames at 160 px' in err and 'the file holds x3d_s' in err
+    assert not (tmp_path / 'o.pth.tar').exists()
+    assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_s']) == 0
+    bare = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'bare.pyth')
+    assert convert_checkpoint.main([bare, str(tmp_path / 'b.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_m']) == 0
+    assert 'holds no training config' in capsys.readouterr().err  # said, as it cannot be checked
+
+
+def test_slowfasts_alpha_comes_from_the_flag_the_config_or_the_lateral_kernel(tmp_path, capsys):
+    state = build_slowfast(alpha=8).state_dict()
+    src = str(tmp_path / 'SLOWFAST_4x16_R50.pyth')
+    assert convert_checkpoint.check_variant('slowfast_r50', state, {}, None, src) == 8  # kernel 5: the 4x16 file
+    assert convert_checkpoint.check_variant('slowfast_r50', state, {'SLOWFAST.ALPHA': '8'}, None, src) == 8
+    assert convert_checkpoint.check_variant('slowfast_r50', state, {}, 4, src) == 4  # the flag wins; loading then fails
+    with pytest.raises(CheckpointError, match='SLOWFAST.ALPHA 8, --slowfast_alpha 4'):
+        convert_checkpoint.check_variant('slowfast_r50', state, {'SLOWFAST.ALPHA': '8'}, 4, src)
+    odd = dict(state, **{'blocks.0.multipathway_fusion.conv_fast_to_slow.weight': torch.zeros(16, 8, 3, 1, 1)})
+    with pytest.raises(CheckpointError, match='temporal kernel 3.*--slowfast_alpha'):
+        convert_checkpoint.check_variant('slowfast_r50', odd, {}, None, src)
+    assert convert_checkpoint.check_variant('slowfast_r50', build_slowfast(alpha=4).state_dict(), {}, None, src) == 4
+
+
 @pytest.mark.parametrize('arch,alpha,frames', [('x3d_xs', None, 4), ('slowfast_r50', 8, 16)])
-def test_a_converted_checkpoint_gives_pytorchvideos_logits_under_tsn(arch, alpha, frames, tmp_path):
+def test_a_converted_checkpoint_gives_the_saved_networks_logits_under_tsn(arch, alpha, frames, tmp_path):
     torch.manual_seed(0)
     net = (build_x3d(arch) if alpha is None else build_slowfast(alpha=alpha)).eval()
     src, dst = pytorchvideo_file(net, tmp_path / 'zoo.pyth'), str(tmp_path / 'ours.pth.tar')
@@ -61,7 +112,7 @@ def test_a_file_of_another_network_is_refused_naming_the_keys(tmp_path, capsys):
     src = pytorchvideo_file(build_slowfast(alpha=8), tmp_path / 'SLOWFAST_4x16_R50.pyth')
     # the 4x16 model's fusion kernel is 5; alpha 4 (8x8) expects 7
     assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo',
-                                    '--arch', 'slowfast_r50']) == 1
+                                    '--arch', 'slowfast_r50', '--slowfast_alpha', '4']) == 1
     err = capsys.readouterr().err
     assert 'shape mismatch' in err and 'conv_fast_to_slow' in err and src in err
     assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo',

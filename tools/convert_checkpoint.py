@@ -25,7 +25,7 @@ import argparse
 import os
 import pickle
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -123,8 +123,9 @@ def convert(src: str, dst: str, trust: bool = False, module_prefix: str = 'keep'
     return dropped
 
 
-def read_pytorchvideo(src: str, trust: bool = False) -> Dict[str, torch.Tensor]:
-    """The ``model_state`` of a pytorchvideo checkpoint (weights-only read unless ``trust``).
+def read_pytorchvideo(src: str, trust: bool = False) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """The ``model_state`` of a pytorchvideo checkpoint (weights-only read unless ``trust``) and its training
+    config, flattened to 'SECTION.KEY' -> value (``config_values``; {} when the file holds none).
 
     Raises:
         CheckpointError: unreadable, pickled code without ``trust``, or no ``model_state`` of tensors.
@@ -145,14 +146,69 @@ def read_pytorchvideo(src: str, trust: bool = False) -> Dict[str, torch.Tensor]:
         raise CheckpointError(f"{src}: not a pytorchvideo checkpoint: expected a dict whose 'model_state' is a "
                               f"state dict of tensors, got {type(obj).__name__} with keys "
                               f"{list(obj)[:5] if isinstance(obj, dict) else '-'}")
-    return state
+    return state, config_values(obj.get('cfg'))
+
+
+def config_values(cfg: Any) -> Dict[str, str]:
+    """PySlowFast's stored config (the YAML text of ``cfg.dump()``, or a nested dict) -> {'DATA.NUM_FRAMES': '4',
+    ...}: the two top levels, values as text; anything else -> {}."""
+    if isinstance(cfg, dict):
+        return {f'{k}.{kk}': str(vv) for k, v in cfg.items() if isinstance(v, dict) for kk, vv in v.items()}
+    if not isinstance(cfg, str):
+        return {}
+    values, section = {}, None
+    for line in cfg.splitlines():
+        key, colon, value = line.strip().partition(':')
+        if not colon or line.lstrip().startswith('#'):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            section = key
+        elif section is not None and indent == 2:
+            values[f'{section}.{key}'] = value.strip()
+    return values
+
+
+def check_variant(arch: str, state: Dict[str, torch.Tensor], cfg: Dict[str, str], alpha: Optional[int],
+                  src: str) -> Optional[int]:
+    """The SlowFast alpha to build (``alpha``, else the file's config's, else the zoo's for its lateral kernel:
+    7 -> 4, 5 -> 8); for X3D, the file's config (clip frames, training crop) checked against ``arch``, as
+    X3D-XS, -S and -M share every weight shape. Raises ``CheckpointError`` naming the mismatch."""
+    if arch.startswith('x3d'):
+        from archs.x3d import X3D_SPECS
+        spec = X3D_SPECS[arch]
+        for key, ours in (('DATA.NUM_FRAMES', spec.frames), ('DATA.TRAIN_CROP_SIZE', spec.train_size)):
+            if key in cfg and cfg[key] != str(ours):
+                found = [a for a, sp in X3D_SPECS.items()
+                         if str(sp.frames) == cfg.get('DATA.NUM_FRAMES') and str(sp.train_size) == cfg.get('DATA.TRAIN_CROP_SIZE')]
+                raise CheckpointError(f"{src}: its config trained {cfg.get('DATA.NUM_FRAMES', '?')} frames at "
+                                      f"{cfg.get('DATA.TRAIN_CROP_SIZE', '?')} px ({key} {cfg[key]}), {arch} "
+                                      f"{spec.frames} at {spec.train_size}: the file holds "
+                                      f"{found[0] if found else 'another X3D'}; pass --arch accordingly")
+        return None
+    if arch != 'slowfast_r50':
+        return alpha
+    from archs.slowfast import FUSION_KERNELS
+    stored = cfg.get('SLOWFAST.ALPHA')
+    if stored is not None and alpha is not None and stored != str(alpha):
+        raise CheckpointError(f"{src}: its config has SLOWFAST.ALPHA {stored}, --slowfast_alpha {alpha}")
+    if alpha is None and stored is not None:
+        return int(stored)
+    weight = state.get('blocks.0.multipathway_fusion.conv_fast_to_slow.weight')
+    if alpha is None and weight is not None:
+        by_kernel = {k: a for a, k in FUSION_KERNELS.items()}
+        if weight.shape[2] not in by_kernel:
+            raise CheckpointError(f"{src}: its lateral connections have temporal kernel {weight.shape[2]}, not a "
+                                  f"published one ({by_kernel}): pass --slowfast_alpha")
+        return by_kernel[weight.shape[2]]
+    return alpha
 
 
 def from_pytorchvideo(state: Dict[str, torch.Tensor], arch: str, src: str,
                       alpha: Optional[int] = None) -> Dict[str, Any]:
     """pytorchvideo's state dict -> our checkpoint for ``TSN(base_model=arch)``: ``base_model.`` + its names, its
     classifier as ``new_fc``; checked name by name and shape by shape against our network (``CheckpointError``
-    naming the keys otherwise). ``alpha``: SlowFast's (None: 4, the 8x8 model's)."""
+    naming the keys otherwise). ``alpha``: SlowFast's (None: ``check_variant``'s or 4, the 8x8 model's)."""
     from archs import backbone_layout, backbone_option_names
     from ops.checkpoint import load_model_weights
     from ops.models import TSN
@@ -185,7 +241,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--arch', default=None, choices=['x3d_xs', 'x3d_s', 'x3d_m', 'x3d_l', 'slowfast_r50'],
                         help="with --from pytorchvideo: the network SRC holds")
     parser.add_argument('--slowfast_alpha', type=int, default=None, choices=[4, 8],
-                        help="with --arch slowfast_r50: 4 for SLOWFAST_8x8_R50.pyth (default), 8 for 4x16")
+                        help="with --arch slowfast_r50: 4 for SLOWFAST_8x8_R50.pyth, 8 for 4x16 (default: the "
+                             "file's config's SLOWFAST.ALPHA, else the zoo's for its lateral kernel, 7: 4, 5: 8)")
     args = parser.parse_args(argv)
     if os.path.abspath(args.src) == os.path.abspath(args.dst):
         parser.error("DST must differ from SRC (keep the original)")
@@ -195,7 +252,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--slowfast_alpha only applies with --arch slowfast_r50")
     if args.source == 'pytorchvideo':
         try:
-            out = from_pytorchvideo(read_pytorchvideo(args.src, args.trust), args.arch, args.src, args.slowfast_alpha)
+            state, cfg = read_pytorchvideo(args.src, args.trust)
+            alpha = check_variant(args.arch, state, cfg, args.slowfast_alpha, args.src)
+            if args.arch in ('x3d_xs', 'x3d_s', 'x3d_m') and 'DATA.NUM_FRAMES' not in cfg:
+                print(f"note: {args.src} holds no training config, and X3D-XS, -S and -M share every weight shape: "
+                      f"the file is taken as {args.arch} (its head window and input size), unchecked", file=sys.stderr)
+            out = from_pytorchvideo(state, args.arch, args.src, alpha)
             save_checkpoint(out, args.dst)
         except CheckpointError as err:
             print(f"error: {err}", file=sys.stderr)
