@@ -46,8 +46,8 @@ def tsn_input(clip: torch.Tensor) -> torch.Tensor:
     return clip.transpose(1, 2).reshape(n, t * c, h, w)
 
 
-@pytest.mark.parametrize('arch,frames,sizes', [('x3d_xs', 4, (160, 182)), ('x3d_m', 16, (224,)),
-                                               ('x3d_l', 16, (312,))])
+@pytest.mark.parametrize('arch,frames,sizes', [('x3d_xs', 4, (160, 182)), ('x3d_s', 13, (160, 182)),
+                                               ('x3d_m', 16, (224, 256)), ('x3d_l', 16, (312,))])
 def test_x3d_logits_equal_pytorchvideos(arch, frames, sizes, tmp_path):
     torch.manual_seed(0)
     theirs = getattr(pv_hub, arch)(pretrained=False, head_activation=None).eval()
@@ -74,18 +74,20 @@ def test_x3d_probabilities_equal_pytorchvideos_default_softmax_head_at_the_train
 @pytest.mark.parametrize('alpha,fusion_kernel', [(4, 7), (8, 5)])
 def test_slowfast_logits_equal_pytorchvideos(alpha, fusion_kernel, tmp_path):
     """SLOWFAST_8x8_R50 (alpha 4, fusion kernel 7) and SLOWFAST_4x16_R50 (alpha 8, PySlowFast's FUSION_KERNEL_SZ 5)
-    at 32 Fast frames, 224 px; pytorchvideo's network takes [slow, fast], ours the Fast clip (slow: every alpha-th)."""
+    at 32 Fast frames, 224 px and the zoo's 256 px test size (2x2 head windows); pytorchvideo's network takes
+    [slow, fast], ours the Fast clip."""
     torch.manual_seed(0)
     frames = 32
     theirs = create_slowfast(model_depth=50, slowfast_fusion_conv_kernel_size=(fusion_kernel, 1, 1),
                              slowfast_fusion_conv_stride=(alpha, 1, 1),
                              head_pool_kernel_sizes=((frames // alpha, 7, 7), (frames, 7, 7))).eval()
     ours = ours_from(zoo_file(theirs, tmp_path / 'SLOWFAST.pyth'), tmp_path, 'slowfast_r50', frames, alpha)
-    clip = torch.randn(1, 3, frames, 224, 224)
-    with torch.no_grad():
-        # the converted file stores slowfast_slow_frames 'linspace', the zoo's PackPathway: T/alpha evenly spaced
-        packed = clip.index_select(2, torch.linspace(0, frames - 1, frames // alpha).long())
-        torch.testing.assert_close(ours(tsn_input(clip)), theirs([packed, clip]), rtol=1e-4, atol=1e-5)
+    for size in (224, 256):
+        clip = torch.randn(1, 3, frames, size, size)
+        with torch.no_grad():
+            # the converted file stores slowfast_slow_frames 'linspace', the zoo's PackPathway: T/alpha evenly spaced
+            packed = clip.index_select(2, torch.linspace(0, frames - 1, frames // alpha).long())
+            torch.testing.assert_close(ours(tsn_input(clip)), theirs([packed, clip]), rtol=1e-4, atol=1e-5)
 
 
 def test_the_stored_facts_are_pytorchvideos_state_dicts(pytorchvideo_state_dict):
