@@ -71,3 +71,21 @@ def test_a_bad_record_row_names_its_line(tmp_path):
     with pytest.raises(SystemExit, match=r'runs.csv, line 2: took_off is .maybe.'):
         main([str(tmp_path / 'sweep'), '--fractions', '75', '--configs', 'tsm8',
               '--figure', str(tmp_path / 'x.png'), '--record', str(record)])
+
+
+def test_welch_by_hand_and_the_table_against_the_baseline(tmp_path):
+    from tools.plot_distract import welch
+    # a = 1, 2, 3 (var 1), b = 5, 5, 8 (var 3): se^2 = 1/3 + 1 = 4/3, t = -4 / sqrt(4/3) = -2 sqrt(3);
+    # df = (4/3)^2 / ((1/3)^2 / 2 + 1^2 / 2) = (16/9) / (5/9) = 3.2
+    r = welch([1.0, 2.0, 3.0], [5.0, 5.0, 8.0])
+    assert r['diff'] == pytest.approx(-4.0) and r['t'] == pytest.approx(-2 * 3 ** 0.5)
+    assert r['df'] == pytest.approx(3.2)
+    assert 0.0257 < r['p'] < 0.0405  # t = 3.464 two-sided: p 0.0405 on 3 df, 0.0257 on 4 (tables)
+    assert welch([1.0], [2.0, 3.0]) is None and welch([1.0, 1.0], [2.0, 2.0]) is None
+    for seed, (low, high) in enumerate(((30.0, 80.0), (32.0, 82.0), (29.0, 79.0))):
+        write_run(tmp_path, 75, f'tsm8_s{seed}', low)
+        write_run(tmp_path, 75, f'cumulative8_s{seed}', high)
+    text = main([str(tmp_path), '--fractions', '75', '--configs', 'tsm8', 'cumulative8',
+                 '--figure', str(tmp_path / 'f.png')])
+    row = next(line for line in text.splitlines() if line.startswith('| ours-cumulative-8 | +50.00 (t'))
+    assert row.endswith('): higher |')

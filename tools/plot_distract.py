@@ -6,7 +6,10 @@
 ``ROOT/f{P}`` is the study folder of the data set in which P% of each video's frames are distracting; each of
 its runs ``log/{config}_s{seed}`` is read as tools/summarize_study.py reads it (the evaluated best checkpoint's
 top-1, ``eval.txt``). Prints a markdown table (one row a model, one column a fraction: top-1 mean ± std over
-seeds, and how many of the seeds took off) and plots top-1 against the fraction, one line a model, error bars the
+seeds, and how many of the seeds took off), then each model against ``--baseline`` (TSM-8, the sparse sampling the
+paper's motivation says loses rare informative frames) at each fraction: the difference of means and Welch's
+unequal-variance t-test over the seeds (unpaired: the sweep's seeds ran on two machines, and the order of some is
+not recorded), "higher", "lower" or "undecided" at 5% two-sided; and plots top-1 against the fraction, one line a model, error bars the
 standard deviation over seeds (none with one seed).
 
 ``--record CSV`` keeps every run's result beside the figure (``docs/distract_runs.csv``): the runs found under
@@ -108,6 +111,42 @@ def markdown(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int]
     return '\n'.join(lines)
 
 
+def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Dict[str, float]]:
+    """Welch's t-test of mean(a) - mean(b): difference, t, Welch-Satterthwaite df and two-sided p; None when a
+    side has fewer than 2 values or both have no spread (p 0 when only the difference is exact)."""
+    from tools.paired_orderings import t_cdf
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = statistics.mean(a) - statistics.mean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return None
+    t = diff / (va + vb) ** 0.5
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return {'diff': diff, 't': t, 'df': df, 'p': 2.0 * min(t_cdf(t, df), 1.0 - t_cdf(t, df))}
+
+
+def against(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int], baseline: str) -> str:
+    """A markdown table: every other model minus ``baseline`` at each fraction (Welch, 5% two-sided)."""
+    if baseline not in results:
+        return ''
+    lines = [f'| model − {NAMES.get(baseline, baseline)} (points; Welch t, df, two-sided p) | '
+             + ' | '.join(f'{p}% distracting' for p in fractions) + ' |', '|---|' + '---|' * len(fractions)]
+    for config, by_fraction in results.items():
+        if config == baseline:
+            continue
+        cells = []
+        for p in fractions:
+            test = welch([r['top1'] for r in by_fraction[p]], [r['top1'] for r in results[baseline][p]])
+            if test is None:
+                cells.append('—')
+                continue
+            call = 'undecided' if test['p'] >= 0.05 else ('higher' if test['diff'] > 0 else 'lower')
+            cells.append(f"{test['diff']:+.2f} (t {test['t']:.2f}, df {test['df']:.1f}, p {test['p']:.3f}): {call}")
+        lines.append(f"| {NAMES.get(config, config)} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def plot(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int], path: str) -> None:
     """Top-1 against the fraction, one line a model (only the fractions it has runs of, shifted sideways by
     under a point so that equal values stay visible), error bars = std (clipped at 100%), each seed a small dot
@@ -153,6 +192,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--took_off', type=float, default=50.0, help='the validation top-1 (%%) a seed must pass')
     parser.add_argument('--record', default=None, help="a CSV of every run's result (e.g. docs/distract_runs.csv):"
                         " ROOT's runs are added to it, and the table and figure show all its runs")
+    parser.add_argument('--baseline', default='tsm8', help='the model every other is tested against')
     parser.add_argument('--machine', default='', help="--record: what ran ROOT's runs (e.g. 'AMD EPYC without AMX')")
     args = parser.parse_args(argv)
     results = collect(args.root, args.fractions, args.configs)
@@ -162,6 +202,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         raise SystemExit(f'{args.root}: no finished run of {", ".join(args.configs)} in f'
                          f'{{{",".join(map(str, args.fractions))}}}/log')
     table = markdown(results, args.fractions, args.took_off)
+    tests = against(results, args.fractions, args.baseline)
+    table += '\n\n' + tests if tests else ''
     plot(results, args.fractions, args.figure)
     print(table + f'\n\nfigure: {args.figure}')
     return table
