@@ -4,7 +4,7 @@
 #   For each seed: TSM-2 (2 frames a video, far apart, from scratch, WARM_EPOCHS epochs) is the starting point;
 #   then TSM-8, TSM-16, TSM-all and ours-{uniform,slope,cumulative}-{8,16} each train EPOCHS epochs from its
 #   best checkpoint (--tune_from), with the quickstart's recipe (AdamW lr 1e-3, wd 1e-4, cosine, batch 16,
-#   dropout 0.3, 32 px crops, fp32), one run at a time on all the cores, seed by seed.
+#   dropout 0.3, 32 px crops, fp32), one run at a time on THREADS threads (2, the study's), seed by seed.
 # Settings (env): OUT=runs/decisive, SEEDS="0 1 2", EPOCHS=6, WARM_EPOCHS=6, CONFIGS (the 9), and any of
 # scripts/repro_move4mnist_cpu.sh's (e.g. SPEED, NTRAIN; SCORES=cpu here). Run it again and it skips every
 # finished run, so the study can be split over several calls; one configuration of one seed:
@@ -32,5 +32,6 @@ export WIDE=${WIDE-}
 # WARM_THREADS=$(nproc) is faster on a bigger machine.
 export THREADS=${THREADS:-${OMP_NUM_THREADS:-2}}
 export WARM_THREADS=${WARM_THREADS:-${OMP_NUM_THREADS:-2}}
+export SUMMARY_FLAGS=${SUMMARY_FLAGS-"--decisive"}  # $OUT/results.md: the first table of docs/RESULTS.md and its curves
 export SCORES=${SCORES-cpu}  # each run stores its per-video validation scores for tools/paired_orderings.py
 exec bash scripts/repro_move4mnist_cpu.sh

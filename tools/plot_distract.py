@@ -133,7 +133,7 @@ def against(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int],
     lines = [f'| model − {NAMES.get(baseline, baseline)} (points; Welch t, df, two-sided p) | '
              + ' | '.join(f'{p}% distracting' for p in fractions) + ' |', '|---|' + '---|' * len(fractions)]
     for config, by_fraction in results.items():
-        if config == baseline:
+        if config == baseline or not any(by_fraction.values()):
             continue
         cells = []
         for p in fractions:

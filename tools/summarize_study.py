@@ -78,8 +78,9 @@ def took_off(run: Dict, level: float) -> bool:
 
 
 def decisive(out: str, configs: List[str], no_profile: bool, level: float,
-             time_seeds: Optional[List[int]] = None) -> str:
-    """The decisive study's table: one row a configuration, in the order given (default: Table 1's).
+             time_seeds: Optional[List[int]] = None, warm: Optional[str] = None) -> str:
+    """The decisive study's table: one row a configuration, in the order given (default: Table 1's), then each
+    row's validation curves (the starting point ``warm``'s first).
     ``time_seeds``: the seeds whose wall times give s/epoch (those that ran on an otherwise idle machine);
     None: every seed."""
     lines = [f'| model | seeds | took off (> {level:g}% val. top-1) | top-1 % (mean ± std) | per seed | '
@@ -97,7 +98,14 @@ def decisive(out: str, configs: List[str], no_profile: bool, level: float,
     seeds = 'seeds' if time_seeds is None else f"seeds {', '.join(map(str, time_seeds))}"
     lines += ['', 'per seed: top-1 % of each finished seed, in seed order.',
               "s/epoch: each run's wall seconds (`done`: training, the validation after each epoch and the "
-              f"final evaluation; not its starting point's) over its epochs, mean over {seeds}."]
+              f"final evaluation; not its starting point's) over its epochs, mean over {seeds}.", '',
+              f'| run | validation top-1 by epoch, seeds in order (the first passing {level:g}% is the take-off) |',
+              '|---|---|']
+    for config in ([warm] if warm else []) + configs:
+        runs = sorted(runs_of(out, config), key=lambda r: r['seed'])
+        if runs:
+            name = f"{config}_s{', s'.join(str(r['seed']) for r in runs)}" + (' (starting points)' if config == warm else '')
+            lines.append(f"| {name} | {' / '.join(curve_text(r['curve']) for r in runs)} |")
     return '\n'.join(lines)
 
 
@@ -183,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         parser.error('name at least one configuration (or --decisive for the 9 of Table 1)')
     if args.decisive:
         configs = [c for c in args.configs if c != args.warm] or list(TABLE1)  # the starting point is no row
-        table = decisive(args.out, configs, args.no_profile, args.took_off, args.time_seeds)
+        table = decisive(args.out, configs, args.no_profile, args.took_off, args.time_seeds, args.warm)
         print(table)
         return table
     if args.brief:
