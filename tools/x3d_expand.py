@@ -6,6 +6,8 @@ keep the one with the best validation top-1 and go on from it:
 
 * ``frames`` (gamma_t, temporal duration): twice the frames at the same sample stride (a longer span);
 * ``rate`` (gamma_tau, frame rate): twice the frames at half the stride (the same span; needs an even stride);
+  the paper's X-Temporal takes a longer clip at a higher rate at once (its X3D-S: 13 frames at stride 6, where
+  X3D-XS has 4 at 12); here the two are separate axes, so that combination takes a ``frames`` and a ``rate`` step;
 * ``size`` (gamma_s), ``width`` (gamma_w), ``bottleneck`` (gamma_b), ``depth`` (gamma_d): the value whose
   measured GMACs (torch's FLOP counter on the meta device, ``tools/profile_model.count_macs``) are nearest twice
   the current ones, found on a grid (sizes in pixels; factors in steps of 1/16 of the current one).
@@ -141,6 +143,7 @@ def train(config: Config, argv: List[str], seed: int) -> Dict[str, float]:
 
 
 def describe(config: Config) -> str:
+    """A configuration in one line: frames T, stride tau, size S, width, bottleneck and depth factors, head."""
     return (f"T={config.frames} tau={config.stride} S={config.size} w={config.width:g} b={config.bottleneck:g} "
             f"d={config.depth:g} head={config.head}")
 
@@ -211,6 +214,7 @@ def table(path: List[Dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The tool's flags: the data, the starting X2D, the search (steps, epochs) and main.py's training recipe."""
     p = argparse.ArgumentParser(description="X3D's greedy expansion search from a tiny X2D (top-1 against GMACs)")
     p.add_argument('dataset', help="main.py's data set name (e.g. move4mnist)")
     p.add_argument('--root_path', required=True, help='the data set root')
@@ -236,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
+    """Run the search; returns what ``OUT/path.json`` holds (every candidate and the chosen path)."""
     args = build_parser().parse_args(argv)
     base = Config(args.frames, args.stride, args.size, args.width, args.bottleneck, args.depth, args.head_width)
     os.makedirs(args.out, exist_ok=True)
