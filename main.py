@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from builder import (adjust_learning_rate, build_dataset, build_model, build_optimizer, dataset_config,
@@ -27,36 +26,10 @@ from ops.checkpoint import (check_writable, link_checkpoint, load_checkpoint, lo
                             remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from ops.chunked import freeze_early_batchnorm
 from ops.dataset_config import DatasetConfig
+from ops.run_log import RunLog
 from ops.runtime import describe_machine, select_device, set_seed
 from ops.train_step import StepTimer, autocast, train_step
 from ops.utils import AverageMeter, correct_topk
-
-
-class RunLog:
-    """Rank 0's text log (``log.csv`` as TSM) and TensorBoard scalars; a silent stub on other ranks."""
-
-    def __init__(self, folder: Optional[str]) -> None:
-        self.folder = folder
-        self.writer = SummaryWriter(log_dir=folder) if folder else None
-        self.file = open(os.path.join(folder, 'log.csv'), 'a') if folder else None
-
-    def line(self, text: str) -> None:
-        if self.file:
-            tqdm.write(text)
-            self.file.write(text + '\n')
-            self.file.flush()
-
-    def scalars(self, values: Dict[str, float], step: int) -> None:
-        if self.writer:
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, step)
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-        if self.file:
-            self.file.close()
 
 
 def to_device(batch, device: torch.device):
