@@ -27,25 +27,26 @@ def test_paired_t_known_values():
     assert r['t'] == pytest.approx(2 * math.sqrt(3)) and r['df'] == 2
     assert r['p_one_sided'] == pytest.approx(0.5 - r['t'] / (2 * math.sqrt(2 + r['t'] ** 2)))
     assert po.paired_t([0.0, 0.0, 0.0])['p_one_sided'] == pytest.approx(0.5)
-    assert r['test'] == 't'
+    assert not r['floored']
 
 
-def test_equal_differences_fall_back_to_the_exact_sign_flip_test():
-    # no spread: t is undefined; of the 2^n sign flips only the observed one reaches the observed mean
-    up = po.paired_t([2.0, 2.0])
-    assert up['test'] == 'sign-flip' and up['p_one_sided'] == pytest.approx(0.25)
-    equal = po.paired_t([(c - 9) / 240 * 100 - c / 240 * 100 for c in (237, 239, 228)])  # -3.75 +- rounding
-    assert equal['test'] == 'sign-flip' and equal['t'] == -math.inf
-    assert equal['p_one_sided'] == pytest.approx(1 - 1 / 8)
-    assert po.verdict(-5.0, -1.0, equal['p_one_sided']) == 'undecided at 5%'  # 3 votes cannot reach 2.5%
-    assert po.verdict(-5.0, -1.0, 1 - 0.5 ** 6) == 'reversed'  # 6 equal votes can (1/64)
+def test_the_spread_is_floored_at_one_video_so_equal_differences_give_a_finite_t():
+    one = 100 / 240  # one video of 240, in points
+    equal = po.paired_t([-3.75, -3.75, -3.75], one)
+    assert equal['floored'] and equal['t'] == pytest.approx(-3.75 / (one / math.sqrt(3)))  # -15.6
+    assert 1 - equal['p_one_sided'] < 0.025  # decided: every seed 9 videos behind
+    near = po.paired_t([-3.75, -3.75, -3.75 - one], one)  # the smallest spread that can be seen: 0.58 video
+    assert near['floored'] and near['t'] < 0
+    assert abs(near['t']) > abs(equal['t'])  # a larger mean effect, the same floored spread: monotone
+    wide = po.paired_t([-1.0, -3.75, -6.5], one)  # a real spread is not touched
+    assert not wide['floored'] and wide['t'] == pytest.approx(po.paired_t([-1.0, -3.75, -6.5])['t'])
+    assert po.paired_t([2.0, 2.0])['t'] == math.inf  # no floor given: the test's limit
     a, b = np.zeros((3, 80), bool), np.zeros((3, 80), bool)
-    a[:, :10] = True  # every seed: +12.5 points
+    a[:, :10] = True  # every seed: +12.5 points, 10 videos of 80
     rows = po.compare({'slope8': dict(enumerate(a)), 'uniform8': dict(enumerate(b))}, 500, 0)
     row = next(r for r in rows if (r['a'], r['b']) == ('slope8', 'uniform8'))
-    assert row['test'] == 'sign-flip' and row['verdict'] == 'undecided at 5%' and row['p_holm'] == pytest.approx(0.25)
-    assert '| equal differences: sign-flip test (3 seeds) | 0.125 | undecided at 5% | 0.250 |' in po.markdown(rows, 80, 500)
-    assert po.paired_t([2.0])['p_one_sided'] is None
+    assert row['floored'] and row['t'] == pytest.approx(12.5 / (1.25 / math.sqrt(3))) and row['verdict'] == 'holds'
+    assert '(2), sd floored at one video |' in po.markdown(rows, 80, 500)
 
 
 def test_identical_runs_differ_by_zero_and_stay_undecided():

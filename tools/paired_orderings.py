@@ -20,10 +20,11 @@ cumulative >= slope >= uniform, and cumulative vs uniform; G in 8, 16) is tested
   assumes the per-seed differences are roughly normal. The Student-t CDF is computed here (no scipy).
 Verdict, at 5% two-sided, from both tests, as the uncertainty has both sources: "holds" when the bootstrap CI is
 above 0 AND the t-test's one-sided p for A > B is below 2.5%; "reversed" when the CI is below 0 AND the one-sided
-p for B > A is below 2.5%; else "undecided at 5%" (with one seed, the t-test cannot be run: the CI alone). When
-every seed differs by the same amount the t statistic is undefined (no spread to scale by, t = ±inf): the exact
-sign-flip test takes its place (one-sided p = 2^-seeds when every difference has the claimed sign, 1/8 with 3
-seeds), so 3 equal differences cannot decide a claim, however large. The ten comparisons are not corrected for multiplicity in the verdict;
+p for B > A is below 2.5%; else "undecided at 5%" (with one seed, the t-test cannot be run: the CI alone). A
+per-seed difference is a count of videos, 100/N points each, so a spread below one video cannot be measured: the
+t-test's standard deviation is taken as at least 100/N points (3 seeds that differ by exactly the same count
+would otherwise give an infinite t; with the floor they weigh as a spread of one video, a little more than the
+smallest spread that can be observed, 0.58 of a video). The ten comparisons are not corrected for multiplicity in the verdict;
 the table's last column gives Holm's adjusted two-sided p of the t-tests over the comparisons run.
 """
 import argparse
@@ -84,21 +85,22 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
-def paired_t(diffs: Sequence[float]) -> Dict[str, Any]:
-    """Paired t-test of per-seed differences: t, df, the one-sided p for a mean above 0 (None with < 2 seeds)
-    and the test used: 't', or 'sign-flip' (exact, p = 2^-n per direction) when every difference is equal."""
+def paired_t(diffs: Sequence[float], resolution: float = 0.0) -> Dict[str, Any]:
+    """Paired t-test of per-seed differences: t, df and the one-sided p for a mean above 0 (None with < 2 seeds).
+
+    ``resolution``: the smallest difference that can be measured (100/N points for N videos); the standard
+    deviation is taken as at least that (``floored`` says when it was), so equal differences give a finite t."""
     n = len(diffs)
     if n < 2:
-        return {'t': None, 'df': n - 1, 'p_one_sided': None, 'test': None}
+        return {'t': None, 'df': n - 1, 'p_one_sided': None, 'floored': False}
     mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences (top-1s are counts / videos: rounding only)
-        if mean == 0:
-            return {'t': 0.0, 'df': n - 1, 'p_one_sided': 0.5, 'test': 't'}
-        tail = 0.5 ** n  # every sign flip but the observed one gives a smaller mean
-        return {'t': math.copysign(math.inf, mean), 'df': n - 1, 'p_one_sided': tail if mean > 0 else 1.0 - tail,
-                'test': 'sign-flip'}
-    t = mean / (sd / math.sqrt(n))
-    return {'t': t, 'df': n - 1, 'p_one_sided': 1.0 - t_cdf(t, n - 1), 'test': 't'}
+    floored = sd < resolution
+    sd = max(sd, resolution)
+    if sd <= 1e-9 * max(1.0, abs(mean)):  # no floor given and equal differences: the test's limit
+        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    else:
+        t = mean / (sd / math.sqrt(n))
+    return {'t': t, 'df': n - 1, 'p_one_sided': 1.0 - t_cdf(t, n - 1), 'floored': floored}
 
 
 def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10000,
@@ -195,7 +197,7 @@ def compare(table: Dict[str, Dict[int, np.ndarray]], resamples: int, seed: int,
             ca, cb = np.stack([table[a][s] for s in seeds]), np.stack([table[b][s] for s in seeds])
             row.update(paired_bootstrap(ca, cb, resamples, seed))
             row['per_seed'] = [100.0 * float(ca[i].mean() - cb[i].mean()) for i in range(len(seeds))]
-            row.update(paired_t(row['per_seed']))
+            row.update(paired_t(row['per_seed'], 100.0 / ca.shape[1]))
             row['verdict'] = verdict(row['ci_low'], row['ci_high'], row['p_one_sided'])
         results.append(row)
     two_sided = [None if r.get('p_one_sided') is None else 2 * min(r['p_one_sided'], 1 - r['p_one_sided'])
@@ -216,8 +218,8 @@ def markdown(results: List[Dict], videos: int, resamples: int) -> str:
             lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | 0 | — | — | — | — | — | not run | — |")
             continue
         t = '—' if r['t'] is None else f"{r['t']:.2f} ({r['df']})"
-        if r.get('test') == 'sign-flip':
-            t = f"equal differences: sign-flip test ({len(r['seeds'])} seeds)"
+        if r.get('floored'):
+            t += ', sd floored at one video'
         p = '—' if r['p_one_sided'] is None else f"{r['p_one_sided']:.3f}"
         holm_p = '—' if r.get('p_holm') is None else f"{r['p_holm']:.3f}"
         lines.append(f"| {r['claim']} | {r['a']} | {r['b']} | {len(r['seeds'])} | {r['effect']:+.2f} | "
