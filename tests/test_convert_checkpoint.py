@@ -49,6 +49,8 @@ def test_the_stored_config_is_read_to_two_levels():
     assert values['MODEL.ARCH'] == 'x3d' and values['SLOWFAST.ALPHA'] == '8' and values['DATA.INPUT_CHANNEL_NUM'] == ''
     assert convert_checkpoint.config_values({'DATA': {'NUM_FRAMES': 4}, 'RNG_SEED': 0}) == {'DATA.NUM_FRAMES': '4'}
     assert convert_checkpoint.config_values(None) == {}
+    flow = convert_checkpoint.config_values('SLOWFAST: {ALPHA: 8, FUSION_KERNEL_SZ: 5}\nRNG_SEED: 0\n')
+    assert flow == {'SLOWFAST.ALPHA': '8', 'SLOWFAST.FUSION_KERNEL_SZ': '5'}  # an older PyYAML's flow style
 
 
 def test_an_x3d_file_is_checked_against_its_config_as_xs_s_and_m_share_every_shape(tmp_path, capsys):
@@ -75,6 +77,10 @@ def test_slowfasts_alpha_comes_from_the_flag_the_config_or_the_lateral_kernel(tm
     with pytest.raises(CheckpointError, match='temporal kernel 3.*--slowfast_alpha'):
         convert_checkpoint.check_variant('slowfast_r50', odd, {}, None, src)
     assert convert_checkpoint.check_variant('slowfast_r50', build_slowfast(alpha=4).state_dict(), {}, None, src) == 4
+    with pytest.raises(CheckpointError, match='SLOWFAST.ALPHA 4, whose published lateral kernel is 7, but .* 5'):
+        convert_checkpoint.check_variant('slowfast_r50', state, {'SLOWFAST.ALPHA': '4'}, None, src)
+    with pytest.raises(CheckpointError, match="SLOWFAST.ALPHA '2'.*published alphas \\[4, 8\\]"):
+        convert_checkpoint.check_variant('slowfast_r50', state, {'SLOWFAST.ALPHA': '2'}, None, src)
 
 
 @pytest.mark.parametrize('arch,alpha,frames', [('x3d_xs', None, 4), ('slowfast_r50', 8, 16)])

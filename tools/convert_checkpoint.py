@@ -161,11 +161,16 @@ def config_values(cfg: Any) -> Dict[str, str]:
         key, colon, value = line.strip().partition(':')
         if not colon or line.lstrip().startswith('#'):
             continue
-        indent = len(line) - len(line.lstrip())
+        indent, value = len(line) - len(line.lstrip()), value.strip()
         if indent == 0:
             section = key
+            if value.startswith('{') and value.endswith('}'):  # an older PyYAML's flow style: {ALPHA: 8, ...}
+                for item in value[1:-1].split(','):
+                    inner, colon, inner_value = item.partition(':')
+                    if colon:
+                        values[f'{key}.{inner.strip()}'] = inner_value.strip()
         elif section is not None and indent == 2:
-            values[f'{section}.{key}'] = value.strip()
+            values[f'{section}.{key}'] = value
     return values
 
 
@@ -189,18 +194,25 @@ def check_variant(arch: str, state: Dict[str, torch.Tensor], cfg: Dict[str, str]
     if arch != 'slowfast_r50':
         return alpha
     from archs.slowfast import FUSION_KERNELS
-    stored = cfg.get('SLOWFAST.ALPHA')
-    if stored is not None and alpha is not None and stored != str(alpha):
-        raise CheckpointError(f"{src}: its config has SLOWFAST.ALPHA {stored}, --slowfast_alpha {alpha}")
-    if alpha is None and stored is not None:
-        return int(stored)
+    by_kernel = {k: a for a, k in FUSION_KERNELS.items()}
     weight = state.get('blocks.0.multipathway_fusion.conv_fast_to_slow.weight')
-    if alpha is None and weight is not None:
-        by_kernel = {k: a for a, k in FUSION_KERNELS.items()}
-        if weight.shape[2] not in by_kernel:
-            raise CheckpointError(f"{src}: its lateral connections have temporal kernel {weight.shape[2]}, not a "
+    kernel = None if weight is None or weight.dim() != 5 else weight.shape[2]
+    stored = cfg.get('SLOWFAST.ALPHA')
+    if stored is not None:
+        if stored not in {str(a) for a in FUSION_KERNELS}:
+            raise CheckpointError(f"{src}: its config has SLOWFAST.ALPHA {stored!r}; this converter knows the "
+                                  f"published alphas {sorted(FUSION_KERNELS)}")
+        if alpha is not None and stored != str(alpha):
+            raise CheckpointError(f"{src}: its config has SLOWFAST.ALPHA {stored}, --slowfast_alpha {alpha}")
+        if kernel is not None and kernel != FUSION_KERNELS[int(stored)]:
+            raise CheckpointError(f"{src}: its config has SLOWFAST.ALPHA {stored}, whose published lateral kernel "
+                                  f"is {FUSION_KERNELS[int(stored)]}, but its lateral connections have {kernel}")
+        return int(stored)
+    if alpha is None and kernel is not None:
+        if kernel not in by_kernel:
+            raise CheckpointError(f"{src}: its lateral connections have temporal kernel {kernel}, not a "
                                   f"published one ({by_kernel}): pass --slowfast_alpha")
-        return by_kernel[weight.shape[2]]
+        return by_kernel[kernel]
     return alpha
 
 

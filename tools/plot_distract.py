@@ -113,7 +113,7 @@ def markdown(results: Dict[str, Dict[int, List[Dict]]], fractions: Sequence[int]
 
 def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Dict[str, float]]:
     """Welch's t-test of mean(a) - mean(b): difference, t, Welch-Satterthwaite df and two-sided p; None when a
-    side has fewer than 2 values or both have no spread (p 0 when only the difference is exact)."""
+    side has fewer than 2 values or neither side has any spread (nothing to scale the difference by)."""
     from tools.paired_orderings import t_cdf
     if len(a) < 2 or len(b) < 2:
         return None

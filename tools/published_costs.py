@@ -29,16 +29,17 @@ PUBLISHED_CLIP_GMACS = {
 }
 
 
-# pytorchvideo's model zoo (Kinetics-400 table: fvcore's count, which also counts elementwise operations, so
-# 3-8% above torch's FlopCounterMode for X3D; docs/PERFORMANCE.md) with pytorchvideo 0.1.5's own models measured
-# under torch's counter beside it. Key: (arch, frames, crop size, SlowFast alpha or None).
+# pytorchvideo's model zoo (Kinetics-400 table: fvcore's count, which adds training-mode BatchNorm, 5 operations
+# an element, to the convolutions and linear layers, where torch's FlopCounterMode counts no BatchNorm: 7.8-8.6%
+# above it for X3D; SlowFast 8x8's 65.71 counts no BatchNorm; docs/PERFORMANCE.md) with pytorchvideo 0.1.5's own
+# models measured under torch's counter beside it. Key: (arch, frames, crop size, SlowFast alpha or None).
 ZOO = "pytorchvideo model zoo (fvcore; pytorchvideo's own model under torch's counter: {:.3f})"
 PYTORCHVIDEO_ZOO_GMACS = {
     ('x3d_xs', 4, 182, None): {'gmacs': 0.91, 'source': ZOO.format(0.8439)},
     ('x3d_s', 13, 182, None): {'gmacs': 2.96, 'source': ZOO.format(2.7270)},
     ('x3d_m', 16, 256, None): {'gmacs': 6.72, 'source': ZOO.format(6.1857)},
     ('slowfast_r50', 32, 256, 4): {'gmacs': 65.71, 'source': ZOO.format(65.712)},
-    ('slowfast_r50', 32, 256, 8): {'gmacs': 36.69, 'source': ZOO.format(36.102) + '; 36.69 is fusion kernel 7\'s'},
+    ('slowfast_r50', 32, 256, 8): {'gmacs': 36.69, 'source': ZOO.format(36.102)},
 }
 
 
@@ -64,5 +65,8 @@ def published_row(args: argparse.Namespace) -> Optional[dict]:
     if args.cluster != 'none' or args.modality != 'RGB':
         return None
     key = (args.arch, args.num_segments, args.img_size)
-    alpha = (getattr(args, 'slowfast_alpha', None) or 4) if args.arch == 'slowfast_r50' else None
+    alpha = None
+    if args.arch == 'slowfast_r50':
+        from archs import backbone_option_defaults
+        alpha = getattr(args, 'slowfast_alpha', None) or backbone_option_defaults(args.arch)['alpha']
     return PUBLISHED_CLIP_GMACS.get(key) or PYTORCHVIDEO_ZOO_GMACS.get(key + (alpha,))

@@ -9,9 +9,9 @@ run's validation top-1 by epoch (``log.csv``) with the epoch it first passes 50%
 only a short table (each model, the frames it sees, GMACs, top-1 and time) and where the runs are
 (``scripts/quickstart.sh``). ``--decisive`` prints the decisive study's table (docs/RESULTS.md, first; the
 configurations default to the paper's 9 of Table 1, in its order): seeds, how many took off (passed
-``--took_off`` % validation top-1 at some epoch), top-1 mean ± std, the paper's figure, GMACs, seconds per epoch.
-``--warm``'s configuration is no row of it, so that scripts/repro_move4mnist_cpu.sh prints it with
-``SUMMARY_FLAGS=--decisive``.
+``--took_off`` % validation top-1 at some epoch), top-1 mean ± std, the paper's figure, GMACs, seconds per epoch;
+then each row's validation curves, seeds in order, the ``--warm`` starting points' first (they are no row of the
+table). scripts/repro_decisive_cpu.sh prints it (``SUMMARY_FLAGS=--decisive``, its default).
 """
 import argparse
 import json
