@@ -11,10 +11,14 @@
 #   CONFIGS=slope16 SEEDS=1 bash scripts/repro_decisive_cpu.sh
 # re-trains only that run when its folder is removed (rm -r runs/decisive/{checkpoint,log}/slope16_s1).
 # Then: python tools/paired_orderings.py runs/decisive   (the paper's orderings, paired over seeds and videos)
-# Expected figures: docs/RESULTS.md, "The decisive study" (2 idle cores, fp32, torch 2.14.1: 78 min). Top-1 %
-# of seeds 0, 1, 2 (every run took off): tsm8 91.25 91.67 87.08; tsm16 94.17 99.58 95.00; tsmall 87.50 97.08
-# 85.42; uniform8 98.75 99.58 95.00; slope8 95.00 95.83 91.25; cumulative8 95.42 97.50 93.33; uniform16 96.67
-# 98.75 96.67; slope16 93.33 96.25 93.33; cumulative16 94.17 98.75 93.33 (the TSM-2 starts: 55.0 54.2 51.7).
+# Expected figures: docs/RESULTS.md, "The decisive study" (fp32, torch 2.14.1, 2 threads; exact on the same CPU
+# model, within the spread elsewhere). Top-1 % of seeds 0, 1, 2 (every run took off) on a 2-core AMD EPYC without
+# AMX (107 min): tsm8 91.67 92.92 94.17; tsm16 90.00 99.17 95.83; tsmall 90.83 86.25 97.50; uniform8 97.92 99.17
+# 99.17; slope8 93.75 97.08 97.08; cumulative8 95.83 97.08 96.67; uniform16 97.50 98.75 98.33; slope16 93.33 95.83
+# 96.25; cumulative16 92.50 97.92 97.92 (the TSM-2 starts: 57.08 53.33 52.50). On a 2-core Intel Xeon (78 min):
+# tsm8 91.25 91.67 87.08; tsm16 94.17 99.58 95.00; tsmall 87.50 97.08 85.42; uniform8 98.75 99.58 95.00; slope8
+# 95.00 95.83 91.25; cumulative8 95.42 97.50 93.33; uniform16 96.67 98.75 96.67; slope16 93.33 96.25 93.33;
+# cumulative16 94.17 98.75 93.33 (the TSM-2 starts: 55.0 54.2 51.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OUT=${OUT:-runs/decisive}
