@@ -57,12 +57,15 @@ def test_an_x3d_file_is_checked_against_its_config_as_xs_s_and_m_share_every_sha
     src = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'X3D_S.pyth', X3D_S_CFG)
     assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_m']) == 1
     err = capsys.readouterr().err
-    assert src in err and '13 frames at 160 px' in err and 'the file holds x3d_s' in err
+    assert src in err and '13 frames at 160 px' in err and 'the file holds x3d_s; pass --arch x3d_s' in err
     assert not (tmp_path / 'o.pth.tar').exists()
     assert convert_checkpoint.main([src, str(tmp_path / 'o.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_s']) == 0
     bare = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'bare.pyth')
     assert convert_checkpoint.main([bare, str(tmp_path / 'b.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_m']) == 0
     assert 'holds no training config' in capsys.readouterr().err  # said, as it cannot be checked
+    tuned = pytorchvideo_file(build_x3d('x3d_s'), tmp_path / 'tuned.pyth', X3D_S_CFG.replace('13', '8'))
+    assert convert_checkpoint.main([tuned, str(tmp_path / 't.pth.tar'), '--from', 'pytorchvideo', '--arch', 'x3d_s']) == 0
+    assert 'trained 8 frames at 160 px, x3d_s 13 at 160, no published' in capsys.readouterr().err  # a fine-tuned file
 
 
 def test_slowfasts_alpha_comes_from_the_flag_the_config_or_the_lateral_kernel(tmp_path, capsys):

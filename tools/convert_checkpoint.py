@@ -175,21 +175,24 @@ def config_values(cfg: Any) -> Dict[str, str]:
 
 
 def check_variant(arch: str, state: Dict[str, torch.Tensor], cfg: Dict[str, str], alpha: Optional[int],
-                  src: str) -> Optional[int]:
+                  src: str, notes: Optional[List[str]] = None) -> Optional[int]:
     """The SlowFast alpha to build (``alpha``, else the file's config's, else the zoo's for its lateral kernel:
     7 -> 4, 5 -> 8); for X3D, the file's config (clip frames, training crop) checked against ``arch``, as
-    X3D-XS, -S and -M share every weight shape. Raises ``CheckpointError`` naming the mismatch."""
+    X3D-XS, -S and -M share every weight shape. Raises ``CheckpointError`` when the config names another known
+    variant; a config that matches none is appended to ``notes`` (the file may be a fine-tuned one)."""
     if arch.startswith('x3d'):
         from archs.x3d import X3D_SPECS
         spec = X3D_SPECS[arch]
-        for key, ours in (('DATA.NUM_FRAMES', spec.frames), ('DATA.TRAIN_CROP_SIZE', spec.train_size)):
-            if key in cfg and cfg[key] != str(ours):
-                found = [a for a, sp in X3D_SPECS.items()
-                         if str(sp.frames) == cfg.get('DATA.NUM_FRAMES') and str(sp.train_size) == cfg.get('DATA.TRAIN_CROP_SIZE')]
-                raise CheckpointError(f"{src}: its config trained {cfg.get('DATA.NUM_FRAMES', '?')} frames at "
-                                      f"{cfg.get('DATA.TRAIN_CROP_SIZE', '?')} px ({key} {cfg[key]}), {arch} "
-                                      f"{spec.frames} at {spec.train_size}: the file holds "
-                                      f"{found[0] if found else 'another X3D'}; pass --arch accordingly")
+        trained = (cfg.get('DATA.NUM_FRAMES'), cfg.get('DATA.TRAIN_CROP_SIZE'))
+        if trained == (None, None) or trained == (str(spec.frames), str(spec.train_size)):
+            return None
+        found = [a for a, sp in X3D_SPECS.items() if trained == (str(sp.frames), str(sp.train_size))]
+        said = f"{src}: its config trained {trained[0] or '?'} frames at {trained[1] or '?'} px, {arch} " \
+               f"{spec.frames} at {spec.train_size}"
+        if found:
+            raise CheckpointError(f"{said}: the file holds {found[0]}; pass --arch {found[0]}")
+        if notes is not None:
+            notes.append(f"{said}, no published X3D's: the head window and input size are {arch}'s")
         return None
     if arch != 'slowfast_r50':
         return alpha
@@ -265,7 +268,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.source == 'pytorchvideo':
         try:
             state, cfg = read_pytorchvideo(args.src, args.trust)
-            alpha = check_variant(args.arch, state, cfg, args.slowfast_alpha, args.src)
+            notes: List[str] = []
+            alpha = check_variant(args.arch, state, cfg, args.slowfast_alpha, args.src, notes)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
             if args.arch in ('x3d_xs', 'x3d_s', 'x3d_m') and 'DATA.NUM_FRAMES' not in cfg:
                 print(f"note: {args.src} holds no training config, and X3D-XS, -S and -M share every weight shape: "
                       f"the file is taken as {args.arch} (its head window and input size), unchecked", file=sys.stderr)
