@@ -266,7 +266,7 @@ def complete_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--slowfast_alpha only applies with --arch slowfast_r50 (not {args.arch})")
     if args.slowfast_slow_frames is not None and 'slow_frames' not in backbone_option_names(args.arch):
         parser.error(f"--slowfast_slow_frames only applies with --arch slowfast_r50 (not {args.arch})")
-    alpha = args.slowfast_alpha or backbone_option_defaults(args.arch).get('alpha')
+    alpha = slowfast_alpha(args)
     if args.slowfast_slow_frames == 'linspace' and args.cluster == 'none' and args.num_segments % alpha:
         parser.error(f"--slowfast_slow_frames linspace takes --num_segments / alpha Slow frames: --num_segments "
                      f"{args.num_segments} is not a multiple of alpha {alpha}")
@@ -335,10 +335,15 @@ def check_multigrid(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                      f"--multigrid short")
     if args.cluster == 'none' and args.temporal_pool and any(t % 2 for t in frames):
         parser.error(f"--multigrid long with --temporal_pool: {what} must all be even")
-    alpha = args.slowfast_alpha or backbone_option_defaults(args.arch).get('alpha')  # the builder's default
+    alpha = slowfast_alpha(args)  # the builder's default when unset
     if args.cluster == 'none' and 'alpha' in backbone_option_names(args.arch) and any(t % alpha for t in frames):
         parser.error(f"--multigrid long with --arch {args.arch}: {what} must be multiples of alpha {alpha}: "
                      f"--num_segments a multiple of {4 * alpha}")
+
+
+def slowfast_alpha(args: argparse.Namespace) -> Optional[int]:
+    """The network's alpha: ``--slowfast_alpha``, else the arch's builder default (None for an arch without one)."""
+    return args.slowfast_alpha or backbone_option_defaults(args.arch).get('alpha')
 
 
 def cluster_problem(cluster: str, num_segments: int, frames: Union[int, str, None]) -> Optional[str]:

@@ -184,7 +184,12 @@ def check_variant(arch: str, state: Dict[str, torch.Tensor], cfg: Dict[str, str]
         from archs.x3d import X3D_SPECS
         spec = X3D_SPECS[arch]
         trained = (cfg.get('DATA.NUM_FRAMES'), cfg.get('DATA.TRAIN_CROP_SIZE'))
-        if trained == (None, None) or trained == (str(spec.frames), str(spec.train_size)):
+        if trained == (None, None):
+            if notes is not None and arch != 'x3d_l':  # X3D-L alone has its own depth
+                notes.append(f"{src} holds no training config, and X3D-XS, -S and -M share every weight shape: "
+                             f"the file is taken as {arch} (its head window and input size), unchecked")
+            return None
+        if trained == (str(spec.frames), str(spec.train_size)):
             return None
         found = [a for a, sp in X3D_SPECS.items() if trained == (str(sp.frames), str(sp.train_size))]
         said = f"{src}: its config trained {trained[0] or '?'} frames at {trained[1] or '?'} px, {arch} " \
@@ -272,9 +277,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             alpha = check_variant(args.arch, state, cfg, args.slowfast_alpha, args.src, notes)
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
-            if args.arch in ('x3d_xs', 'x3d_s', 'x3d_m') and 'DATA.NUM_FRAMES' not in cfg:
-                print(f"note: {args.src} holds no training config, and X3D-XS, -S and -M share every weight shape: "
-                      f"the file is taken as {args.arch} (its head window and input size), unchecked", file=sys.stderr)
             out = from_pytorchvideo(state, args.arch, args.src, alpha)
             save_checkpoint(out, args.dst)
         except CheckpointError as err:

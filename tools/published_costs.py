@@ -65,8 +65,6 @@ def published_row(args: argparse.Namespace) -> Optional[dict]:
     if args.cluster != 'none' or args.modality != 'RGB':
         return None
     key = (args.arch, args.num_segments, args.img_size)
-    alpha = None
-    if args.arch == 'slowfast_r50':
-        from archs import backbone_option_defaults
-        alpha = getattr(args, 'slowfast_alpha', None) or backbone_option_defaults(args.arch)['alpha']
+    from opts import slowfast_alpha
+    alpha = slowfast_alpha(args)
     return PUBLISHED_CLIP_GMACS.get(key) or PYTORCHVIDEO_ZOO_GMACS.get(key + (alpha,))
